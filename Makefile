@@ -1,0 +1,47 @@
+# voxbench — the two entry points are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.voxbench-installed
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint venv system docker images clean
+
+help:
+	@echo "make demo   run bench.yml end to end on the embedded default (stand-ins on this machine)"
+	@echo "make test   install what the tests need and run the whole suite"
+	@echo "make lint   ruff and ansible-lint"
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxbench needs Python >= 3.11; set PYTHON=python3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+	# torch first and by exact version: the constraints name the CPU build for this machine.
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e '.[judge,test]'
+	touch $@
+
+venv: $(STAMP)
+
+system:
+	@bash scripts/ensure-system.sh
+
+docker: system
+	@bash scripts/ensure-docker.sh
+
+images: venv docker
+	$(BIN)/voxbench images build
+
+test: venv docker
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: venv docker
+	@echo "make demo arrives with the pipeline (bench.yml); see README.md"
+	@exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,82 @@
+"""The ``voxbench`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bench_py import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voxbench")
+def main() -> None:
+    """Decide with evidence whether a new voice-cloning TTS engine should replace production."""
+
+
+@main.group()
+def standin() -> None:
+    """Run the stand-ins that play the GPU world on a machine without one."""
+
+
+_PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@standin.command("tts", context_settings=_PASSTHROUGH)
+@click.pass_context
+def standin_tts(ctx: click.Context) -> None:
+    """Streaming TTS server over a real engine (arguments: voxbench standin tts --help)."""
+    from bench_py.standins import tts_server
+
+    tts_server.main(ctx.args)
+
+
+@standin.command("cotenant", context_settings=_PASSTHROUGH)
+@click.pass_context
+def standin_cotenant(ctx: click.Context) -> None:
+    """Co-tenant LLM stand-in doing real CPU work (arguments: voxbench standin cotenant --help)."""
+    from bench_py.standins import cotenant_server
+
+    cotenant_server.main(ctx.args)
+
+
+@main.group()
+def images() -> None:
+    """Docker images of the stand-ins, built from Debian packages (no registry)."""
+
+
+@images.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when cached images match the inputs.")
+def images_build(force: bool) -> None:
+    """Build the stand-in images, or confirm the cached ones are current."""
+    from bench_py.standins.images import ImageBuildError, build_standins
+
+    try:
+        tags = build_standins(force=force, progress=lambda line: click.echo(line, err=True))
+    except ImageBuildError as error:
+        raise click.ClickException(str(error)) from None
+    for role, tag in tags.items():
+        click.echo(f"{role}\t{tag}")
+
+
+@main.group()
+def reference() -> None:
+    """Reference clips for cloning."""
+
+
+@reference.command("default")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def reference_default(path: str) -> None:
+    """Write the default reference clip (a voice neither stand-in engine speaks with) to PATH."""
+    from bench_py.standins.reference import synthesize_reference
+
+    try:
+        pcm = synthesize_reference(path)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{path}\t{pcm.duration_s:.2f} s at {pcm.rate} Hz")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Install paths of the engine under test and adapters for incumbents."""

@@ -1,0 +1,1 @@
+"""Judging: speaker similarity, blind pairing, scores, statistics, the decision rule."""

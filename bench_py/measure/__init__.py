@@ -1,0 +1,1 @@
+"""Measurement: streaming client, decoders, timings, memory, co-tenant probe."""

@@ -1,0 +1,1 @@
+"""The run: state machine, dispatcher, results files, report, artifacts branch."""

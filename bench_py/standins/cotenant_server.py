@@ -1,0 +1,147 @@
+"""Stand-in co-tenant LLM: an OpenAI-compatible chat endpoint that does real CPU work.
+
+Each completion hashes a buffer once per "token", so its latency rises for real when the
+host's CPU is contended, as a production LLM's does when a benchmark shares its machine.
+The server reports its own processing time in ``X-Server-Processing-Ms`` so a client can
+tell queueing and network from work. ``POST /admin/degrade`` slows it down (more work per
+token, not a sleep) or makes it fail, for the fault tests of the co-tenant gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from aiohttp import web
+
+log = logging.getLogger("voxbench.standin.cotenant")
+
+_WORDS = ("the", "model", "answers", "slowly", "when", "memory", "is", "shared", "with", "speech")
+_BLOCK = b"\x5a" * 65536  # hashlib releases the GIL on buffers this size: work runs beside the loop
+
+
+@dataclass
+class Degradation:
+    factor: float = 1.0  # multiplies the work per token
+    fail: bool = False  # answer 503 to every completion
+
+
+def do_work(tokens: int, rounds_per_token: int) -> str:
+    """Real CPU work: chained SHA-256 over a 64 KiB block, ``rounds_per_token`` per token."""
+    digest = b""
+    words = []
+    for _ in range(tokens):
+        for _ in range(rounds_per_token):
+            digest = hashlib.sha256(digest + _BLOCK).digest()
+        words.append(_WORDS[digest[0] % len(_WORDS)])
+    return " ".join(words)
+
+
+class CotenantServer:
+    def __init__(self, model: str, rounds_per_token: int) -> None:
+        self.model = model
+        self.rounds_per_token = rounds_per_token
+        self.degradation = Degradation()
+        # One completion at a time, like a single-sequence LLM server.
+        self._engine_lock = asyncio.Lock()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/admin/degrade", self.get_degrade)
+        app.router.add_post("/admin/degrade", self.set_degrade)
+        return app
+
+    async def health(self, _request: web.Request) -> web.Response:
+        # Health answers 200 even when degraded: that is the trap voxbench must see through.
+        return web.json_response({"status": "ok", "standin": True, "model": self.model})
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def get_degrade(self, _request: web.Request) -> web.Response:
+        return web.json_response(asdict(self.degradation))
+
+    async def set_degrade(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            return _error("the body must be a JSON object", 400)
+        factor = body.get("factor", 1.0)
+        fail = body.get("fail", False)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1.0:
+            return _error("'factor' must be a number >= 1 (1 = normal speed)", 400)
+        if not isinstance(fail, bool):
+            return _error("'fail' must be a boolean", 400)
+        self.degradation = Degradation(float(factor), fail)
+        log.info("degradation set to %s", self.degradation)
+        return web.json_response(asdict(self.degradation))
+
+    async def chat(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error("the body must be JSON", 400)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error("'messages' must be a non-empty list", 400)
+        max_tokens = body.get("max_tokens", 16)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+            return _error("'max_tokens' must be an integer from 1 to 4096", 400)
+        if self.degradation.fail:
+            return _error("the model is failing (degraded by /admin/degrade)", 503)
+        rounds = max(1, int(self.rounds_per_token * self.degradation.factor))
+        async with self._engine_lock:
+            started = time.perf_counter()
+            text = await asyncio.get_running_loop().run_in_executor(None, do_work, max_tokens, rounds)
+            processing_ms = (time.perf_counter() - started) * 1000
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
+        answer = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": max_tokens,
+                "total_tokens": prompt_tokens + max_tokens,
+            },
+        }
+        headers = {"X-Server-Processing-Ms": f"{processing_ms:.3f}", "X-Voxbench-Standin": "cotenant-server"}
+        return web.json_response(answer, headers=headers)
+
+
+def _error(message: str, status: int) -> web.Response:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="voxbench-standin-cotenant", description=__doc__.split("\n\n")[0])
+    cli.add_argument("--host", default="127.0.0.1")
+    cli.add_argument("--port", type=int, default=8000)
+    cli.add_argument("--model", default="google/gemma-standin")
+    cli.add_argument(
+        "--rounds-per-token",
+        type=int,
+        default=40,
+        help="SHA-256 rounds over 64 KiB per generated token (sets the baseline latency)",
+    )
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = CotenantServer(args.model, args.rounds_per_token)
+    web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Docker images for the stand-ins, built from Debian packages with no registry.
+
+Two steps, each cached by a hash of its inputs so a rebuild happens only when they change:
+
+1. base: ``debootstrap --variant=minbase`` a Debian root filesystem holding Python, aiohttp,
+   numpy and the speech engines, then ``docker import`` it (no image is ever pulled);
+2. app: ``docker build`` on top of the local base (the legacy builder resolves ``FROM``
+   locally) adding ``bench_py`` and the command of each stand-in.
+
+The stand-in code in the images uses only numpy, aiohttp and the standard library, so the
+Debian packages are all it needs; this is what makes voxbench usable on air-gapped hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+#: Bump when the way images are assembled changes (forces a rebuild everywhere).
+RECIPE_VERSION = 1
+BASE_REPOSITORY = "voxbench/standin-base"
+LABEL_INPUTS = "io.voxbench.inputs"
+LABEL_ROLE = "io.voxbench.standin"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # bench_py/
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    packages: tuple[str, ...] = (
+        "python3",
+        "python3-aiohttp",
+        "python3-numpy",
+        "espeak-ng",
+        "flite",
+        "festival",
+        "festvox-us-slt-hts",
+    )
+
+    def digest(self) -> str:
+        payload = json.dumps({"recipe": asdict(self), "version": RECIPE_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def tag(self) -> str:
+        return f"{BASE_REPOSITORY}:{self.digest()}"
+
+
+@dataclass(frozen=True)
+class StandinImage:
+    """One stand-in program packaged as an image."""
+
+    role: str  # "tts" or "cotenant"
+    module: str
+    port: int
+    args: tuple[str, ...] = field(default=())
+
+    @property
+    def repository(self) -> str:
+        return f"voxbench/standin-{self.role}"
+
+
+STANDINS = (
+    StandinImage("tts", "bench_py.standins.tts_server", 8091),
+    StandinImage("cotenant", "bench_py.standins.cotenant_server", 8000),
+)
+
+
+class ImageBuildError(RuntimeError):
+    """Building a stand-in image failed; the message says which step and why."""
+
+
+def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def source_digest(root: Path = PACKAGE_ROOT) -> str:
+    """Hash of every Python file in ``bench_py``: what the app layer copies."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def build_base(client: docker.DockerClient, recipe: BaseRecipe, progress: Progress = print) -> str:
+    """Debootstrap and import the base image unless one with the same inputs exists."""
+    if _image_exists(client, recipe.tag):
+        progress(f"base image {recipe.tag} is up to date")
+        return recipe.tag
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap is not installed; install it (apt-get install debootstrap)")
+    progress(f"building base image {recipe.tag} with debootstrap ({recipe.suite}, {len(recipe.packages)} packages)")
+    with tempfile.TemporaryDirectory(prefix="voxbench-rootfs-") as workdir:
+        rootfs = os.path.join(workdir, "rootfs")
+        command = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(recipe.packages)}",
+            recipe.suite,
+            rootfs,
+            recipe.mirror,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise ImageBuildError(f"debootstrap failed (exit {result.returncode}):\n{tail}")
+        # Package caches and lists only make the image larger; nothing in it runs apt.
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(os.path.join(rootfs, leftover), ignore_errors=True)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        labels = [f"LABEL {LABEL_INPUTS}={recipe.digest()}", "ENV LANG=C.UTF-8"]
+        change_args = [arg for change in labels for arg in ("--change", change)]
+        imported = subprocess.run(
+            ["docker", "import", *change_args, "-", recipe.tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert tar.stdout is not None
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise ImageBuildError(f"docker import failed: {imported.stderr.strip()}")
+    progress(f"base image {recipe.tag} imported")
+    return recipe.tag
+
+
+def _dockerfile(base: str, standin: StandinImage, inputs: str) -> str:
+    command = json.dumps(
+        ["python3", "-m", standin.module, "--host", "0.0.0.0", "--port", str(standin.port), *standin.args]
+    )
+    return "\n".join(
+        [
+            f"FROM {base}",
+            "COPY bench_py /opt/voxbench/bench_py",
+            "ENV PYTHONPATH=/opt/voxbench PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
+            f'LABEL {LABEL_ROLE}="{standin.role}" {LABEL_INPUTS}="{inputs}"',
+            f"EXPOSE {standin.port}",
+            f"CMD {command}",
+            "",
+        ]
+    )
+
+
+def build_standins(
+    client: docker.DockerClient | None = None,
+    recipe: BaseRecipe | None = None,
+    force: bool = False,
+    progress: Progress = print,
+) -> dict[str, str]:
+    """Build (or find cached) images for every stand-in; returns ``{role: tag}``.
+
+    Each image is also tagged ``:latest`` so playbooks and users can name it without a hash.
+    """
+    client = client or docker.from_env()
+    recipe = recipe or BaseRecipe()
+    if force:
+        for tag in [recipe.tag] + [f"{s.repository}:latest" for s in STANDINS]:
+            if _image_exists(client, tag):
+                client.images.remove(tag, force=True)
+    base = build_base(client, recipe, progress)
+    inputs = hashlib.sha256(f"{recipe.digest()}:{source_digest()}:{RECIPE_VERSION}".encode()).hexdigest()[:16]
+    tags: dict[str, str] = {}
+    for standin in STANDINS:
+        tag = f"{standin.repository}:{inputs}"
+        if not _image_exists(client, tag):
+            progress(f"building {tag}")
+            with tempfile.TemporaryDirectory(prefix="voxbench-image-") as context:
+                shutil.copytree(
+                    PACKAGE_ROOT,
+                    os.path.join(context, "bench_py"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
+                Path(context, "Dockerfile").write_text(_dockerfile(base, standin, inputs))
+                try:
+                    client.images.build(path=context, tag=tag, rm=True, pull=False, forcerm=True)
+                except (docker.errors.BuildError, docker.errors.APIError) as error:
+                    raise ImageBuildError(f"docker build of {tag} failed: {error}") from None
+        else:
+            progress(f"{tag} is up to date")
+        client.images.get(tag).tag(standin.repository, "latest")
+        tags[standin.role] = tag
+    return tags

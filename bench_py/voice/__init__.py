@@ -1,0 +1,1 @@
+"""Phase A0: reference clips of the target speaker."""

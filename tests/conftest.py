@@ -1,0 +1,109 @@
+"""Session-wide real parts: the Docker daemon, stand-in images, the reference clip, servers."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from bench_py.audio import read_wav_file
+from bench_py.standins.reference import synthesize_reference
+from tests.helpers import running_server
+
+TEST_RUN_LABEL = "io.voxbench.test-run"
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def reference_path(session_dir) -> Path:
+    path = session_dir / "reference.wav"
+    synthesize_reference(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_pcm(reference_path):
+    return read_wav_file(str(reference_path))
+
+
+@pytest.fixture(scope="session")
+def reference_data_url(reference_path) -> str:
+    return "data:audio/wav;base64," + base64.b64encode(reference_path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="session")
+def candidate_url(session_dir):
+    """The candidate stand-in (espeak-ng, OpenAI face) with live knobs."""
+    with running_server(
+        "bench_py.standins.tts_server",
+        "--engine",
+        "espeak-ng",
+        "--admin",
+        "--model",
+        "voxbench-candidate",
+        log_dir=session_dir,
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def incumbent_token(session_dir) -> str:
+    token = "incumbent-internal-token-for-tests"
+    path = session_dir / "incumbent.token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+@pytest.fixture(scope="session")
+def incumbent_url(session_dir, incumbent_token):
+    """The incumbent stand-in (flite, Chatterbox-style production API)."""
+    with running_server(
+        "bench_py.standins.tts_server",
+        "--engine",
+        "flite",
+        "--api",
+        "chatterbox",
+        "--token-file",
+        str(session_dir / "incumbent.token"),
+        log_dir=session_dir,
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cotenant_url(session_dir):
+    with running_server("bench_py.standins.cotenant_server", log_dir=session_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as error:
+        pytest.fail(f"the Docker daemon does not answer ({error}); `make test` starts it: run the suite that way")
+    return client
+
+
+@pytest.fixture(scope="session")
+def standin_images(docker_client):
+    from bench_py.standins.images import build_standins
+
+    return build_standins(docker_client, progress=lambda line: print(line))
+
+
+@pytest.fixture(scope="session")
+def test_run_label(docker_client):
+    """Label for every container a test starts; anything left with it is removed at the end."""
+    yield TEST_RUN_LABEL
+    for container in docker_client.containers.list(all=True, filters={"label": TEST_RUN_LABEL}):
+        container.remove(force=True)

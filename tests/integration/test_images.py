@@ -1,0 +1,60 @@
+"""Stand-in images built offline from Debian packages; containers from them answer."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bench_py.standins.images import BASE_REPOSITORY, LABEL_INPUTS, BaseRecipe, build_standins
+from tests.helpers import free_port, wait_healthy
+
+pytestmark = pytest.mark.docker
+
+
+def test_images_are_cached_by_their_inputs(docker_client, standin_images):
+    lines: list[str] = []
+    again = build_standins(docker_client, progress=lines.append)
+    assert again == standin_images  # same inputs, same tags, nothing rebuilt
+    assert all("up to date" in line for line in lines), lines
+    base = docker_client.images.get(BaseRecipe().tag)
+    assert base.labels[LABEL_INPUTS] == BaseRecipe().digest()
+    assert BaseRecipe(packages=(*BaseRecipe().packages, "sox")).tag != BaseRecipe().tag
+    assert BaseRecipe().tag.startswith(BASE_REPOSITORY)
+
+
+def test_containers_from_the_images_answer(docker_client, standin_images, test_run_label):
+    tts_port, cotenant_port = free_port(), free_port()
+    started = []
+    for role, port, container_port in (("tts", tts_port, 8091), ("cotenant", cotenant_port, 8000)):
+        started.append(
+            docker_client.containers.run(
+                standin_images[role],
+                detach=True,
+                labels={test_run_label: "images"},
+                ports={f"{container_port}/tcp": ("127.0.0.1", port)},
+            )
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{tts_port}/health", timeout_s=60)
+        wait_healthy(f"http://127.0.0.1:{cotenant_port}/health", timeout_s=30)
+        speech = httpx.post(
+            f"http://127.0.0.1:{tts_port}/v1/audio/speech",
+            timeout=30,
+            json={
+                "model": "mistralai/Voxtral-4B-TTS-2603",
+                "input": "Hello from inside a container.",
+                "voice": "en-us+f3",
+                "response_format": "wav",
+            },
+        )
+        assert speech.status_code == 200
+        assert speech.content[:4] == b"RIFF" and len(speech.content) > 24_000
+        chat = httpx.post(
+            f"http://127.0.0.1:{cotenant_port}/v1/chat/completions",
+            timeout=30,
+            json={"messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert chat.status_code == 200 and float(chat.headers["x-server-processing-ms"]) > 0
+    finally:
+        for container in started:
+            container.remove(force=True)

@@ -1,0 +1,82 @@
+"""The co-tenant LLM stand-in: real work, honest latency, a degradation knob."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+CHAT = {"model": "google/gemma-standin", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+
+
+def p50_latency_ms(url: str, probes: int = 7) -> tuple[float, float]:
+    """End-to-end p50 and the server's own p50 (X-Server-Processing-Ms), after one warmup."""
+    httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=30)
+    wall, server = [], []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(probes):
+            response = client.post(f"{url}/v1/chat/completions", json=CHAT)
+            assert response.status_code == 200
+            wall.append(response.elapsed.total_seconds() * 1000)
+            server.append(float(response.headers["x-server-processing-ms"]))
+    return statistics.median(wall), statistics.median(server)
+
+
+@pytest.fixture
+def degrade(cotenant_url):
+    def apply(**body):
+        response = httpx.post(f"{cotenant_url}/admin/degrade", json=body)
+        assert response.status_code == 200, response.text
+
+    yield apply
+    httpx.post(f"{cotenant_url}/admin/degrade", json={"factor": 1.0, "fail": False})
+
+
+def test_completion_is_openai_shaped_and_reports_its_processing_time(cotenant_url):
+    response = httpx.post(f"{cotenant_url}/v1/chat/completions", json=CHAT, timeout=30)
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert len(body["choices"][0]["message"]["content"].split()) == 16
+    assert body["usage"]["completion_tokens"] == 16
+    assert 0 < float(response.headers["x-server-processing-ms"]) <= response.elapsed.total_seconds() * 1000
+    assert httpx.get(f"{cotenant_url}/health").json()["standin"] is True
+
+
+def test_latency_rises_when_the_cpu_is_loaded(cotenant_url):
+    idle_wall, idle_server = p50_latency_ms(cotenant_url)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        loaded_wall, loaded_server = p50_latency_ms(cotenant_url)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert loaded_server > 1.3 * idle_server, (idle_server, loaded_server)
+    assert loaded_wall > 1.3 * idle_wall, (idle_wall, loaded_wall)
+
+
+def test_degradation_knob_slows_it_while_health_stays_200(cotenant_url, degrade):
+    normal, _ = p50_latency_ms(cotenant_url, probes=5)
+    degrade(factor=3.0)
+    slowed, _ = p50_latency_ms(cotenant_url, probes=5)
+    assert slowed > 2.0 * normal, (normal, slowed)
+    # The trap voxbench must see through: /health is 200 while the model is 3x slower.
+    assert httpx.get(f"{cotenant_url}/health").status_code == 200
+    degrade(fail=True)
+    assert httpx.post(f"{cotenant_url}/v1/chat/completions", json=CHAT).status_code == 503
+
+
+@pytest.mark.parametrize("body", [{"factor": 0.5}, {"factor": "fast"}, {"fail": "yes"}])
+def test_bad_degradation_is_refused(cotenant_url, body):
+    assert httpx.post(f"{cotenant_url}/admin/degrade", json=body).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body", [{"messages": []}, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, {"messages": "hello"}]
+)
+def test_bad_completions_are_400(cotenant_url, body):
+    assert httpx.post(f"{cotenant_url}/v1/chat/completions", json=body).status_code == 400
