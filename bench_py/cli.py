@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -76,6 +77,27 @@ def reference_default(path: str) -> None:
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{path}\t{pcm.duration_s:.2f} s at {pcm.rate} Hz")
+
+
+@main.group()
+def demo() -> None:
+    """The embedded default: everything a first run on this machine needs."""
+
+
+@demo.command("prepare")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path.cwd(),
+    show_default="the current directory",
+    help="Where voice-references/ is resolved from.",
+)
+def demo_prepare(project_dir: Path) -> None:
+    """Build images, create demo token files and reference clip, start the production stand-ins."""
+    from bench_py.config.model import load
+    from bench_py.standins.demo import prepare
+
+    prepare(load({"gemma_mode": "parallel"}), project_dir, say=lambda line: click.echo(line, err=True))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,218 @@
+"""The one validated configuration: shipped defaults + overrides → a typed model.
+
+Defaults live in ``defaults.yml`` beside this file. Overrides (inventory ``voxbench_config``,
+extra vars) are deep-merged over them, then the selected profile's keys over that. Validation
+errors name the key path, e.g. ``bench.repetitions: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+GemmaMode = Literal["parallel", "pause-gemma"]
+GEMMA_MODES: tuple[str, ...] = ("parallel", "pause-gemma")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; each line names a key and what is wrong with it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Candidate(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    model: str
+    image: str
+    command: list[str]
+    container_port: int = Field(gt=0, lt=65536)
+    port: int = Field(gt=0, lt=65536)
+    preset_voice: str
+    ready_timeout_s: float = Field(gt=0)
+    memory_required_gb: float = Field(ge=0)
+    hf_token_mount: str
+    standin: bool
+
+
+class Incumbent(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    api: Literal["chatterbox", "openai"]
+    url: str
+    token_file: str | None
+    token_header: str
+    model: str
+    preset_voice: str
+    host: str
+    standin: bool
+
+
+class Cotenant(_Strict):
+    name: str
+    url: str
+    model: str
+    prompt: str
+    max_tokens: int = Field(gt=0)
+    warmup: int = Field(ge=0)
+    probes: int = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+    postflight_max_ratio: float = Field(gt=1.0)
+    postflight_window_s: float = Field(gt=0)
+
+
+class Timeouts(_Strict):
+    connect: float = Field(gt=0)
+    read: float = Field(gt=0)
+    write: float = Field(gt=0)
+    pool: float = Field(gt=0)
+
+
+class Bench(_Strict):
+    utterances: list[str]
+    conditions: list[Literal["cloned", "preset"]] = Field(min_length=1)
+    repetitions: int = Field(gt=0)
+    warmup: int = Field(ge=0)
+    max_timeout_fraction: float = Field(gt=0, le=1)
+    timeouts: Timeouts
+    save_wavs: bool
+
+    @field_validator("utterances", mode="before")
+    @classmethod
+    def _default_utterances(cls, value: Any) -> Any:
+        if value == "default":
+            from bench_py.config import default_utterances
+
+            return default_utterances()
+        return value
+
+    @field_validator("utterances")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value or any(not u.strip() for u in value):
+            raise ValueError("needs at least one utterance, none of them blank")
+        return value
+
+
+class Reference(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dir: str
+
+
+class Rule(_Strict):
+    voice_condition: Literal["cloned", "preset"]
+    min_mean_margin: float
+    ttfa_metric: Literal["ttfa_ms", "ttfb_ms", "ttfa_audible_ms"]
+    ttfa_concurrency: int = Field(gt=0)
+    ttfa_p50_max_ms: float = Field(gt=0)
+    min_scores: int = Field(gt=0)
+    max_timeout_fraction: float = Field(gt=0, le=1)
+
+    def canonical_text(self, candidate: str, incumbent: str) -> str:
+        """The rule in words and numbers, as sealed: any change to either changes the hash."""
+        return (
+            f"swap_candidate if, in the {self.voice_condition} condition, the mean listening score of "
+            f"{candidate} >= that of {incumbent} + {self.min_mean_margin:g} AND {candidate}'s "
+            f"{self.ttfa_metric} p50 at concurrency {self.ttfa_concurrency} <= {self.ttfa_p50_max_ms:g} ms; "
+            f"at least {self.min_scores} non-simulated scores per side; inconclusive when the run aborted or "
+            f">= {self.max_timeout_fraction:.0%} of timed requests timed out; otherwise keep_{incumbent}."
+        )
+
+    def seal(self, candidate: str, incumbent: str) -> dict[str, Any]:
+        text = self.canonical_text(candidate, incumbent)
+        thresholds = self.model_dump()
+        payload = json.dumps({"text": text, "thresholds": thresholds}, sort_keys=True, separators=(",", ":"))
+        return {"text": text, "thresholds": thresholds, "sha256": hashlib.sha256(payload.encode()).hexdigest()}
+
+
+class Preflight(_Strict):
+    min_free_disk_gb: float = Field(ge=0)
+    docker_url: str | None
+
+
+class Teardown(_Strict):
+    grace_s: float = Field(ge=0)
+
+
+class Paths(_Strict):
+    state_dir: str
+    token_file: str
+
+
+class Config(_Strict):
+    profile: str
+    gemma_mode: GemmaMode
+    candidate: Candidate
+    incumbent: Incumbent
+    cotenant: Cotenant
+    bench: Bench
+    reference: Reference
+    rule: Rule
+    preflight: Preflight
+    teardown: Teardown
+    paths: Paths
+
+
+def default_config() -> dict[str, Any]:
+    text = resources.files("bench_py.config").joinpath("defaults.yml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then overrides, then the chosen profile's keys: the plain merged mapping."""
+    merged = deep_merge(default_config(), overrides or {})
+    profiles = merged.pop("profiles", {}) or {}
+    profile = merged.get("profile", "full")
+    if profile != "full":
+        if profile not in profiles:
+            raise ConfigError(f"profile: unknown profile {profile!r}; choose full or one of {sorted(profiles)}")
+        merged = deep_merge(merged, profiles[profile])
+        # Explicit overrides still win over the profile.
+        merged = deep_merge(merged, {k: v for k, v in (overrides or {}).items() if k != "profiles"})
+    return merged
+
+
+def load(overrides: dict[str, Any] | None = None) -> Config:
+    """Validate defaults + overrides; raises :class:`ConfigError` naming every bad key."""
+    merged = resolve(overrides)
+    if merged.get("gemma_mode") is None:
+        raise ConfigError(f"gemma_mode: required; choose one of {', '.join(GEMMA_MODES)}")
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_file(path: str) -> Config:
+    """A configuration already resolved and written by the launcher (JSON)."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None

@@ -1,0 +1,130 @@
+"""Install path 2A: the candidate in a container, started and removed deterministically.
+
+The token reaches the container as a read-only file mount and ``HF_TOKEN_PATH`` naming the
+mount point: never on a command line, never in the environment (so ``docker inspect`` shows
+a path, not a secret). Containers carry bench labels (run id, role, expiry) and are never
+started with ``--rm``: teardown removes them and then verifies they are gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+
+LABEL_RUN = "io.voxbench.run-id"
+LABEL_ROLE = "io.voxbench.role"
+LABEL_EXPIRES = "io.voxbench.expires"
+LABEL_BENCH = "io.voxbench.bench"
+
+
+class StartError(RuntimeError):
+    """The candidate did not come up; the message carries the evidence (log tail)."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    run_id: str
+    image: str
+    command: list[str]
+    container_port: int
+    host_port: int
+    token_file: Path
+    token_mount: str
+    expires_in_s: float = 6 * 3600
+
+    @property
+    def name(self) -> str:
+        return f"voxbench-{self.run_id.lower()}-candidate"
+
+    def labels(self) -> dict[str, str]:
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.expires_in_s)
+        return {
+            LABEL_BENCH: "true",
+            LABEL_RUN: self.run_id,
+            LABEL_ROLE: "candidate",
+            LABEL_EXPIRES: expires.isoformat(timespec="seconds"),
+        }
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``containers.run``: what a reviewer checks for leaks."""
+        return {
+            "image": self.image,
+            "command": self.command,
+            "name": self.name,
+            "detach": True,
+            "auto_remove": False,
+            "labels": self.labels(),
+            "ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)},
+            "volumes": {str(self.token_file.expanduser().resolve()): {"bind": self.token_mount, "mode": "ro"}},
+            "environment": {"HF_TOKEN_PATH": self.token_mount},
+        }
+
+
+def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
+    try:
+        container = client.containers.run(**spec.create_kwargs())
+    except docker.errors.ImageNotFound:
+        raise StartError(
+            f"the image {spec.image} is not on this host; build it (voxbench images build) or set candidate.image"
+        ) from None
+    except docker.errors.APIError as error:
+        raise StartError(f"docker could not start {spec.name}: {error.explanation or error}") from None
+    image = client.images.get(spec.image)
+    return {
+        "id": container.id,
+        "name": spec.name,
+        "image": spec.image,
+        "image_id": image.id,
+        "command": spec.command,
+        "labels": container.labels,
+    }
+
+
+def wait_ready(client: docker.DockerClient, spec: ContainerSpec, timeout_s: float) -> float:
+    """Poll ``/health`` until 200; returns seconds waited. Fails early if the container dies."""
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{spec.host_port}/health"
+    last = "no answer"
+    while time.monotonic() - started < timeout_s:
+        container = client.containers.get(spec.name)
+        if container.status in ("exited", "dead"):
+            tail = container.logs(tail=20).decode(errors="replace")
+            raise StartError(f"the candidate container exited ({container.attrs['State'].get('ExitCode')}):\n{tail}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return time.monotonic() - started
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as error:
+            last = type(error).__name__
+        time.sleep(0.25)
+    tail = client.containers.get(spec.name).logs(tail=20).decode(errors="replace")
+    raise StartError(f"the candidate did not answer {url} within {timeout_s:g} s ({last}); log tail:\n{tail}")
+
+
+def remove_run_containers(client: docker.DockerClient, run_id: str, grace_s: float) -> dict[str, Any]:
+    """``docker stop`` (grace) → ``docker rm -f`` → verify with inspect, for every container of the run."""
+    removed, errors = [], []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}):
+        try:
+            if container.status == "running":
+                container.stop(timeout=round(grace_s))
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            errors.append(f"{container.name}: {error.explanation or error}")
+        try:
+            client.containers.get(container.id)
+            errors.append(f"{container.name} still exists after removal")
+        except docker.errors.NotFound:
+            removed.append(container.name)
+    remaining = [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})]
+    return {"removed": removed, "remaining": remaining, "errors": errors, "verified": not remaining and not errors}

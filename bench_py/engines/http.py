@@ -1,0 +1,65 @@
+"""Engines reached over HTTP: the OpenAI speech API and the incumbent's own API.
+
+A target turns (text, voice condition) into one streamed request; the streaming client
+measures it. Adding an engine with another API means adding a target here, nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Condition = Literal["cloned", "preset"]
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    url: str
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+    response_format: str = "pcm"
+    sse: bool = False
+
+
+def data_url(wav_path: str | Path) -> str:
+    return "data:audio/wav;base64," + base64.b64encode(Path(wav_path).read_bytes()).decode()
+
+
+@dataclass(frozen=True)
+class OpenAISpeechTarget:
+    """``POST /v1/audio/speech`` streamed as raw PCM (the seed's TTFA: first audio byte of the stream)."""
+
+    url: str
+    model: str
+    preset_voice: str
+    reference_wav: str
+
+    def request(self, text: str, condition: Condition) -> SpeechRequest:
+        body = {"model": self.model, "input": text, "response_format": "pcm", "stream": True, "stream_format": "audio"}
+        if condition == "cloned":
+            body["ref_audio"] = data_url(self.reference_wav)
+        else:
+            body["voice"] = self.preset_voice
+        return SpeechRequest(self.url, body)
+
+
+@dataclass(frozen=True)
+class ChatterboxTarget:
+    """The incumbent's production API: JSON in, raw int16 PCM out, rate in ``X-Sample-Rate``."""
+
+    url: str
+    preset_voice: str
+    reference_wav: str
+    token: str | None = field(default=None, repr=False)
+    token_header: str = "X-Internal-Token"
+
+    def request(self, text: str, condition: Condition) -> SpeechRequest:
+        body: dict = {"text": text}
+        if condition == "cloned":
+            body["audio_prompt"] = data_url(self.reference_wav)
+        else:
+            body["voice"] = self.preset_voice
+        headers = {self.token_header: self.token} if self.token else {}
+        return SpeechRequest(self.url, body, headers)

@@ -1,0 +1,68 @@
+"""The verdict: DESIGN.md's table, first applicable row wins. Derived, recomputable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench_py.config.model import Config
+
+UNSUPPORTED = frozenset({"unsupported", "disallowed_by_vendor"})
+
+
+def decide(measurements: dict[str, Any], config: Config, scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Apply the sealed rule's table to a run's measurements (and scores, when there are any)."""
+    candidate, incumbent = config.candidate.name, config.incumbent.name
+    rule = config.rule
+    bench = measurements.get("bench") or {}
+    paths = (measurements.get("install_paths") or {}).get("paths", [])
+    sealed = ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256")
+
+    def verdict(name: str, row: int, reason: str, **evidence: Any) -> dict[str, Any]:
+        return {"verdict": name, "row": row, "reason": reason, "rule_sha256": sealed, "evidence": evidence}
+
+    if measurements.get("aborted"):
+        return verdict("inconclusive", 1, f"the run ended ERROR_ABORTED: {measurements.get('reason')}")
+    fraction = bench.get("candidate_timeout_fraction")
+    if fraction is not None and fraction >= rule.max_timeout_fraction:
+        return verdict(
+            "inconclusive", 1, f"{fraction:.0%} of the candidate's timed requests timed out", timeout_fraction=fraction
+        )
+    reached = (measurements.get("install_paths") or {}).get("selected")
+    if not reached:
+        statuses = {p["install_path"]: p["status"] for p in paths}
+        if statuses and set(statuses.values()) <= UNSUPPORTED:
+            return verdict(
+                f"keep_{incumbent}_{candidate}_tts_unsupported_upstream",
+                2,
+                "every install path is unsupported upstream",
+                paths=statuses,
+            )
+        return verdict("inconclusive", 3, "no install path reached BENCHING", paths=statuses)
+    selected = next(p for p in paths if p["install_path"] == reached)
+    if not selected.get("streaming_capable"):
+        return verdict("aarch64_vllm_omni_unverified", 4, "only non-streaming install paths worked")
+    if selected.get("cloning") == "preset_substitute":
+        return verdict(f"keep_{incumbent}", 5, "cloning_unsupported")
+    real = [s for s in scores or [] if not s.get("simulated") and s.get("condition") == rule.voice_condition]
+    per_side = {side: [float(s["score"]) for s in real if s.get("side") == side] for side in ("candidate", "incumbent")}
+    given = min(len(v) for v in per_side.values())
+    if given < rule.min_scores:
+        return verdict(
+            "pending_listening",
+            6,
+            f"{given} of {rule.min_scores} listening scores per side given",
+            scores={side: len(v) for side, v in per_side.items()},
+        )
+    means = {side: sum(v) / len(v) for side, v in per_side.items()}
+    summary = (bench.get("summary") or {}).get("candidate", {}).get(rule.voice_condition, {})
+    ttfa_p50 = summary.get(rule.ttfa_metric, {}).get("p50")
+    evidence = {"means": means, f"candidate_{rule.ttfa_metric}_p50": ttfa_p50}
+    if (
+        means["candidate"] >= means["incumbent"] + rule.min_mean_margin
+        and ttfa_p50 is not None
+        and ttfa_p50 <= rule.ttfa_p50_max_ms
+    ):
+        return verdict(
+            "swap_candidate", 7, "the candidate clones better by the margin and starts audio fast enough", **evidence
+        )
+    return verdict(f"keep_{incumbent}", 8, "the candidate did not meet both conditions of the rule", **evidence)

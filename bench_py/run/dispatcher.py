@@ -1,0 +1,124 @@
+"""The host-side dispatcher: start a run's phase playbook in tmux, or find the run in progress.
+
+The phase playbook runs on the host, inside the tmux session ``voxbench``, so it survives the
+controller losing its SSH connection; the host does its own teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench_py.config.model import Config
+from bench_py.run.phases import make_run_id
+from bench_py.run.state import HostLockedError, StateStore, atomic_write_json
+
+PHASE_PLAYBOOK = "playbooks/phases.yml"
+
+
+class LaunchError(RuntimeError):
+    """The run could not be started; the message says what to do."""
+
+
+def phase_command(project_dir: Path, python: Path, state_dir: Path, run_id: str, log: Path) -> str:
+    """The shell command tmux runs: the phase playbook with this host's interpreter."""
+    playbook = python.parent / "ansible-playbook"
+    args = [
+        str(playbook),
+        PHASE_PLAYBOOK,
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"voxbench_run_id={run_id}",
+        "-e",
+        f"voxbench_state_dir={state_dir}",
+        "-e",
+        f"voxbench_project_dir={project_dir}",
+        "-e",
+        f"ansible_python_interpreter={python}",
+    ]
+    env = f"ANSIBLE_CONFIG={shlex.quote(str(project_dir / 'ansible.cfg'))} PATH={shlex.quote(str(python.parent))}:$PATH"
+    return f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+
+
+def _tmux(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+
+
+def start_in_tmux(session: str, window: str, command: str) -> int:
+    """Run ``command`` in a new window of ``session`` (created if needed); returns the pane's pid."""
+    if shutil.which("tmux") is None:
+        raise LaunchError("tmux is not installed on the host; run setup.yml (or apt-get install tmux)")
+    exists = _tmux("has-session", "-t", session).returncode == 0
+    if exists:
+        result = _tmux("new-window", "-d", "-P", "-F", "#{pane_pid}", "-t", f"{session}:", "-n", window, command)
+    else:
+        result = _tmux("new-session", "-d", "-P", "-F", "#{pane_pid}", "-s", session, "-n", window, command)
+    if result.returncode != 0:
+        raise LaunchError(f"tmux could not start the run: {result.stderr.strip()}")
+    return int(result.stdout.strip())
+
+
+def launch(
+    config_data: dict[str, Any],
+    project_dir: str,
+    python: str,
+    *,
+    new_run: bool = False,
+    tmux_session: str = "voxbench",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    config = Config.model_validate(config_data)
+    store = StateStore(config.paths.state_dir)
+    holder = store.holder()
+    if holder is not None and store.in_progress(holder):
+        if new_run:
+            raise LaunchError(
+                f"run {holder} holds this host; follow it with `voxbench attach` or "
+                f"`ansible-playbook bench.yml` (without new_run), or wait for it to end"
+            )
+        return {"run_id": holder, "attached": True, "run_dir": str(store.run_dir(holder))}
+    run_id = make_run_id(config.candidate.name, socket.gethostname())
+    run_dir = store.run_dir(run_id)
+    if dry_run:
+        return {"run_id": run_id, "attached": False, "run_dir": str(run_dir)}
+    try:
+        store.create(run_id)
+    except HostLockedError as error:  # lost a race with another launcher
+        raise LaunchError(str(error)) from None
+    atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    project, interpreter = Path(project_dir).resolve(), Path(python)
+    command = phase_command(project, interpreter, store.root, run_id, run_dir / "logs" / "phases.log")
+    pid = start_in_tmux(tmux_session, run_id, command)
+    store.update(
+        run_id,
+        changes={
+            "dispatcher": {"tmux_session": tmux_session, "window": run_id, "pid": pid, "host_boot_id": _boot_id()}
+        },
+    )
+    return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "pid": pid}
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

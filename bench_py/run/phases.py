@@ -1,0 +1,313 @@
+"""The phases of a run on the host, each asserting the state it expects.
+
+Every phase writes its own file into the run directory the moment it has something to say,
+so a failure later never loses what an earlier phase measured. TEARDOWN (and an abort from
+STARTING or BENCHING) removes the run's containers, checks the co-tenant, and assembles
+``measurements.json`` from those files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench_py import __version__
+from bench_py.audio import Pcm, median_f0, rms_dbfs
+from bench_py.config.model import Config
+from bench_py.engines import container
+from bench_py.engines.http import ChatterboxTarget, OpenAISpeechTarget
+from bench_py.measure import bench, cotenant
+from bench_py.run import preflight
+from bench_py.run.measurements import write_measurements
+from bench_py.run.state import State, StateStore, atomic_write_json
+
+
+class PhaseFailed(RuntimeError):
+    """The phase could not do its work; the run has been moved to the state that says so."""
+
+
+def _read(run_dir: Path, name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / f"{name}.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _write(run_dir: Path, name: str, data: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / f"{name}.json", data)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def make_run_id(candidate: str, host: str, now: dt.datetime | None = None) -> str:
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+    clean_host = "".join(ch if ch.isalnum() else "-" for ch in host.split(".")[0]).upper()
+    return f"BENCHMARK-{candidate.upper()}-{clean_host}-{stamp}"
+
+
+class Run:
+    """One run on this host: its state store, run directory and resolved configuration."""
+
+    def __init__(self, store: StateStore, run_id: str, project_dir: Path) -> None:
+        self.store, self.run_id, self.project_dir = store, run_id, project_dir
+        self.dir = store.run_dir(run_id)
+        from bench_py.config.model import load_file
+
+        self.config: Config = load_file(str(self.dir / "config.json"))
+
+    # -- PREFLIGHT ----------------------------------------------------------------------------
+    def preflight(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.PREFLIGHT)
+        result = preflight.run_preflight(self.config, self.project_dir)
+        _write(self.dir, "preflight", result)
+        if not result["ok"]:
+            reason = " ".join(result["failures"])
+            self.store.transition(self.run_id, State.ERROR_ABORTED, f"preflight failed: {reason}")
+            self.finish(aborted=True)
+            raise PhaseFailed(reason)
+        self.store.transition(self.run_id, State.BASELINE, f"preflight passed; rule sealed {result['rule']['sha256']}")
+        return result
+
+    # -- BASELINE -----------------------------------------------------------------------------
+    def baseline(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.BASELINE)
+        cfg = self.config.cotenant
+        try:
+            result = cotenant.measure_latency(cfg, cfg.probes, cfg.warmup)
+        except cotenant.CotenantUnreachable as error:
+            _write(self.dir, "baseline", {"ok": False, "error": str(error)})
+            self.store.transition(self.run_id, State.ERROR_ABORTED, str(error))
+            self.finish(aborted=True)
+            raise PhaseFailed(str(error)) from None
+        result["ok"] = True
+        _write(self.dir, "baseline", result)
+        p50 = result["latency_ms"]["p50"]
+        self.store.transition(self.run_id, State.STARTING, f"co-tenant baseline p50 {p50:.1f} ms")
+        return result
+
+    # -- STARTING -----------------------------------------------------------------------------
+    def _spec(self) -> container.ContainerSpec:
+        cfg = self.config.candidate
+        return container.ContainerSpec(
+            self.run_id,
+            cfg.image,
+            cfg.command,
+            cfg.container_port,
+            cfg.port,
+            Path(self.config.paths.token_file).expanduser(),
+            cfg.hf_token_mount,
+        )
+
+    def _reference_wav(self) -> str:
+        entry = (_read(self.dir, "preflight") or {}).get("checks", [])
+        for check in entry:
+            if check["name"] == "reference" and check.get("detail"):
+                return check["detail"]["path"]
+        raise PhaseFailed("the preflight record has no verified reference clip")
+
+    def _candidate_target(self) -> OpenAISpeechTarget:
+        cfg = self.config.candidate
+        return OpenAISpeechTarget(
+            f"http://127.0.0.1:{cfg.port}/v1/audio/speech", cfg.model, cfg.preset_voice, self._reference_wav()
+        )
+
+    def starting(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.STARTING)
+        spec = self._spec()
+        client = preflight.docker_client(self.config.preflight.docker_url)
+        # Recorded before it exists, so recovery knows what to look for if we die mid-start.
+        self.store.update(self.run_id, changes={"containers": spec.name})
+        path = {"install_path": "2A", "kind": "container", "streaming_capable": True, "status": "failed"}
+        try:
+            started = container.start(client, spec)
+            path.update(container=started)
+            path["ready_after_s"] = round(container.wait_ready(client, spec, self.config.candidate.ready_timeout_s), 3)
+            path["sanity"] = self._sanity_check()
+            if not path["sanity"]["ok"]:
+                raise container.StartError(f"the audio sanity check failed: {path['sanity']['reason']}")
+            path["status"] = "ready"
+        except container.StartError as error:
+            path["evidence"] = str(error)
+            _write(self.dir, "candidate", {"paths": [path], "selected": None})
+            self.store.transition(self.run_id, State.TEARDOWN, f"no install path worked: 2A failed: {error}")
+            return {"state": State.TEARDOWN, "paths": [path]}
+        _write(self.dir, "candidate", {"paths": [path], "selected": "2A"})
+        self.store.transition(self.run_id, State.BENCHING, "install path 2A ready and its audio is sane")
+        return {"state": State.BENCHING, "paths": [path]}
+
+    def _sanity_check(self) -> dict[str, Any]:
+        """One synthesis: speech must be there (not silent, voiced, not clipped) before timing it."""
+        target = self._candidate_target()
+        request = target.request("This is a short sanity check of the candidate's voice.", "preset")
+        response = httpx.post(request.url, json=request.body, timeout=60)
+        if response.status_code != 200:
+            return {"ok": False, "reason": f"HTTP {response.status_code}: {response.text[:200]}"}
+        samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
+        pcm = Pcm(samples, int(response.headers.get("x-sample-rate", 24000)))
+        level, f0 = rms_dbfs(samples), median_f0(pcm)
+        clipped = float(np.mean(np.abs(samples.astype(np.int32)) >= 32767)) if len(samples) else 0.0
+        facts = {
+            "audio_s": round(pcm.duration_s, 3),
+            "rms_dbfs": round(level, 1),
+            "median_f0_hz": f0,
+            "clipped_fraction": round(clipped, 5),
+        }
+        if pcm.duration_s < 0.5 or level < -50:
+            return {"ok": False, "reason": "silent or empty audio", **facts}
+        if f0 is None:
+            return {"ok": False, "reason": "no voiced frames: noise, not speech", **facts}
+        if clipped > 0.01:
+            return {"ok": False, "reason": "clipped audio", **facts}
+        return {"ok": True, **facts}
+
+    # -- BENCHING -----------------------------------------------------------------------------
+    def _targets(self) -> dict[str, Any]:
+        inc = self.config.incumbent
+        token = None
+        if inc.token_file:
+            token = Path(inc.token_file).expanduser().read_text().strip()
+        if inc.api == "chatterbox":
+            incumbent: Any = ChatterboxTarget(inc.url, inc.preset_voice, self._reference_wav(), token, inc.token_header)
+        else:
+            incumbent = OpenAISpeechTarget(inc.url, inc.model, inc.preset_voice, self._reference_wav())
+        return {"candidate": self._candidate_target(), "incumbent": incumbent}
+
+    def benching(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.BENCHING)
+        cfg = self.config.bench
+        timeouts = httpx.Timeout(
+            connect=cfg.timeouts.connect, read=cfg.timeouts.read, write=cfg.timeouts.write, pool=cfg.timeouts.pool
+        )
+
+        def progress(update: dict[str, Any]) -> None:
+            self.store.update(self.run_id, phase={"name": "BENCHING", **update})
+
+        records = bench.run(
+            self._targets(),
+            cfg.utterances,
+            cfg.conditions,
+            cfg.repetitions,
+            cfg.warmup,
+            timeouts,
+            self.dir / "wavs" if cfg.save_wavs else None,
+            progress,
+        )
+        fraction = bench.timeout_fraction(records["candidate"])
+        result = {
+            "utterances": cfg.utterances,
+            "conditions": cfg.conditions,
+            "repetitions": cfg.repetitions,
+            "warmup": cfg.warmup,
+            "concurrency": 1,
+            "records": {side: bench.records_json(rs) for side, rs in records.items()},
+            "summary": {side: bench.summarize_side(rs) for side, rs in records.items()},
+            "candidate_timeout_fraction": fraction,
+            "phase3_passed": fraction < cfg.max_timeout_fraction,
+        }
+        _write(self.dir, "bench", result)
+        self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")
+        return {"state": State.TEARDOWN, "phase3_passed": result["phase3_passed"], "summary": result["summary"]}
+
+    # -- TEARDOWN and abort ---------------------------------------------------------------------
+    def _teardown_actions(self) -> dict[str, Any]:
+        client = preflight.docker_client(self.config.preflight.docker_url)
+        removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
+        post = self._postflight()
+        result = {"at": _now(), "removal": removal, "postflight": post}
+        _write(self.dir, "teardown", result)
+        return result
+
+    def _postflight(self) -> dict[str, Any]:
+        cfg = self.config.cotenant
+        baseline = (_read(self.dir, "baseline") or {}).get("latency_ms", {}).get("p50")
+        try:
+            measured = cotenant.measure_latency(cfg, max(3, cfg.probes // 2), 1)
+        except cotenant.CotenantUnreachable as error:
+            return {"ok": False, "reason": str(error), "baseline_p50_ms": baseline}
+        p50 = measured["latency_ms"]["p50"]
+        ratio = p50 / baseline if baseline else None
+        ok = ratio is not None and ratio <= cfg.postflight_max_ratio
+        return {
+            "ok": ok,
+            "baseline_p50_ms": baseline,
+            "p50_ms": p50,
+            "ratio": ratio,
+            "max_ratio": cfg.postflight_max_ratio,
+            "samples": measured["samples"],
+            "reason": None if ok else f"co-tenant p50 {p50:.1f} ms is {ratio or 0:.2f}x its baseline",
+        }
+
+    def teardown(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.TEARDOWN)
+        result = self._teardown_actions()
+        problems = []
+        if not result["removal"]["verified"]:
+            problems.append(f"removal not verified: {result['removal']}")
+        if not result["postflight"]["ok"]:
+            problems.append(f"co-tenant did not recover: {result['postflight']['reason']}")
+        if problems:
+            self.store.transition(self.run_id, State.ERROR_ABORTED, "; ".join(problems))
+            self.finish(aborted=True)
+            raise PhaseFailed("; ".join(problems))
+        self.store.transition(self.run_id, State.DONE, "engines verified gone, co-tenant within bounds")
+        return self.finish(aborted=False)
+
+    def abort(self, reason: str) -> dict[str, Any]:
+        """Operator abort or fatal failure: teardown and post-flight first, then ERROR_ABORTED."""
+        current = self.store.load(self.run_id)
+        if current.terminal:
+            return {"state": current.state, "already": True}
+        if current.state in (State.STARTING, State.BENCHING, State.TEARDOWN):
+            self._teardown_actions()
+        self.store.transition(self.run_id, State.ERROR_ABORTED, reason)
+        return self.finish(aborted=True)
+
+    def finish(self, aborted: bool) -> dict[str, Any]:
+        """Assemble measurements.json from the phase files (validated against its schema)."""
+        state = self.store.load(self.run_id)
+        measurements = {
+            "schema": "voxbench/measurements/v0",
+            "run_id": self.run_id,
+            "voxbench_version": __version__,
+            "host": {"name": socket.gethostname(), "arch": platform.machine(), "python": platform.python_version()},
+            "created_at": state.created_at,
+            "final_state": str(state.state),
+            "reason": state.reason,
+            "aborted": aborted,
+            "history": state.history,
+            "gemma_mode": self.config.gemma_mode,
+            "profile": self.config.profile,
+            "candidate": {
+                "name": self.config.candidate.name,
+                "model": self.config.candidate.model,
+                "standin": self.config.candidate.standin,
+                "where": socket.gethostname(),
+            },
+            "incumbent": {
+                "name": self.config.incumbent.name,
+                "api": self.config.incumbent.api,
+                "url": self.config.incumbent.url,
+                "standin": self.config.incumbent.standin,
+                "where": self.config.incumbent.host,
+            },
+            "preflight": _read(self.dir, "preflight"),
+            "baseline": _read(self.dir, "baseline"),
+            "install_paths": _read(self.dir, "candidate"),
+            "bench": _read(self.dir, "bench"),
+            "teardown": _read(self.dir, "teardown"),
+        }
+        write_measurements(self.dir / "measurements.json", measurements)
+        from bench_py.judge.verdict import decide
+
+        verdict = decide(measurements, self.config)
+        atomic_write_json(self.dir / "verdict.json", verdict)
+        return {"state": str(state.state), "verdict": verdict["verdict"], "measurements": str(self.dir)}

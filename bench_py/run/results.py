@@ -1,0 +1,100 @@
+"""A collected run's headline figures (as Ansible facts) and its one-screen summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench_py.run.measurements import read_measurements
+
+
+class ResultsError(ValueError):
+    """The run directory lacks what a finished run leaves; the message names the file."""
+
+
+def _p50(summary: dict[str, Any], key: str) -> float | None:
+    return (summary.get(key) or {}).get("p50")
+
+
+def figures(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "measurements.json"
+    if not path.is_file():
+        raise ResultsError(f"{path} is missing: the run did not finish writing its measurements")
+    measurements = read_measurements(path)
+    verdict_path = run_dir / "verdict.json"
+    verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
+    bench = measurements.get("bench") or {}
+    sides: dict[str, Any] = {}
+    for side, conditions in (bench.get("summary") or {}).items():
+        sides[side] = {
+            condition: {
+                "requests": s["requests"],
+                "ok": s["ok"],
+                "timeouts": s["timeouts"],
+                "ttfa_ms_p50": _p50(s, "ttfa_ms"),
+                "ttfb_ms_p50": _p50(s, "ttfb_ms"),
+                "total_ms_p50": _p50(s, "total_ms"),
+                "rtf_p50": _p50(s, "rtf"),
+            }
+            for condition, s in conditions.items()
+        }
+    baseline = (measurements.get("baseline") or {}).get("latency_ms") or {}
+    postflight = (measurements.get("teardown") or {}).get("postflight") or {}
+    removal = (measurements.get("teardown") or {}).get("removal") or {}
+    return {
+        "run_id": measurements["run_id"],
+        "run_dir": str(run_dir),
+        "final_state": measurements["final_state"],
+        "reason": measurements.get("reason"),
+        "verdict": verdict.get("verdict"),
+        "verdict_reason": verdict.get("reason"),
+        "rule_sha256": ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256"),
+        "gemma_mode": measurements["gemma_mode"],
+        "sides": sides,
+        "phase3_passed": bench.get("phase3_passed"),
+        "cotenant": {
+            "baseline_p50_ms": baseline.get("p50"),
+            "postflight_p50_ms": postflight.get("p50_ms"),
+            "postflight_ratio": postflight.get("ratio"),
+        },
+        "containers_removed": removal.get("removed", []),
+        "containers_remaining": removal.get("remaining", []),
+        "standins": {
+            "candidate": measurements["candidate"]["standin"],
+            "incumbent": measurements["incumbent"]["standin"],
+        },
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+def summary_lines(facts: dict[str, Any]) -> list[str]:
+    lines = [
+        f"run       {facts['run_id']}  ({facts['final_state']}, gemma_mode={facts['gemma_mode']})",
+        f"verdict   {facts['verdict']}: {facts['verdict_reason']}",
+    ]
+    if facts.get("reason") and facts["final_state"] != "DONE":
+        lines.append(f"reason    {facts['reason']}")
+    cot = facts["cotenant"]
+    ratio = cot.get("postflight_ratio")
+    lines.append(
+        f"co-tenant baseline p50 {_ms(cot.get('baseline_p50_ms'))}, after teardown "
+        f"{_ms(cot.get('postflight_p50_ms'))}" + (f" ({ratio:.2f}x)" if ratio else "")
+    )
+    for side, conditions in facts["sides"].items():
+        tag = " [stand-in]" if facts["standins"].get(side) else ""
+        for condition, s in conditions.items():
+            rtf = "—" if s["rtf_p50"] is None else f"{s['rtf_p50']:.2f}"
+            lines.append(
+                f"{side:<10}{condition:<8} TTFA p50 {_ms(s['ttfa_ms_p50']):>8}  total p50 "
+                f"{_ms(s['total_ms_p50']):>8}  RTF p50 {rtf:>5}  ok {s['ok']}/{s['requests']}"
+                f"  timeouts {s['timeouts']}{tag}"
+            )
+    lines.append(
+        f"teardown  removed {len(facts['containers_removed'])} container(s), {len(facts['containers_remaining'])} left"
+    )
+    lines.append(f"files     {facts['run_dir']}")
+    return lines

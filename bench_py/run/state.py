@@ -1,0 +1,255 @@
+"""The run's state machine: states and transitions as data, persisted atomically per run id.
+
+One JSON file per run on the host (``<state_dir>/runs/<run_id>/state.json``) says where the run
+is, how it got there, and what voxbench changed on the host (started containers, a paused
+co-tenant) so that recovery can undo it. A host-wide lock file names the run that holds the
+host. Writes go to a temporary file that is fsynced and renamed over the old one: a reader
+never sees half a state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class State(StrEnum):
+    PREFLIGHT = "PREFLIGHT"
+    BASELINE = "BASELINE"
+    STARTING = "STARTING"
+    BENCHING = "BENCHING"
+    TEARDOWN = "TEARDOWN"
+    DONE = "DONE"
+    ERROR_ABORTED = "ERROR_ABORTED"
+
+
+TERMINAL = frozenset({State.DONE, State.ERROR_ABORTED})
+
+
+@dataclass(frozen=True)
+class Transition:
+    number: int
+    source: State
+    target: State
+    when: str
+
+
+#: DESIGN.md's table, verbatim: the only moves a run can make.
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(1, State.PREFLIGHT, State.BASELINE, "every preflight check passed (and the decision rule was sealed)"),
+    Transition(2, State.PREFLIGHT, State.ERROR_ABORTED, "a preflight check failed; nothing was started"),
+    Transition(3, State.BASELINE, State.STARTING, "co-tenant baseline captured (then pause-gemma stops it, if chosen)"),
+    Transition(4, State.BASELINE, State.ERROR_ABORTED, "co-tenant unreachable or already unhealthy"),
+    Transition(5, State.STARTING, State.BENCHING, "an install path became ready and passed the audio sanity check"),
+    Transition(6, State.STARTING, State.TEARDOWN, "no install path worked (every path's status and evidence recorded)"),
+    Transition(7, State.STARTING, State.ERROR_ABORTED, "co-tenant gate tripped during start-up, or operator abort"),
+    Transition(8, State.BENCHING, State.TEARDOWN, "timed loops finished"),
+    Transition(
+        9, State.BENCHING, State.ERROR_ABORTED, "co-tenant gate tripped, fatal engine failure, or operator abort"
+    ),
+    Transition(
+        10,
+        State.TEARDOWN,
+        State.DONE,
+        "engines verified gone, co-tenant restored and within 1.2x baseline, files written",
+    ),
+    Transition(
+        11, State.TEARDOWN, State.ERROR_ABORTED, "removal could not be verified, or the co-tenant did not recover"
+    ),
+)
+_BY_EDGE = {(t.source, t.target): t for t in TRANSITIONS}
+
+
+class StateError(RuntimeError):
+    """A run is not where an operation expects it; the message says where it is."""
+
+
+class HostLockedError(StateError):
+    """Another run holds the host."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"run {holder} holds this host; attach to it (voxbench attach) or wait for it to end")
+        self.holder = holder
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RunState:
+    run_id: str
+    state: State = State.PREFLIGHT
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=lambda: {"containers": [], "cotenant_paused": None})
+    reason: str | None = None
+    phase: dict[str, Any] = field(default_factory=dict)  # live progress of the current phase
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        return cls(**{**data, "state": State(data["state"])})
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class StateStore:
+    """Run states under one state directory, and the host lock."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.root = Path(state_dir).expanduser()
+
+    def run_dir(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.root / "runs" / run_id
+
+    def _path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "state.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock.json"
+
+    @contextlib.contextmanager
+    def _mutex(self) -> Iterator[None]:
+        """Serialize read-modify-write of states and the lock between processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".mutex", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def load(self, run_id: str) -> RunState:
+        try:
+            return RunState.from_json(json.loads(self._path(run_id).read_text()))
+        except FileNotFoundError:
+            raise StateError(f"no run {run_id} under {self.root}") from None
+
+    def holder(self) -> str | None:
+        """The run id holding the host lock, if any."""
+        try:
+            return json.loads(self.lock_path.read_text())["run_id"]
+        except FileNotFoundError:
+            return None
+
+    def in_progress(self, run_id: str) -> bool:
+        try:
+            return not self.load(run_id).terminal
+        except StateError:  # a lock naming a run that left no state is stale
+            return False
+
+    def create(self, run_id: str) -> RunState:
+        """Start a run in PREFLIGHT and take the host lock (refused while another run holds it)."""
+        with self._mutex():
+            holder = self.holder()
+            if holder is not None and holder != run_id and self.in_progress(holder):
+                raise HostLockedError(holder)
+            if self._path(run_id).exists():
+                raise StateError(f"run {run_id} already exists")
+            state = RunState(run_id)
+            state.history.append({"to": str(State.PREFLIGHT), "at": state.created_at, "reason": "run created"})
+            atomic_write_json(self._path(run_id), state.to_json())
+            atomic_write_json(self.lock_path, {"run_id": run_id, "at": state.created_at, "pid": os.getpid()})
+            return state
+
+    def expect(self, run_id: str, state: State) -> RunState:
+        current = self.load(run_id)
+        if current.state != state:
+            raise StateError(f"run {run_id} is in {current.state}, not {state}")
+        return current
+
+    def transition(self, run_id: str, target: State, reason: str) -> RunState:
+        """Move a run along one of the table's edges; anything else is refused."""
+        with self._mutex():
+            current = self.load(run_id)
+            edge = _BY_EDGE.get((current.state, target))
+            if edge is None:
+                raise StateError(f"run {run_id} cannot go from {current.state} to {target}")
+            now = _now()
+            current.history.append(
+                {"from": str(current.state), "to": str(target), "transition": edge.number, "at": now, "reason": reason}
+            )
+            current.state, current.updated_at, current.phase = target, now, {}
+            if target in TERMINAL:
+                current.reason = reason
+            atomic_write_json(self._path(run_id), current.to_json())
+            if target in TERMINAL and self.holder() == run_id:
+                self.lock_path.unlink(missing_ok=True)
+            return current
+
+    def update(
+        self, run_id: str, *, changes: dict[str, Any] | None = None, phase: dict[str, Any] | None = None
+    ) -> RunState:
+        """Record what the run changed on the host, or its live progress."""
+        with self._mutex():
+            current = self.load(run_id)
+            if changes:
+                for key, value in changes.items():
+                    if isinstance(current.changes.get(key), list):
+                        if value not in current.changes[key]:
+                            current.changes[key].append(value)
+                    else:
+                        current.changes[key] = value
+            if phase is not None:
+                current.phase = phase
+            current.updated_at = _now()
+            atomic_write_json(self._path(run_id), current.to_json())
+            return current
+
+    def wait_for_change(self, run_id: str, wait_s: float, poll_s: float = 0.2) -> RunState:
+        """The run's state once it changes (or is terminal), or after ``wait_s``."""
+        import time
+
+        first = self.load(run_id)
+        deadline = time.monotonic() + wait_s
+        while not first.terminal and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            current = self.load(run_id)
+            if current.updated_at != first.updated_at:
+                return current
+        return self.load(run_id)
+
+    def dispatcher_alive(self, state: RunState) -> bool | None:
+        """Whether the process running the run's phases is still there (None: unknown)."""
+        from bench_py.run.dispatcher import pid_alive
+
+        dispatcher = state.changes.get("dispatcher") or {}
+        pid = dispatcher.get("pid")
+        return pid_alive(int(pid)) if pid else None

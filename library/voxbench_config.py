@@ -1,0 +1,67 @@
+#!/usr/bin/python
+"""Resolve and validate voxbench's configuration (thin adapter over bench_py.config)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_config
+short_description: Resolve and validate the voxbench configuration
+description:
+  - Deep-merges O(overrides) over voxbench's shipped defaults, applies the selected profile and
+    validates the result into one typed model. Errors name every bad key.
+options:
+  overrides:
+    description: Keys to merge over the defaults (inventory C(voxbench_config), extra vars).
+    type: dict
+    default: {}
+  gemma_mode:
+    description: How to treat the co-tenant; overrides O(overrides.gemma_mode).
+    type: str
+    choices: [parallel, pause-gemma]
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+  idempotent: {support: full}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Resolve the configuration
+  voxbench_config:
+    overrides: "{{ voxbench_config | default({}) }}"
+    gemma_mode: parallel
+  register: config
+"""
+
+RETURN = r"""
+config:
+  description: The validated configuration, every default filled in.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "overrides": {"type": "dict", "default": {}},
+            "gemma_mode": {"type": "str", "choices": ["parallel", "pause-gemma"]},
+        },
+        supports_check_mode=True,
+    )
+    from bench_py.config.model import ConfigError, load
+
+    overrides = dict(module.params["overrides"])
+    if module.params["gemma_mode"]:
+        overrides["gemma_mode"] = module.params["gemma_mode"]
+    try:
+        config = load(overrides)
+    except ConfigError as error:
+        module.fail_json(msg=f"invalid voxbench configuration: {error}")
+    module.exit_json(changed=False, config=config.model_dump(mode="json"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+#!/usr/bin/python
+"""Start a benchmark run on the host inside tmux, or attach to the one in progress."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_launch
+short_description: Start the host-side phase playbook in tmux, or attach to the run in progress
+description:
+  - Creates a run (state PREFLIGHT, host lock taken), writes its configuration, and starts the
+    phase playbook in the tmux session C(voxbench) so the run survives the controller's SSH
+    connection. When a run already holds the host, returns it (attach) unless O(new_run) is true,
+    which fails with the command to attach.
+options:
+  config:
+    description: The resolved configuration from M(voxbench_config).
+    type: dict
+    required: true
+  project_dir:
+    description: Where this project's playbooks, roles and library are on the host.
+    type: path
+    required: true
+  python:
+    description: The host's voxbench interpreter; C(ansible-playbook) is taken from its directory.
+    type: path
+    required: true
+  new_run:
+    description: Refuse to attach; fail if another run holds the host.
+    type: bool
+    default: false
+  tmux_session:
+    description: Name of the tmux session runs are started in.
+    type: str
+    default: voxbench
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+  idempotent: {support: none}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Start the run on the host
+  voxbench_launch:
+    config: "{{ config.config }}"
+    project_dir: /opt/voxbench
+    python: /opt/voxbench/venv/bin/python
+"""
+
+RETURN = r"""
+run_id:
+  description: The run started or attached to.
+  returned: success
+  type: str
+attached:
+  description: True when an existing run was found and followed instead of starting one.
+  returned: success
+  type: bool
+run_dir:
+  description: The run's directory on the host.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "config": {"type": "dict", "required": True},
+            "project_dir": {"type": "path", "required": True},
+            "python": {"type": "path", "required": True},
+            "new_run": {"type": "bool", "default": False},
+            "tmux_session": {"type": "str", "default": "voxbench"},
+        },
+        supports_check_mode=True,
+    )
+    from bench_py.run.dispatcher import LaunchError, launch
+
+    try:
+        result = launch(
+            module.params["config"],
+            module.params["project_dir"],
+            module.params["python"],
+            new_run=module.params["new_run"],
+            tmux_session=module.params["tmux_session"],
+            dry_run=module.check_mode,
+        )
+    except LaunchError as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(changed=not result["attached"] and not module.check_mode, **result)
+
+
+if __name__ == "__main__":
+    main()

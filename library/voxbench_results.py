@@ -1,0 +1,61 @@
+#!/usr/bin/python
+"""Read a fetched run directory and return its figures as facts."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_results
+short_description: Return a collected run's figures as ansible_facts
+description:
+  - Reads C(measurements.json) (validated against its schema) and C(verdict.json) from a run
+    directory fetched to the controller and returns the headline figures as the fact
+    C(voxbench_results), so they appear in ansible-runner's C(runner_on_ok) events.
+options:
+  run_dir:
+    description: The run directory on the controller.
+    type: path
+    required: true
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+  idempotent: {support: full}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Read the run's figures
+  voxbench_results:
+    run_dir: runs/BENCHMARK-VOXTRAL-TITAN-20260101-120000
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(voxbench_results) with run id, final state, verdict and per-side figures.
+  returned: success
+  type: dict
+summary:
+  description: The one-screen summary, one line per item.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={"run_dir": {"type": "path", "required": True}}, supports_check_mode=True)
+    from pathlib import Path
+
+    from bench_py.run.measurements import MeasurementsError
+    from bench_py.run.results import ResultsError, figures, summary_lines
+
+    try:
+        facts = figures(Path(module.params["run_dir"]))
+    except (MeasurementsError, ResultsError) as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(changed=False, ansible_facts={"voxbench_results": facts}, summary=summary_lines(facts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+#!/usr/bin/python
+"""Read a run's state on the host, optionally waiting for it to move."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_state
+short_description: Read (and wait on) a voxbench run's state file
+description:
+  - Returns the run's state, live progress and history. With O(wait_s), waits up to that long for
+    the state file to change, so a watcher can poll without busy looping. Read-only.
+options:
+  state_dir:
+    description: The host's voxbench state directory.
+    type: path
+    required: true
+  run_id:
+    description: The run to read.
+    type: str
+    required: true
+  wait_s:
+    description: Seconds to wait for a change before answering (0 answers at once).
+    type: float
+    default: 0
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+  idempotent: {support: full}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Follow the run
+  voxbench_state:
+    state_dir: ~/.local/state/voxbench
+    run_id: "{{ run.run_id }}"
+    wait_s: 10
+  register: state
+  until: state.terminal
+  retries: 360
+  delay: 0
+"""
+
+RETURN = r"""
+state:
+  description: The run's current state.
+  returned: success
+  type: str
+terminal:
+  description: Whether the state is DONE or ERROR_ABORTED.
+  returned: success
+  type: bool
+phase:
+  description: Live progress of the current phase (utterance n of N, last TTFA).
+  returned: success
+  type: dict
+reason:
+  description: Why the run ended, once it has.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state_dir": {"type": "path", "required": True},
+            "run_id": {"type": "str", "required": True},
+            "wait_s": {"type": "float", "default": 0.0},
+        },
+        supports_check_mode=True,
+    )
+    from bench_py.run.state import StateError, StateStore
+
+    store = StateStore(module.params["state_dir"])
+    try:
+        state = store.wait_for_change(module.params["run_id"], module.params["wait_s"])
+    except StateError as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(
+        changed=False,
+        state=str(state.state),
+        terminal=state.terminal,
+        phase=state.phase,
+        reason=state.reason,
+        history=state.history,
+        dispatcher_alive=store.dispatcher_alive(state),
+    )
+
+
+if __name__ == "__main__":
+    main()
