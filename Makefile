@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.voxbench-installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help demo test lint venv system docker images clean
 
@@ -40,8 +41,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 demo: venv docker
-	@echo "make demo arrives with the pipeline (bench.yml); see README.md"
-	@exit 1
+	$(BIN)/voxbench demo prepare
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-playbook bench.yml -e gemma_mode=parallel $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

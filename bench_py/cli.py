@@ -79,6 +79,40 @@ def reference_default(path: str) -> None:
     click.echo(f"{path}\t{pcm.duration_s:.2f} s at {pcm.rate} Hz")
 
 
+#: Exit codes of ``voxbench bench`` (documented in docs/cli.md).
+EXIT_DONE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 3
+
+
+@main.command("bench")
+@click.option(
+    "--gemma-mode",
+    type=click.Choice(["parallel", "pause-gemma"]),
+    required=True,
+    help="Keep the co-tenant serving (parallel) or stop it during the run (pause-gemma).",
+)
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--limit", "-l", help="Only these hosts.")
+@click.option("--profile", type=click.Choice(["full", "fast"]), help="Configuration profile.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
+def bench_command(
+    gemma_mode: str, inventory: str | None, limit: str | None, profile: str | None, as_json: bool
+) -> None:
+    """Run bench.yml (launcher, watcher, collector) and print the run's summary."""
+    import json
+
+    from bench_py.api import VoxbenchError, run_bench
+
+    try:
+        result = run_bench(
+            gemma_mode, config={"profile": profile} if profile else None, inventory=inventory, limit=limit
+        )
+    except VoxbenchError as error:
+        click.echo(f"voxbench: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(json.dumps(result.figures, indent=2) if as_json else "\n".join(result.summary))
+    sys.exit(EXIT_DONE if result.final_state == "DONE" else EXIT_ABORTED)
+
+
 @main.group()
 def demo() -> None:
     """The embedded default: everything a first run on this machine needs."""

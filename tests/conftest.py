@@ -107,3 +107,53 @@ def test_run_label(docker_client):
     yield TEST_RUN_LABEL
     for container in docker_client.containers.list(all=True, filters={"label": TEST_RUN_LABEL}):
         container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def production_standins(docker_client, standin_images, session_dir, test_run_label):
+    """This machine's "production" for pipeline tests: the co-tenant and the incumbent, in containers."""
+    from tests.helpers import free_port, wait_healthy
+
+    token = session_dir / "prod-incumbent.token"
+    token.write_text("incumbent-token-for-pipeline-tests\n")
+    token.chmod(0o600)
+    cotenant_port, incumbent_port = free_port(), free_port()
+    containers = [
+        docker_client.containers.run(
+            standin_images["cotenant"],
+            detach=True,
+            labels={test_run_label: "production"},
+            ports={"8000/tcp": ("127.0.0.1", cotenant_port)},
+        ),
+        docker_client.containers.run(
+            standin_images["tts"],
+            [
+                "python3",
+                "-m",
+                "bench_py.standins.tts_server",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8092",
+                "--engine",
+                "flite",
+                "--api",
+                "chatterbox",
+                "--token-file",
+                "/run/secrets/incumbent_token",
+            ],
+            detach=True,
+            labels={test_run_label: "production"},
+            ports={"8092/tcp": ("127.0.0.1", incumbent_port)},
+            volumes={str(token): {"bind": "/run/secrets/incumbent_token", "mode": "ro"}},
+        ),
+    ]
+    wait_healthy(f"http://127.0.0.1:{cotenant_port}/health")
+    wait_healthy(f"http://127.0.0.1:{incumbent_port}/health")
+    yield {
+        "cotenant_url": f"http://127.0.0.1:{cotenant_port}/v1/chat/completions",
+        "incumbent_url": f"http://127.0.0.1:{incumbent_port}/tts",
+        "incumbent_token_file": str(token),
+    }
+    for container in containers:
+        container.remove(force=True)
