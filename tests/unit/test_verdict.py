@@ -49,7 +49,9 @@ def test_too_many_timeouts_are_inconclusive():
     ],
 )
 def test_no_install_path_reached_benching(statuses, verdict, row):
-    paths = [{"install_path": p, "streaming_capable": True, "status": s} for p, s in zip("ABCD", statuses)]
+    paths = [
+        {"install_path": p, "streaming_capable": True, "status": s} for p, s in zip("ABCD", statuses, strict=False)
+    ]
     result = decide(measurements(install_paths={"selected": None, "paths": paths}), CONFIG)
     assert (result["verdict"], result["row"]) == (verdict, row)
 
