@@ -74,6 +74,16 @@ class Timeouts(_Strict):
     pool: float = Field(gt=0)
 
 
+class Load(_Strict):
+    enabled: bool
+    concurrency_limit: int = Field(gt=0, le=256)
+    requests_per_level: int = Field(gt=0)
+    max_error_rate: float = Field(ge=0, le=1)
+    poisson_rate_per_s: float = Field(ge=0)
+    poisson_requests: int = Field(gt=0)
+    seed: int
+
+
 class Bench(_Strict):
     utterances: list[str]
     conditions: list[Literal["cloned", "preset"]] = Field(min_length=1)
@@ -82,6 +92,9 @@ class Bench(_Strict):
     max_timeout_fraction: float = Field(gt=0, le=1)
     timeouts: Timeouts
     save_wavs: bool
+    audible_threshold_dbfs: float = Field(lt=0)
+    memory_interval_s: float = Field(gt=0)
+    load: Load
 
     @field_validator("utterances", mode="before")
     @classmethod

@@ -20,7 +20,8 @@ class SpeechRequest:
     body: dict
     headers: dict[str, str] = field(default_factory=dict)
     response_format: str = "pcm"
-    sse: bool = False
+    sse: bool | None = False  # None: the server chooses (Content-Type decides)
+    sample_format: str = "s16le"
 
 
 def data_url(wav_path: str | Path) -> str:

@@ -18,6 +18,7 @@ from bench_py.audio import Pcm, write_wav_file
 from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure.client import stream_speech
 from bench_py.measure.stats import summarize
+from bench_py.measure.timing import bench_async
 
 
 class Target(Protocol):
@@ -37,12 +38,16 @@ class RequestRecord:
     error: str | None
     ttfb_ms: float | None
     ttfa_ms: float | None
+    ttfa_audible_ms: float | None
     total_ms: float
     audio_s: float
     samples: int
     sample_rate: int
     rtf: float | None
-    chunks: int
+    chunks: dict[str, Any]
+    underruns: int
+    underrun_ms: float
+    audible_threshold_dbfs: float
     wav: str | None = None
 
 
@@ -50,7 +55,14 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 async def _one(
-    client: httpx.AsyncClient, target: Target, side: str, condition: Condition, index: int, repetition: int, text: str
+    client: httpx.AsyncClient,
+    target: Target,
+    side: str,
+    condition: Condition,
+    index: int,
+    repetition: int,
+    text: str,
+    audible_threshold_dbfs: float,
 ) -> tuple[RequestRecord, Pcm]:
     request = target.request(text, condition)
     result = await stream_speech(
@@ -60,9 +72,9 @@ async def _one(
         headers=request.headers,
         response_format=request.response_format,
         sse=request.sse,
+        sample_format=request.sample_format,
+        audible_threshold_dbfs=audible_threshold_dbfs,
     )
-    timed_out = bool(result.error and "Timeout" in result.error)
-    audio_s = result.audio_s
     record = RequestRecord(
         side=side,
         condition=condition,
@@ -71,16 +83,11 @@ async def _one(
         warmup=repetition < 0,
         status=result.status,
         ok=result.ok,
-        timed_out=timed_out,
+        timed_out=result.timed_out,
         error=result.error,
-        ttfb_ms=result.ttfb_ms,
-        ttfa_ms=result.ttfa_ms,
-        total_ms=result.total_ms,
-        audio_s=audio_s,
         samples=len(result.samples),
         sample_rate=result.rate,
-        rtf=(result.total_ms / 1000 / audio_s) if result.ok and audio_s > 0 else None,
-        chunks=len(result.arrivals),
+        **result.metrics(),
     )
     return record, Pcm(result.samples, result.rate)
 
@@ -95,18 +102,23 @@ async def run_side(
     timeouts: httpx.Timeout,
     wav_dir: Path | None,
     progress: Progress | None = None,
+    audible_threshold_dbfs: float = -40.0,
 ) -> list[RequestRecord]:
     """Warm up each condition, then time every utterance ``repetitions`` times."""
     records: list[RequestRecord] = []
     async with httpx.AsyncClient(timeout=timeouts) as client:
         for condition in conditions:
-            for _ in range(warmup):
-                record, _pcm = await _one(client, target, side, condition, 0, -1, utterances[0])
-                records.append(record)
             for index, text in enumerate(utterances):
-                for repetition in range(repetitions):
-                    record, pcm = await _one(client, target, side, condition, index, repetition, text)
-                    if wav_dir is not None and repetition == 0 and record.ok:
+                # Warmup belongs to the condition, before its first timed request, outside the loop.
+                runs = await bench_async(
+                    lambda c=condition, i=index, t=text: _one(client, target, side, c, i, 0, t, audible_threshold_dbfs),
+                    n=repetitions,
+                    warmup=warmup if index == 0 else 0,
+                )
+                for run in runs:
+                    record, pcm = run.value
+                    record.repetition, record.warmup = run.index, run.warmup
+                    if wav_dir is not None and run.index == 0 and not run.warmup and record.ok:
                         path = wav_dir / side / condition / f"u{index:02d}.wav"
                         path.parent.mkdir(parents=True, exist_ok=True)
                         write_wav_file(str(path), pcm)
@@ -139,6 +151,9 @@ def summarize_side(records: Sequence[RequestRecord]) -> dict[str, Any]:
             "errors": sum(not r.ok and not r.timed_out for r in timed),
             "ttfb_ms": summarize([r.ttfb_ms for r in ok]),
             "ttfa_ms": summarize([r.ttfa_ms for r in ok]),
+            "ttfa_audible_ms": summarize([r.ttfa_audible_ms for r in ok]),
+            "underruns": sum(r.underruns for r in ok),
+            "underrun_ms": summarize([r.underrun_ms for r in ok]),
             "total_ms": summarize([r.total_ms for r in ok]),
             "rtf": summarize([r.rtf for r in ok]),
             "audio_s": summarize([r.audio_s for r in ok]),
@@ -164,11 +179,57 @@ def run(
     timeouts: httpx.Timeout,
     wav_dir: Path | None,
     progress: Progress | None = None,
+    audible_threshold_dbfs: float = -40.0,
 ) -> dict[str, list[RequestRecord]]:
     """Each side in turn (never concurrently: one side's load must not colour the other's timings)."""
     return {
         side: asyncio.run(
-            run_side(side, target, utterances, conditions, repetitions, warmup, timeouts, wav_dir, progress)
+            run_side(
+                side,
+                target,
+                utterances,
+                conditions,
+                repetitions,
+                warmup,
+                timeouts,
+                wav_dir,
+                progress,
+                audible_threshold_dbfs,
+            )
         )
         for side, target in targets.items()
     }
+
+
+async def run_load(
+    target: Target,
+    text: str,
+    timeouts: httpx.Timeout,
+    limit: int,
+    requests_per_level: int,
+    max_error_rate: float,
+    poisson_rate_per_s: float,
+    poisson_requests: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The candidate under load: a concurrency sweep, then (rate > 0) an open-loop Poisson run."""
+    from bench_py.measure import load
+
+    request = target.request(text, "preset")
+    async with httpx.AsyncClient(timeout=timeouts, limits=httpx.Limits(max_connections=limit * 2)) as client:
+
+        async def one(_index: int):
+            return await stream_speech(
+                client,
+                request.url,
+                request.body,
+                headers=request.headers,
+                response_format=request.response_format,
+                sse=request.sse,
+                sample_format=request.sample_format,
+            )
+
+        result = {"sweep": await load.sweep(one, limit, requests_per_level, max_error_rate), "utterance": text}
+        if poisson_rate_per_s > 0:
+            result["poisson"] = await load.poisson(one, poisson_rate_per_s, poisson_requests, seed)
+    return result

@@ -1,39 +1,56 @@
 """The streaming speech client: one request, raw timestamps, decoded audio.
 
-Times are read from a monotonic clock just before the request is sent. ``ttfb_ms`` is the
-first response byte (curl's start-transfer); ``ttfa_ms`` the first byte that carries audio
-samples, after any WAV header or SSE framing. Summaries are computed elsewhere from these
-raw records, never accumulated here.
+Every time is read from the monotonic clock, relative to a reading taken just before the
+request is sent:
+
+* ``ttfb_ms`` — the first response byte (curl's start-transfer);
+* ``ttfa_ms`` — the first byte that carries audio samples, after any WAV header or SSE framing
+  (the seed's TTFA);
+* ``ttfa_audible_ms`` — the read that brought the first sample at or above the audibility
+  threshold (``audible_threshold_dbfs`` of full scale, recorded with the result);
+* ``total_ms`` — the end of the stream.
+
+The decoder is chosen from the response's Content-Type and what the request asked for; a
+response that contradicts the request is an error, never a guess. Summaries are computed
+elsewhere from these raw records.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import numpy as np
 
 from bench_py.audio import OUTPUT_RATE
-from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, make_decoder
+from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, decoder_for_response
+from bench_py.measure.timing import chunk_stats, underruns
 
 #: The seed's timeouts (seconds); ``read`` bounds the silence between two network reads.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=5.0, pool=5.0)
+#: A sample at or above this level (dBFS of full scale) is audible: far above dither, below speech.
+AUDIBLE_THRESHOLD_DBFS = -40.0
 
 
 @dataclass
 class StreamResult:
     """What one streamed request produced, with raw arrival times in ms from the send."""
 
+    sent_at: float  # monotonic seconds, read just before the request was sent
     status: int
     ttfb_ms: float | None
     ttfa_ms: float | None
+    ttfa_audible_ms: float | None
     total_ms: float
     samples: np.ndarray
     rate: int
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (ms since send, samples in read)
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    timed_out: bool = False
+    audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS
 
     @property
     def audio_s(self) -> float:
@@ -43,6 +60,27 @@ class StreamResult:
     def ok(self) -> bool:
         return self.error is None and self.status == 200
 
+    @property
+    def rtf(self) -> float | None:
+        """Synthesis time over audio duration (below 1: faster than real time)."""
+        return self.total_ms / 1000 / self.audio_s if self.ok and self.audio_s > 0 else None
+
+    def metrics(self) -> dict[str, Any]:
+        """Every per-request figure, computed from the raw arrivals."""
+        stalls, stall_ms = underruns(self.arrivals, self.rate)
+        return {
+            "ttfb_ms": self.ttfb_ms,
+            "ttfa_ms": self.ttfa_ms,
+            "ttfa_audible_ms": self.ttfa_audible_ms,
+            "total_ms": self.total_ms,
+            "audio_s": self.audio_s,
+            "rtf": self.rtf,
+            "audible_threshold_dbfs": self.audible_threshold_dbfs,
+            "chunks": chunk_stats(self.arrivals, self.rate),
+            "underruns": stalls,
+            "underrun_ms": stall_ms,
+        }
+
 
 async def stream_speech(
     client: httpx.AsyncClient,
@@ -51,14 +89,21 @@ async def stream_speech(
     *,
     headers: dict[str, str] | None = None,
     response_format: str = "pcm",
-    sse: bool = False,
+    sse: bool | None = False,
+    sample_format: str = "s16le",
+    audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS,
 ) -> StreamResult:
-    """POST ``body`` to ``url`` and read the audio stream to its end."""
-    decoder = make_decoder(response_format, sse)
+    """POST ``body`` to ``url`` and read the audio stream to its end.
+
+    ``sse``: True when the request asked for server-sent events, False for raw bytes, None when
+    the server chooses (then its Content-Type decides).
+    """
+    threshold = 32768.0 * 10 ** (audible_threshold_dbfs / 20)
     arrivals: list[tuple[float, int]] = []
     pieces: list[np.ndarray] = []
-    ttfb = ttfa = None
-    status, response_headers, error = 0, {}, None
+    ttfb = ttfa = audible = None
+    status, response_headers, error, timed_out = 0, {}, None, False
+    decoder = None
     sent = time.monotonic()
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:
@@ -67,14 +112,23 @@ async def stream_speech(
                 detail = (await response.aread()).decode(errors="replace")[:500]
                 error = f"HTTP {status}: {detail}"
             else:
+                decoder = decoder_for_response(
+                    response.headers.get("content-type"), response_format, sse, sample_format
+                )
                 async for chunk in response.aiter_raw():
                     now = (time.monotonic() - sent) * 1000
                     ttfb = now if ttfb is None else ttfb
                     samples = decoder.feed(chunk)
                     if len(samples):
                         ttfa = now if ttfa is None else ttfa
+                        if audible is None and np.any(np.abs(samples.astype(np.int32)) >= threshold):
+                            audible = now
                         arrivals.append((now, len(samples)))
                         pieces.append(samples)
+    except httpx.TimeoutException as failure:
+        timed_out = True
+        phase = "the first byte" if ttfb is None else f"more audio after {sum(n for _, n in arrivals)} samples"
+        error = f"{type(failure).__name__}: no answer within the timeout while waiting for {phase}"
     except (httpx.HTTPError, StreamDecodeError) as failure:
         error = f"{type(failure).__name__}: {failure}"
     total = (time.monotonic() - sent) * 1000
@@ -82,4 +136,18 @@ async def stream_speech(
     if isinstance(decoder, WavStreamDecoder) and decoder.rate:
         rate = decoder.rate
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
-    return StreamResult(status, ttfb, ttfa, total, samples, rate, arrivals, response_headers, error)
+    return StreamResult(
+        sent,
+        status,
+        ttfb,
+        ttfa,
+        audible,
+        total,
+        samples,
+        rate,
+        arrivals,
+        response_headers,
+        error,
+        timed_out,
+        audible_threshold_dbfs,
+    )

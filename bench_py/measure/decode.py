@@ -4,7 +4,8 @@ A decoder is fed network chunks as they arrive and returns the int16 samples eac
 completes. What counts as audio is decided by the transport and format the request asked
 for, never by sniffing:
 
-* raw PCM (int16 little-endian): every complete sample is audio;
+* raw PCM, int16 little-endian (OpenAI, vLLM-Omni, the incumbent adapter) or float32
+  little-endian (Mistral's hosted ``pcm``): every complete sample is audio;
 * WAV streams: the header is skipped (its size fields may be placeholders) and samples counted;
 * SSE ``speech.audio.delta`` events: base64 audio in ``audio`` (OpenAI, vLLM-Omni) or
   ``audio_data`` (Mistral), wrapping raw PCM or a WAV stream.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench_py.audio import AudioFormatError, IncompleteWavHeader, parse_wav_header
+from bench_py.audio import AudioFormatError, IncompleteWavHeader, float_to_int16, parse_wav_header
 
 
 class StreamDecodeError(ValueError):
@@ -36,6 +37,19 @@ class PcmDecoder:
         usable = len(data) // 2 * 2
         self._carry = data[usable:]
         return np.frombuffer(data[:usable], "<i2").copy()
+
+
+@dataclass
+class Float32PcmDecoder:
+    """Raw float32 little-endian PCM in [-1, 1], returned as int16 like every other decoder."""
+
+    _carry: bytes = b""
+
+    def feed(self, data: bytes) -> np.ndarray:
+        data = self._carry + data
+        usable = len(data) // 4 * 4
+        self._carry = data[usable:]
+        return float_to_int16(np.frombuffer(data[:usable], "<f4"))
 
 
 @dataclass
@@ -103,12 +117,13 @@ class SseAudioDecoder:
     """``speech.audio.delta`` events carrying base64 audio of the requested format."""
 
     response_format: str = "pcm"
+    sample_format: str = "s16le"
     done: bool = False
     _events: SseParser = field(default_factory=SseParser)
-    _inner: PcmDecoder | WavStreamDecoder | None = None
+    _inner: Decoder | None = None
 
     def __post_init__(self) -> None:
-        self._inner = WavStreamDecoder() if self.response_format == "wav" else PcmDecoder()
+        self._inner = _raw_decoder(self.response_format, self.sample_format)
 
     def feed(self, data: bytes) -> np.ndarray:
         assert self._inner is not None
@@ -126,10 +141,53 @@ class SseAudioDecoder:
         return np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
 
 
-def make_decoder(response_format: str, sse: bool) -> PcmDecoder | WavStreamDecoder | SseAudioDecoder:
-    """The decoder for what the request asked: ``response_format`` pcm|wav, SSE or raw transport."""
+Decoder = PcmDecoder | Float32PcmDecoder | WavStreamDecoder | SseAudioDecoder
+SAMPLE_FORMATS = ("s16le", "f32le")
+_WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+_RAW_TYPES = ("audio/pcm", "audio/l16", "audio/raw", "application/octet-stream", "binary/octet-stream")
+
+
+def _raw_decoder(response_format: str, sample_format: str) -> PcmDecoder | Float32PcmDecoder | WavStreamDecoder:
+    if response_format == "wav":
+        return WavStreamDecoder()
+    return Float32PcmDecoder() if sample_format == "f32le" else PcmDecoder()
+
+
+def make_decoder(response_format: str, sse: bool, sample_format: str = "s16le") -> Decoder:
+    """The decoder for what the request asked: ``response_format`` pcm|wav, SSE or raw transport.
+
+    ``sample_format`` says how raw PCM is encoded (``s16le``, or ``f32le`` for Mistral's hosted API).
+    """
     if response_format not in ("pcm", "wav"):
         raise ValueError(f"cannot decode response_format {response_format!r}; voxbench measures pcm or wav")
+    if sample_format not in SAMPLE_FORMATS:
+        raise ValueError(f"sample_format must be one of {', '.join(SAMPLE_FORMATS)}, not {sample_format!r}")
     if sse:
-        return SseAudioDecoder(response_format)
-    return WavStreamDecoder() if response_format == "wav" else PcmDecoder()
+        return SseAudioDecoder(response_format, sample_format)
+    return _raw_decoder(response_format, sample_format)
+
+
+def decoder_for_response(
+    content_type: str | None, response_format: str, sse_requested: bool | None, sample_format: str = "s16le"
+) -> Decoder:
+    """Decide from the response's Content-Type and the request; refuse what contradicts the request.
+
+    ``sse_requested`` is ``None`` when the request left the transport to the server (``stream``
+    without ``stream_format``): then Content-Type decides between SSE and raw bytes.
+    """
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind == "text/event-stream":
+        if sse_requested is False:
+            raise StreamDecodeError("asked for a raw audio stream, the server sent text/event-stream")
+        return make_decoder(response_format, True, sample_format)
+    if sse_requested:
+        raise StreamDecodeError(f"asked for server-sent events, the server sent {kind or 'no Content-Type'}")
+    if kind in _WAV_TYPES:
+        if response_format != "wav":
+            raise StreamDecodeError(f"asked for {response_format}, the server sent {kind}")
+        return make_decoder("wav", False)
+    if kind in _RAW_TYPES or (kind == "" and response_format == "pcm"):
+        if response_format == "wav":
+            raise StreamDecodeError(f"asked for wav, the server sent {kind or 'no Content-Type'}")
+        return make_decoder("pcm", False, sample_format)
+    raise StreamDecodeError(f"the server sent Content-Type {kind!r}, which is not audio voxbench can measure")

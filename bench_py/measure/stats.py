@@ -19,7 +19,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def summarize(values: Sequence[float | None]) -> dict[str, Any]:
-    """p50/p90/p99, mean, min, max and n of the non-missing values, with the method named."""
+    """p50/p90/p99, mean, sample stdev, min, max and n of the non-missing values, with the method named."""
     clean = [float(v) for v in values if v is not None]
     if not clean:
         return {"n": 0, "method": PERCENTILE_METHOD}
@@ -29,6 +29,7 @@ def summarize(values: Sequence[float | None]) -> dict[str, Any]:
         "p90": percentile(clean, 90),
         "p99": percentile(clean, 99),
         "mean": float(np.mean(clean)),
+        "stdev": float(np.std(clean, ddof=1)) if len(clean) > 1 else None,
         "min": min(clean),
         "max": max(clean),
         "method": PERCENTILE_METHOD,

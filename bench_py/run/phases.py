@@ -8,6 +8,7 @@ STARTING or BENCHING) removes the run's containers, checks the co-tenant, and as
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import platform
@@ -23,7 +24,8 @@ from bench_py.audio import Pcm, median_f0, rms_dbfs
 from bench_py.config.model import Config
 from bench_py.engines import container
 from bench_py.engines.http import ChatterboxTarget, OpenAISpeechTarget
-from bench_py.measure import bench, cotenant
+from bench_py.measure import bench, cotenant, memory
+from bench_py.measure.memory import MemorySampler
 from bench_py.run import preflight
 from bench_py.run.measurements import write_measurements
 from bench_py.run.state import State, StateStore, atomic_write_json
@@ -170,6 +172,29 @@ class Run:
         return {"ok": True, **facts}
 
     # -- BENCHING -----------------------------------------------------------------------------
+    def _memory_sources(self) -> list[Any]:
+        """Every memory view of the candidate: NVML per process and device, its cgroup, the host."""
+        candidate = _read(self.dir, "candidate") or {}
+        ready = next((p for p in candidate.get("paths", []) if p.get("status") == "ready"), {})
+        container_id = (ready.get("container") or {}).get("id")
+        client = preflight.docker_client(self.config.preflight.docker_url)
+
+        def engine_pids() -> list[int]:
+            if not container_id:
+                return []
+            top = client.containers.get(container_id).top(ps_args="-eo pid")
+            return [int(row[0]) for row in top.get("Processes", [])]
+
+        sources: list[Any] = [memory.NvmlProcessSource(engine_pids), memory.NvmlDeviceSource()]
+        try:
+            if not container_id:
+                raise memory.SourceUnavailable("no candidate container")
+            sources.append(memory.CgroupSource(memory.cgroup_memory_file(container_id)))
+        except memory.SourceUnavailable as error:
+            sources.append(memory.UnavailableSource("cgroup", str(error)))
+        sources.append(memory.MeminfoSource())
+        return sources
+
     def _targets(self) -> dict[str, Any]:
         inc = self.config.incumbent
         token = None
@@ -191,18 +216,40 @@ class Run:
         def progress(update: dict[str, Any]) -> None:
             self.store.update(self.run_id, phase={"name": "BENCHING", **update})
 
-        records = bench.run(
-            self._targets(),
-            cfg.utterances,
-            cfg.conditions,
-            cfg.repetitions,
-            cfg.warmup,
-            timeouts,
-            self.dir / "wavs" if cfg.save_wavs else None,
-            progress,
-        )
+        targets = self._targets()
+        with MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler:
+            records = bench.run(
+                targets,
+                cfg.utterances,
+                cfg.conditions,
+                cfg.repetitions,
+                cfg.warmup,
+                timeouts,
+                self.dir / "wavs" if cfg.save_wavs else None,
+                progress,
+                cfg.audible_threshold_dbfs,
+            )
+            load_result = None
+            if cfg.load.enabled:
+                progress({"side": "candidate", "load": "concurrency sweep"})
+                load = cfg.load
+                load_result = asyncio.run(
+                    bench.run_load(
+                        targets["candidate"],
+                        cfg.utterances[min(2, len(cfg.utterances) - 1)],
+                        timeouts,
+                        load.concurrency_limit,
+                        load.requests_per_level,
+                        load.max_error_rate,
+                        load.poisson_rate_per_s,
+                        load.poisson_requests,
+                        load.seed,
+                    )
+                )
         fraction = bench.timeout_fraction(records["candidate"])
         result = {
+            "memory": {"scope": "candidate during BENCHING (timed loops and load)", "sources": sampler.results()},
+            "load": load_result,
             "utterances": cfg.utterances,
             "conditions": cfg.conditions,
             "repetitions": cfg.repetitions,

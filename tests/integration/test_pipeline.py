@@ -113,6 +113,14 @@ def test_full_shape_run_through_the_python_api(bench_env, docker_client):
                 assert FIRST_AUDIO_DELAY_MS < record["ttfa_ms"] < record["total_ms"]
         wav = run_dir / timed[0]["wav"]
         assert len(read_wav_file(str(wav)).samples) == timed[0]["samples"]
+    memory = bench["memory"]["sources"]
+    assert memory["cgroup"]["available"] and memory["cgroup"]["peak"] > 0  # the candidate container's cgroup
+    assert memory["meminfo"]["available"]
+    assert memory["nvml_device"] == {"available": False, "reason": memory["nvml_device"]["reason"]}  # no GPU here
+    sweep = bench["load"]["sweep"]
+    assert [level["concurrency"] for level in sweep["levels"]] == [1, 2, 4]
+    assert bench["load"]["poisson"]["requests"] == 8
+    assert all(r["ttfa_audible_ms"] >= r["ttfa_ms"] for r in bench["records"]["candidate"] if r["ok"])
     assert measurements["teardown"]["removal"]["verified"]
     assert measurements["baseline"]["latency_ms"]["n"] == 10
     assert measurements["preflight"]["rule"]["sha256"] == result.figures["rule_sha256"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench_py.audio import wav_header
-from bench_py.measure.decode import StreamDecodeError, make_decoder
+from bench_py.measure.decode import StreamDecodeError, decoder_for_response, make_decoder
 
 SAMPLES = (np.arange(-3000, 3000, 7) * 5).astype(np.int16)
 
@@ -52,3 +52,42 @@ def test_wrong_transport_fails_loudly():
         make_decoder("pcm", sse=True).feed(b"data: not json\n\n")
     with pytest.raises(ValueError, match="mp3"):
         make_decoder("mp3", sse=False)
+
+
+def test_float32_pcm_decodes_like_int16():
+    floats = (SAMPLES.astype("<f4") / 32767.0).tobytes()
+    decoder = make_decoder("pcm", sse=False, sample_format="f32le")
+    np.testing.assert_allclose(feed_in_pieces(decoder, floats, 3), SAMPLES, atol=1)
+    sse_decoder = make_decoder("pcm", sse=True, sample_format="f32le")
+    np.testing.assert_allclose(sse_decoder.feed(sse([floats], key="audio_data")), SAMPLES, atol=1)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "response_format", "sse_requested", "decoder"),
+    [
+        ("audio/pcm", "pcm", False, "PcmDecoder"),
+        ("application/octet-stream", "pcm", False, "PcmDecoder"),
+        ("audio/wav", "wav", False, "WavStreamDecoder"),
+        ("text/event-stream; charset=utf-8", "pcm", None, "SseAudioDecoder"),
+        ("audio/pcm", "pcm", None, "PcmDecoder"),
+        ("text/event-stream", "wav", True, "SseAudioDecoder"),
+    ],
+)
+def test_decoder_follows_content_type_and_request(content_type, response_format, sse_requested, decoder):
+    assert type(decoder_for_response(content_type, response_format, sse_requested)).__name__ == decoder
+
+
+@pytest.mark.parametrize(
+    ("content_type", "response_format", "sse_requested", "message"),
+    [
+        ("text/event-stream", "pcm", False, "asked for a raw audio stream"),
+        ("audio/pcm", "pcm", True, "asked for server-sent events"),
+        ("audio/wav", "pcm", False, "asked for pcm, the server sent audio/wav"),
+        ("audio/pcm", "wav", False, "asked for wav"),
+        ("audio/mpeg", "pcm", False, "not audio voxbench can measure"),
+        ("application/json", "pcm", None, "not audio voxbench can measure"),
+    ],
+)
+def test_contradicting_responses_are_refused_not_guessed(content_type, response_format, sse_requested, message):
+    with pytest.raises(StreamDecodeError, match=message):
+        decoder_for_response(content_type, response_format, sse_requested)
