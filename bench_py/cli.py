@@ -113,6 +113,59 @@ def bench_command(
     sys.exit(EXIT_DONE if result.final_state == "DONE" else EXIT_ABORTED)
 
 
+@main.command("cleanup")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed or closed; change nothing.")
+@click.option(
+    "--max-age-hours",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="Remove bench containers older than this (or past their expiry label).",
+)
+@click.option("--host", "host_label", help="Only containers labelled with this host (hosts sharing one daemon).")
+@click.option(
+    "--state-dir",
+    default="~/.local/state/voxbench",
+    show_default=True,
+    help="Where this host's run states are (runs left in progress are recovered).",
+)
+@click.option("--skip-recover", is_flag=True, help="Only sweep containers; leave run states alone.")
+def cleanup_command(
+    dry_run: bool, max_age_hours: float, host_label: str | None, state_dir: str, skip_recover: bool
+) -> None:
+    """Close runs whose dispatcher is gone and remove orphaned bench containers (by label, never by name)."""
+    import logging
+
+    import docker
+
+    from bench_py.hosts.cleanup import recover, sweep
+    from bench_py.run.state import StateStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    client = docker.from_env()
+    if not skip_recover:
+        for entry in recover(StateStore(state_dir), client, dry_run=dry_run):
+            click.echo(
+                f"{'would close' if dry_run else 'closed'} run {entry['run_id']} ({entry['was']}): {entry['reason']}"
+            )
+    removed = sweep(client, max_age_hours, host=host_label, dry_run=dry_run)
+    for entry in removed:
+        click.echo(
+            f"{'would remove' if dry_run else 'removed'} {entry['name']} ({entry['id']}, run "
+            f"{entry['run_id']}): {entry['reason']}"
+        )
+    if not removed:
+        click.echo("no bench container to remove")
+
+
+@main.command("version")
+def version_command() -> None:
+    """Print the exact installed version (release + digest of the package files)."""
+    from bench_py.version import version_id
+
+    click.echo(version_id())
+
+
 @main.group()
 def demo() -> None:
     """The embedded default: everything a first run on this machine needs."""

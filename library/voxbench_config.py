@@ -38,6 +38,10 @@ config:
   description: The validated configuration, every default filled in.
   returned: success
   type: dict
+version_id:
+  description: The controller's exact voxbench (release + digest of its files).
+  returned: success
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -60,7 +64,9 @@ def main() -> None:
         config = load(overrides)
     except ConfigError as error:
         module.fail_json(msg=f"invalid voxbench configuration: {error}")
-    module.exit_json(changed=False, config=config.model_dump(mode="json"))
+    from bench_py.version import version_id
+
+    module.exit_json(changed=False, config=config.model_dump(mode="json"), version_id=version_id())
 
 
 if __name__ == "__main__":

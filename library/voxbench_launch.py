@@ -32,6 +32,9 @@ options:
     description: Name of the tmux session runs are started in.
     type: str
     default: voxbench
+  expected_version:
+    description: The controller's voxbench version id; the host must run exactly this one.
+    type: str
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -73,11 +76,19 @@ def main() -> None:
             "python": {"type": "path", "required": True},
             "new_run": {"type": "bool", "default": False},
             "tmux_session": {"type": "str", "default": "voxbench"},
+            "expected_version": {"type": "str"},
         },
         supports_check_mode=True,
     )
     from bench_py.run.dispatcher import LaunchError, launch
+    from bench_py.version import version_id
 
+    expected = module.params["expected_version"]
+    if expected and expected != version_id():
+        module.fail_json(
+            msg=f"voxbench on this host is {version_id()} but the controller runs {expected}; "
+            "run setup.yml to install the controller's version, then bench again"
+        )
     try:
         result = launch(
             module.params["config"],

@@ -157,3 +157,37 @@ def production_standins(docker_client, standin_images, session_dir, test_run_lab
     }
     for container in containers:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def ssh_key(session_dir) -> dict[str, Path]:
+    import subprocess
+
+    key = session_dir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = session_dir / "authorized_keys"
+    authorized.write_text((session_dir / "id_ed25519.pub").read_text())
+    authorized.chmod(0o644)
+    return {"private": key, "authorized_keys": authorized}
+
+
+@pytest.fixture(scope="session")
+def test_hosts(docker_client, ssh_key, test_run_label, session_dir):
+    """Two systemd + sshd test hosts and one without systemd, reached over real SSH."""
+    from bench_py.standins.testhost import TestHostFleet
+
+    fleet = TestHostFleet(
+        docker_client,
+        ssh_key["private"],
+        ssh_key["authorized_keys"],
+        session_dir / "testhosts",
+        labels={test_run_label: "testhost"},
+        progress=print,
+    )
+    try:
+        fleet.start({"vbhost1": True, "vbhost2": True, "vbplain": False})
+    except TimeoutError as error:
+        fleet.remove()
+        pytest.fail(str(error))
+    yield {"hosts": fleet.hosts, "inventory": fleet.inventory, "ssh": fleet.ssh_base, "image": fleet.image}
+    fleet.remove()

@@ -9,6 +9,7 @@ started with ``--rm``: teardown removes them and then verifies they are gone.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ LABEL_RUN = "io.voxbench.run-id"
 LABEL_ROLE = "io.voxbench.role"
 LABEL_EXPIRES = "io.voxbench.expires"
 LABEL_BENCH = "io.voxbench.bench"
+LABEL_HOST = "io.voxbench.host"
 
 
 class StartError(RuntimeError):
@@ -49,6 +51,7 @@ class ContainerSpec:
             LABEL_BENCH: "true",
             LABEL_RUN: self.run_id,
             LABEL_ROLE: "candidate",
+            LABEL_HOST: socket.gethostname(),
             LABEL_EXPIRES: expires.isoformat(timespec="seconds"),
         }
 

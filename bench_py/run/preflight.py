@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,7 +155,38 @@ def check_reference(config: Config, project_dir: Path) -> Check:
     return Check("reference", True, f"reference '{entry['name']}' is allowed and its sha256 matches", entry)
 
 
-CHECKS: tuple[Callable[[Config], Check], ...] = (check_docker, check_ports, check_token_file, check_disk, check_memory)
+def check_orphan_sweep(_config: Config) -> Check:
+    """Informational: whether the daily sweep and boot recovery are installed (setup.yml)."""
+    if not Path("/run/systemd/system").is_dir():
+        return Check(
+            "orphan_sweep",
+            True,
+            "this host does not run systemd as PID 1: the daily orphan sweep and boot "
+            "recovery are not installed; run `voxbench cleanup` by hand after a crash",
+            warning=True,
+        )
+    result = subprocess.run(
+        ["systemctl", "is-enabled", "voxbench-cleanup.timer"], capture_output=True, text=True, check=False
+    )
+    if result.stdout.strip() != "enabled":
+        return Check(
+            "orphan_sweep",
+            True,
+            "the voxbench-cleanup.timer is not enabled on this host; run setup.yml "
+            "so orphans of a crashed run are swept",
+            warning=True,
+        )
+    return Check("orphan_sweep", True, "the daily orphan sweep (voxbench-cleanup.timer) is enabled")
+
+
+CHECKS: tuple[Callable[[Config], Check], ...] = (
+    check_docker,
+    check_ports,
+    check_token_file,
+    check_disk,
+    check_memory,
+    check_orphan_sweep,
+)
 
 
 def run_preflight(config: Config, project_dir: Path) -> dict[str, Any]:

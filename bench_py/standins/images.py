@@ -26,12 +26,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from bench_py.version import PACKAGE_ROOT, source_digest
+
 #: Bump when the way images are assembled changes (forces a rebuild everywhere).
 RECIPE_VERSION = 1
 BASE_REPOSITORY = "voxbench/standin-base"
 LABEL_INPUTS = "io.voxbench.inputs"
 LABEL_ROLE = "io.voxbench.standin"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # bench_py/
 
 Progress = Callable[[str], None]
 
@@ -40,6 +41,7 @@ Progress = Callable[[str], None]
 class BaseRecipe:
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
+    repository: str = BASE_REPOSITORY
     packages: tuple[str, ...] = (
         "python3",
         "python3-aiohttp",
@@ -56,7 +58,7 @@ class BaseRecipe:
 
     @property
     def tag(self) -> str:
-        return f"{BASE_REPOSITORY}:{self.digest()}"
+        return f"{self.repository}:{self.digest()}"
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,6 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
-
-
-def source_digest(root: Path = PACKAGE_ROOT) -> str:
-    """Hash of every Python file in ``bench_py``: what the app layer copies."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def build_base(client: docker.DockerClient, recipe: BaseRecipe, progress: Progress = print) -> str:
@@ -144,6 +136,30 @@ def build_base(client: docker.DockerClient, recipe: BaseRecipe, progress: Progre
     return recipe.tag
 
 
+def build_layer(
+    client: docker.DockerClient, tag: str, dockerfile: str, files: dict[str, Path], progress: Progress = print
+) -> str:
+    """``docker build`` of a layer over a local base image (nothing is pulled), unless ``tag`` exists."""
+    if _image_exists(client, tag):
+        progress(f"{tag} is up to date")
+        return tag
+    progress(f"building {tag}")
+    with tempfile.TemporaryDirectory(prefix="voxbench-image-") as context:
+        for name, source in files.items():
+            target = Path(context, name)
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        Path(context, "Dockerfile").write_text(dockerfile)
+        try:
+            client.images.build(path=context, tag=tag, rm=True, pull=False, forcerm=True)
+        except (docker.errors.BuildError, docker.errors.APIError) as error:
+            raise ImageBuildError(f"docker build of {tag} failed: {error}") from None
+    return tag
+
+
 def _dockerfile(base: str, standin: StandinImage, inputs: str) -> str:
     command = json.dumps(
         ["python3", "-m", standin.module, "--host", "0.0.0.0", "--port", str(standin.port), *standin.args]
@@ -181,22 +197,13 @@ def build_standins(
     inputs = hashlib.sha256(f"{recipe.digest()}:{source_digest()}:{RECIPE_VERSION}".encode()).hexdigest()[:16]
     tags: dict[str, str] = {}
     for standin in STANDINS:
-        tag = f"{standin.repository}:{inputs}"
-        if not _image_exists(client, tag):
-            progress(f"building {tag}")
-            with tempfile.TemporaryDirectory(prefix="voxbench-image-") as context:
-                shutil.copytree(
-                    PACKAGE_ROOT,
-                    os.path.join(context, "bench_py"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                )
-                Path(context, "Dockerfile").write_text(_dockerfile(base, standin, inputs))
-                try:
-                    client.images.build(path=context, tag=tag, rm=True, pull=False, forcerm=True)
-                except (docker.errors.BuildError, docker.errors.APIError) as error:
-                    raise ImageBuildError(f"docker build of {tag} failed: {error}") from None
-        else:
-            progress(f"{tag} is up to date")
+        tag = build_layer(
+            client,
+            f"{standin.repository}:{inputs}",
+            _dockerfile(base, standin, inputs),
+            {"bench_py": PACKAGE_ROOT},
+            progress,
+        )
         client.images.get(tag).tag(standin.repository, "latest")
         tags[standin.role] = tag
     return tags

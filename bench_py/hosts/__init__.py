@@ -1,0 +1,1 @@
+"""Preparing and keeping hosts: the offline bundle setup.yml installs, the orphan sweep, recovery."""

@@ -1,0 +1,112 @@
+"""The orphan sweep and run recovery, for the daily timer, the boot unit and ``voxbench cleanup``.
+
+Containers are selected by the labels voxbench sets (bench flag, run id, host, expiry), never
+by their names: an unlabelled container is never touched. Every removal is logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from bench_py.engines.container import LABEL_BENCH, LABEL_EXPIRES, LABEL_HOST, LABEL_RUN, remove_run_containers
+from bench_py.run.state import TERMINAL, State, StateError, StateStore
+
+log = logging.getLogger("voxbench.cleanup")
+
+
+def _created(container: Any) -> dt.datetime:
+    stamp = container.attrs["Created"]  # RFC 3339 with nanoseconds: 2026-11-26T06:12:33.123456789Z
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC) + dt.timedelta(
+        microseconds=int((frac + "000000")[:6]) if frac else 0
+    )
+
+
+def sweep(
+    client: docker.DockerClient,
+    max_age_hours: float,
+    host: str | None = None,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Remove bench containers older than ``max_age_hours`` or past their expiry label."""
+    now = now or dt.datetime.now(dt.UTC)
+    labels = [f"{LABEL_BENCH}=true"] + ([f"{LABEL_HOST}={host}"] if host else [])
+    selected = []
+    for container in client.containers.list(all=True, filters={"label": labels}):
+        age_h = (now - _created(container)).total_seconds() / 3600
+        expires = container.labels.get(LABEL_EXPIRES)
+        past_expiry = bool(expires) and dt.datetime.fromisoformat(expires) < now
+        if age_h <= max_age_hours and not past_expiry:
+            continue
+        reason = f"older than {max_age_hours:g} h" if age_h > max_age_hours else f"past its expiry {expires}"
+        entry = {
+            "name": container.name,
+            "id": container.id[:12],
+            "run_id": container.labels.get(LABEL_RUN),
+            "age_hours": round(age_h, 2),
+            "reason": reason,
+            "removed": False,
+        }
+        if not dry_run:
+            try:
+                if container.status == "running":
+                    container.stop(timeout=10)
+                container.remove(force=True)
+                entry["removed"] = True
+            except docker.errors.NotFound:
+                entry["removed"] = True
+        log.info(
+            "%s %s (%s, run %s): %s",
+            "would remove" if dry_run else "removed",
+            container.name,
+            entry["id"],
+            entry["run_id"],
+            reason,
+        )
+        selected.append(entry)
+    return selected
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Close runs left in progress whose dispatcher is gone; remove what they started.
+
+    ``host_restarted`` when the run began before the current boot, else ``dispatcher_lost``.
+    """
+    runs_dir = store.root / "runs"
+    recovered = []
+    for state_file in sorted(runs_dir.glob("*/state.json")) if runs_dir.is_dir() else []:
+        run_id = state_file.parent.name
+        try:
+            state = store.load(run_id)
+        except StateError:
+            continue
+        if state.state in TERMINAL or (store.dispatcher_alive(state) is not False and _same_boot(state)):
+            continue
+        reason = "dispatcher_lost" if _same_boot(state) else "host_restarted"
+        entry: dict[str, Any] = {"run_id": run_id, "was": str(state.state), "reason": reason}
+        if not dry_run:
+            if client is not None:
+                entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
+            store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")
+        log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
+        recovered.append(entry)
+    return recovered
+
+
+def _same_boot(state: Any) -> bool:
+    recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
+    return recorded is None or recorded == _boot_id()

@@ -1,0 +1,61 @@
+"""Host preparation helpers: the bundle's platform tags and bytes, run recovery."""
+
+import os
+import subprocess
+import tarfile
+
+from bench_py.hosts.bundle import HostPlatform, _deterministic_tar
+from bench_py.hosts.cleanup import recover
+from bench_py.run.state import State, StateStore
+
+
+def test_platform_tags_cover_every_manylinux_up_to_the_hosts_glibc():
+    tags = HostPlatform("3.12", "aarch64", "2.39").pip_platforms()
+    assert tags[0] == "manylinux_2_17_aarch64" and "manylinux_2_39_aarch64" in tags
+    assert "manylinux_2_40_aarch64" not in tags and "manylinux2014_aarch64" in tags
+    assert HostPlatform("3.11", "x86_64", "2.36").tag == "cp311-x86_64-glibc2.36"
+
+
+def test_bundles_of_the_same_inputs_are_byte_identical(tmp_path):
+    (tmp_path / "src" / "roles").mkdir(parents=True)
+    (tmp_path / "src" / "roles" / "main.yml").write_text("---\n")
+    first, second = tmp_path / "a.tar", tmp_path / "b.tar"
+    _deterministic_tar(first, [("project/roles", tmp_path / "src" / "roles")], {"version_id": "x"})
+    (tmp_path / "src" / "roles" / "main.yml").touch()  # a new mtime must not change the bundle
+    _deterministic_tar(second, [("project/roles", tmp_path / "src" / "roles")], {"version_id": "x"})
+    assert first.read_bytes() == second.read_bytes()
+    with tarfile.open(first) as tar:
+        assert {m.name for m in tar.getmembers()} == {"project/roles", "project/roles/main.yml", "manifest.json"}
+        assert all(m.uid == 0 and m.mtime == 0 for m in tar.getmembers())
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
+    store = StateStore(tmp_path)
+    store.create("RUN-LOST")
+    store.transition("RUN-LOST", State.BASELINE, "ok")
+    store.update("RUN-LOST", changes={"dispatcher": {"pid": _dead_pid(), "host_boot_id": None}})
+    assert recover(store, None, dry_run=True)[0]["reason"] == "dispatcher_lost"
+    assert store.load("RUN-LOST").state == State.BASELINE  # a dry run changes nothing
+    closed = recover(store, None)
+    assert closed == [{"run_id": "RUN-LOST", "was": "BASELINE", "reason": "dispatcher_lost"}]
+    state = store.load("RUN-LOST")
+    assert state.state == State.ERROR_ABORTED and state.reason.startswith("dispatcher_lost")
+    assert store.holder() is None
+
+
+def test_recovery_after_a_reboot_and_live_runs_untouched(tmp_path):
+    store = StateStore(tmp_path)
+    store.create("RUN-OLD-BOOT")
+    store.update("RUN-OLD-BOOT", changes={"dispatcher": {"pid": 1, "host_boot_id": "a-previous-boot"}})
+    assert recover(store, None)[0]["reason"] == "host_restarted"
+    live = StateStore(tmp_path / "live")
+    live.create("RUN-LIVE")
+    live.update("RUN-LIVE", changes={"dispatcher": {"pid": os.getpid(), "host_boot_id": None}})
+    assert recover(live, None) == []
+    assert live.load("RUN-LIVE").state == State.PREFLIGHT
