@@ -28,6 +28,10 @@ class VoxbenchError(RuntimeError):
         self.host, self.task, self.message, self.rc = host, task, message, rc
 
 
+class Cancelled(VoxbenchError):
+    """The run was cancelled on the controller; the hosts were told to abort (operator abort)."""
+
+
 @dataclass(frozen=True)
 class BenchResult:
     run_id: str
@@ -130,6 +134,14 @@ def run_bench(
         event_handler=event_handler,
         cancel_callback=cancel_callback,
     )
+    if runner.status == "canceled":
+        # Ctrl-C or an API cancel is an operator abort: the hosts tear their runs down.
+        abort_runner, _ = run_playbook(
+            "abort.yml", extra_vars=variables, inventory=inventory, limit=limit, project_dir=project_dir
+        )
+        raise Cancelled(
+            f"cancelled on the controller; abort.yml ended {abort_runner.status} on the hosts", rc=abort_runner.rc
+        )
     facts = None
     summary: list[str] = []
     for event in events:

@@ -79,8 +79,34 @@ def reference_default(path: str) -> None:
     click.echo(f"{path}\t{pcm.duration_s:.2f} s at {pcm.rate} Hz")
 
 
+def _overrides(config_file: str | None, profile: str | None) -> dict | None:
+    import yaml
+
+    overrides: dict = {}
+    if config_file:
+        with open(config_file, encoding="utf-8") as handle:
+            overrides = yaml.safe_load(handle) or {}
+        if not isinstance(overrides, dict):
+            raise click.BadParameter("the file must hold a mapping of configuration keys", param_hint="--config")
+    if profile:
+        overrides["profile"] = profile
+    return overrides or None
+
+
+def _variables(pairs: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--var")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 #: Exit codes of ``voxbench bench`` (documented in docs/cli.md).
-EXIT_DONE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 3
+EXIT_DONE, EXIT_FAILED, EXIT_ABORTED, EXIT_CANCELLED = 0, 1, 3, 130
 
 
 @main.command("bench")
@@ -93,19 +119,55 @@ EXIT_DONE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 3
 @click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
 @click.option("--limit", "-l", help="Only these hosts.")
 @click.option("--profile", type=click.Choice(["full", "fast"]), help="Configuration profile.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of configuration overrides (merged like voxbench_config).",
+)
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An extra variable for the playbooks (VALUE read as YAML); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
 def bench_command(
-    gemma_mode: str, inventory: str | None, limit: str | None, profile: str | None, as_json: bool
+    gemma_mode: str,
+    inventory: str | None,
+    limit: str | None,
+    profile: str | None,
+    config_file: str | None,
+    variables: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run bench.yml (launcher, watcher, collector) and print the run's summary."""
     import json
+    import signal
 
-    from bench_py.api import VoxbenchError, run_bench
+    from bench_py.api import Cancelled, VoxbenchError, run_bench
 
+    interrupted: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        # Ctrl-C (or SIGTERM) is an operator abort: stop following, then tell the hosts to abort.
+        interrupted.append(signum)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         result = run_bench(
-            gemma_mode, config={"profile": profile} if profile else None, inventory=inventory, limit=limit
+            gemma_mode,
+            config=_overrides(config_file, profile),
+            extra_vars=_variables(variables),
+            inventory=inventory,
+            limit=limit,
+            cancel_callback=lambda: bool(interrupted),
         )
+    except Cancelled as error:
+        click.echo(f"voxbench: {error}", err=True)
+        sys.exit(EXIT_CANCELLED)
     except VoxbenchError as error:
         click.echo(f"voxbench: {error}", err=True)
         sys.exit(EXIT_FAILED)

@@ -22,6 +22,10 @@ options:
     description: Seconds to wait for a change before answering (0 answers at once).
     type: float
     default: 0
+  mark_collected:
+    description: Record that the controller has fetched this run (a later bench.yml then starts a new one).
+    type: bool
+    default: false
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -69,18 +73,22 @@ def main() -> None:
             "state_dir": {"type": "path", "required": True},
             "run_id": {"type": "str", "required": True},
             "wait_s": {"type": "float", "default": 0.0},
+            "mark_collected": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     from bench_py.run.state import StateError, StateStore
 
     store = StateStore(module.params["state_dir"])
+    changed = False
     try:
+        if module.params["mark_collected"] and not module.check_mode:
+            changed = store.mark_collected(module.params["run_id"])
         state = store.wait_for_change(module.params["run_id"], module.params["wait_s"])
     except StateError as error:
         module.fail_json(msg=str(error))
     module.exit_json(
-        changed=False,
+        changed=changed,
         state=str(state.state),
         terminal=state.terminal,
         phase=state.phase,

@@ -122,6 +122,7 @@ def production_standins(docker_client, standin_images, session_dir, test_run_lab
         docker_client.containers.run(
             standin_images["cotenant"],
             detach=True,
+            cpuset_cpus="0",  # the co-tenant has CPU 0 to itself, as in the embedded default
             labels={test_run_label: "production"},
             ports={"8000/tcp": ("127.0.0.1", cotenant_port)},
         ),
@@ -143,6 +144,7 @@ def production_standins(docker_client, standin_images, session_dir, test_run_lab
                 "/run/secrets/incumbent_token",
             ],
             detach=True,
+            cpuset_cpus="1",
             labels={test_run_label: "production"},
             ports={"8092/tcp": ("127.0.0.1", incumbent_port)},
             volumes={str(token): {"bind": "/run/secrets/incumbent_token", "mode": "ro"}},
@@ -154,6 +156,7 @@ def production_standins(docker_client, standin_images, session_dir, test_run_lab
         "cotenant_url": f"http://127.0.0.1:{cotenant_port}/v1/chat/completions",
         "incumbent_url": f"http://127.0.0.1:{incumbent_port}/tts",
         "incumbent_token_file": str(token),
+        "cotenant_container": containers[0].name,
     }
     for container in containers:
         container.remove(force=True)
@@ -191,3 +194,18 @@ def test_hosts(docker_client, ssh_key, test_run_label, session_dir):
         pytest.fail(str(error))
     yield {"hosts": fleet.hosts, "inventory": fleet.inventory, "ssh": fleet.ssh_base, "image": fleet.image}
     fleet.remove()
+
+
+@pytest.fixture
+def off_cotenant_cpu():
+    """Keep this test's own processes (Ansible, ansible-runner) off CPU 0, which the co-tenant has to itself.
+
+    As in the embedded default: honest contention must not trip the co-tenant gate.
+    """
+    import os
+
+    before = os.sched_getaffinity(0)
+    if len(before) > 1:
+        os.sched_setaffinity(0, before - {0})
+    yield
+    os.sched_setaffinity(0, before)

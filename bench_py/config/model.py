@@ -39,6 +39,8 @@ class Candidate(_Strict):
     ready_timeout_s: float = Field(gt=0)
     memory_required_gb: float = Field(ge=0)
     hf_token_mount: str
+    cpuset_cpus: str | None
+    network_mode: str | None
     standin: bool
 
 
@@ -54,6 +56,18 @@ class Incumbent(_Strict):
     standin: bool
 
 
+class Gate(_Strict):
+    enabled: bool
+    interval_s: float = Field(gt=0)
+    window: int = Field(gt=0)
+    max_ratio: float = Field(gt=1.0)
+
+
+class CotenantControl(_Strict):
+    kind: Literal["container", "systemd", "none"]
+    name: str | None
+
+
 class Cotenant(_Strict):
     name: str
     url: str
@@ -65,6 +79,9 @@ class Cotenant(_Strict):
     timeout_s: float = Field(gt=0)
     postflight_max_ratio: float = Field(gt=1.0)
     postflight_window_s: float = Field(gt=0)
+    gate: Gate
+    control: CotenantControl
+    resume_timeout_s: float = Field(gt=0)
 
 
 class Timeouts(_Strict):
@@ -92,6 +109,7 @@ class Bench(_Strict):
     max_timeout_fraction: float = Field(gt=0, le=1)
     timeouts: Timeouts
     save_wavs: bool
+    client_cpus: list[int] | None
     audible_threshold_dbfs: float = Field(lt=0)
     memory_interval_s: float = Field(gt=0)
     load: Load

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class ContainerSpec:
     token_file: Path
     token_mount: str
     expires_in_s: float = 6 * 3600
+    cpuset_cpus: str | None = None
+    network_mode: str | None = None  # "container:<name>": share that namespace; no port is published
 
     @property
     def name(self) -> str:
@@ -64,7 +67,13 @@ class ContainerSpec:
             "detach": True,
             "auto_remove": False,
             "labels": self.labels(),
-            "ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)},
+            # Published on loopback only; or no port at all inside another container's namespace.
+            **(
+                {"network_mode": self.network_mode}
+                if self.network_mode
+                else {"ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)}}
+            ),
+            **({"cpuset_cpus": self.cpuset_cpus} if self.cpuset_cpus else {}),
             "volumes": {str(self.token_file.expanduser().resolve()): {"bind": self.token_mount, "mode": "ro"}},
             "environment": {"HF_TOKEN_PATH": self.token_mount},
         }
@@ -90,12 +99,18 @@ def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
     }
 
 
-def wait_ready(client: docker.DockerClient, spec: ContainerSpec, timeout_s: float) -> float:
-    """Poll ``/health`` until 200; returns seconds waited. Fails early if the container dies."""
+def wait_ready(
+    client: docker.DockerClient, spec: ContainerSpec, timeout_s: float, should_stop: Callable[[], None] = lambda: None
+) -> float:
+    """Poll ``/health`` until 200; returns seconds waited. Fails early if the container dies.
+
+    ``should_stop`` is called between polls and raises to abandon the wait (an abort).
+    """
     started = time.monotonic()
     url = f"http://127.0.0.1:{spec.host_port}/health"
     last = "no answer"
     while time.monotonic() - started < timeout_s:
+        should_stop()
         container = client.containers.get(spec.name)
         if container.status in ("exited", "dead"):
             tail = container.logs(tail=20).decode(errors="replace")

@@ -28,6 +28,7 @@ from bench_py.version import source_digest, version_id
 #: What of the project travels to hosts besides the wheel (relative to the project root).
 PROJECT_PARTS = ("ansible.cfg", "playbooks", "roles", "library", "action_plugins", "voice-references")
 _SKIP = ("__pycache__", ".pyc")
+_SKIP_GLOBS = ("__pycache__", "*.pyc")
 
 
 class BundleError(RuntimeError):
@@ -105,9 +106,15 @@ def _build(
     with tempfile.TemporaryDirectory(prefix="voxbench-bundle-") as workdir:
         wheels = Path(workdir) / "wheelhouse"
         wheels.mkdir()
+        # Build from a clean copy: setuptools leaves build/ behind, and stale files there would ship.
+        source = Path(workdir) / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(project_dir / name, source / name)
+        shutil.copytree(project_dir / "bench_py", source / "bench_py", ignore=shutil.ignore_patterns(*_SKIP_GLOBS))
         _pip(
             python,
-            ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(project_dir)],
+            ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
             "building the voxbench wheel",
         )
         wheel = next(wheels.glob("voxbench-*.whl"))

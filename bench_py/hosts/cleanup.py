@@ -6,7 +6,9 @@ by their names: an unlabelled container is never touched. Every removal is logge
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -101,10 +103,32 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
         if not dry_run:
             if client is not None:
                 entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
+            entry["cotenant_restarted"] = _restore_paused_cotenant(store, run_id)
             store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")
         log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
         recovered.append(entry)
     return recovered
+
+
+def _restore_paused_cotenant(store: StateStore, run_id: str) -> bool | None:
+    """Restart a co-tenant this run paused and did not restore (never one voxbench did not stop)."""
+    state = store.load(run_id)
+    pause = state.changes.get("cotenant_paused")
+    if not pause or pause.get("restored"):
+        return None
+    from bench_py.measure.cotenant import ControlError, control_cotenant
+
+    docker_url = None
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        docker_url = json.loads((store.run_dir(run_id) / "config.json").read_text())["preflight"]["docker_url"]
+    try:
+        control_cotenant(pause["kind"], pause["name"], "start", docker_url)
+    except ControlError as error:
+        log.error("could not restart the co-tenant %s paused by run %s: %s", pause["name"], run_id, error)
+        return False
+    store.update(run_id, changes={"cotenant_paused": {**pause, "restored": True, "restored_by": "recovery"}})
+    log.info("restarted the co-tenant %s that run %s had paused", pause["name"], run_id)
+    return True
 
 
 def _same_boot(state: Any) -> bool:

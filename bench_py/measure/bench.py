@@ -63,7 +63,9 @@ async def _one(
     repetition: int,
     text: str,
     audible_threshold_dbfs: float,
+    should_stop: Callable[[], None],
 ) -> tuple[RequestRecord, Pcm]:
+    should_stop()  # an abort (co-tenant gate, operator) stops the loop before the next request
     request = target.request(text, condition)
     result = await stream_speech(
         client,
@@ -103,6 +105,7 @@ async def run_side(
     wav_dir: Path | None,
     progress: Progress | None = None,
     audible_threshold_dbfs: float = -40.0,
+    should_stop: Callable[[], None] = lambda: None,
 ) -> list[RequestRecord]:
     """Warm up each condition, then time every utterance ``repetitions`` times."""
     records: list[RequestRecord] = []
@@ -111,7 +114,9 @@ async def run_side(
             for index, text in enumerate(utterances):
                 # Warmup belongs to the condition, before its first timed request, outside the loop.
                 runs = await bench_async(
-                    lambda c=condition, i=index, t=text: _one(client, target, side, c, i, 0, t, audible_threshold_dbfs),
+                    lambda c=condition, i=index, t=text: _one(
+                        client, target, side, c, i, 0, t, audible_threshold_dbfs, should_stop
+                    ),
                     n=repetitions,
                     warmup=warmup if index == 0 else 0,
                 )
@@ -180,6 +185,7 @@ def run(
     wav_dir: Path | None,
     progress: Progress | None = None,
     audible_threshold_dbfs: float = -40.0,
+    should_stop: Callable[[], None] = lambda: None,
 ) -> dict[str, list[RequestRecord]]:
     """Each side in turn (never concurrently: one side's load must not colour the other's timings)."""
     return {
@@ -195,6 +201,7 @@ def run(
                 wav_dir,
                 progress,
                 audible_threshold_dbfs,
+                should_stop,
             )
         )
         for side, target in targets.items()
@@ -211,6 +218,7 @@ async def run_load(
     poisson_rate_per_s: float,
     poisson_requests: int,
     seed: int,
+    should_stop: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """The candidate under load: a concurrency sweep, then (rate > 0) an open-loop Poisson run."""
     from bench_py.measure import load
@@ -219,6 +227,7 @@ async def run_load(
     async with httpx.AsyncClient(timeout=timeouts, limits=httpx.Limits(max_connections=limit * 2)) as client:
 
         async def one(_index: int):
+            should_stop()
             return await stream_speech(
                 client,
                 request.url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 
@@ -67,3 +68,76 @@ def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict:
         "latency_ms": summarize([s.latency_ms for s in samples]),
         "server_ms": summarize([s.server_ms for s in samples]),
     }
+
+
+def recover_latency(
+    config: Cotenant, baseline_p50: float, max_ratio: float, within_s: float, window: int = 3, interval_s: float = 0.5
+) -> dict:
+    """Probe until the p50 of the last ``window`` probes is within ``max_ratio`` × baseline, or ``within_s`` passes.
+
+    Returns whether it recovered, how long it took (from the first probe) and every probe.
+    """
+    probes: list[Probe] = []
+    started = time.monotonic()
+    with httpx.Client() as client:
+        while True:
+            probes.append(probe_once(client, config))
+            recent = [p.latency_ms for p in probes[-window:]]
+            if len(recent) == window and None not in recent and statistics.median(recent) <= max_ratio * baseline_p50:
+                return {
+                    "ok": True,
+                    "time_to_recover_s": round(time.monotonic() - started, 3),
+                    "p50_ms": statistics.median(recent),
+                    "ratio": statistics.median(recent) / baseline_p50,
+                    "samples": [asdict(p) for p in probes],
+                }
+            if time.monotonic() - started > within_s:
+                last = [v for v in recent if v is not None]
+                p50 = statistics.median(last) if last else None
+                return {
+                    "ok": False,
+                    "time_to_recover_s": None,
+                    "p50_ms": p50,
+                    "ratio": p50 / baseline_p50 if p50 else None,
+                    "samples": [asdict(p) for p in probes],
+                    "reason": f"the co-tenant did not come back within {max_ratio:g}x its baseline "
+                    f"{baseline_p50:.0f} ms in {within_s:g} s",
+                }
+            time.sleep(interval_s)
+
+
+def wait_answering(config: Cotenant, timeout_s: float, interval_s: float = 1.0) -> float | None:
+    """Seconds until the co-tenant answers a completion again (None: it did not within ``timeout_s``)."""
+    started = time.monotonic()
+    with httpx.Client() as client:
+        while time.monotonic() - started < timeout_s:
+            if probe_once(client, config).latency_ms is not None:
+                return time.monotonic() - started
+            time.sleep(interval_s)
+    return None
+
+
+class ControlError(RuntimeError):
+    """The co-tenant could not be stopped or started; the message says how it failed."""
+
+
+def control_cotenant(kind: str, name: str | None, action: str, docker_url: str | None = None) -> None:
+    """Stop or start the co-tenant (a container or a systemd unit) for pause-gemma."""
+    import subprocess
+
+    if action not in ("stop", "start") or kind == "none" or not name:
+        raise ControlError(f"cannot {action} the co-tenant: cotenant.control is {kind}/{name}")
+    if kind == "systemd":
+        result = subprocess.run(["systemctl", action, name], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ControlError(f"systemctl {action} {name} failed: {result.stderr.strip()}")
+        return
+    import docker
+    import docker.errors
+
+    client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
+    try:
+        container = client.containers.get(name)
+        container.stop(timeout=30) if action == "stop" else container.start()
+    except docker.errors.DockerException as error:
+        raise ControlError(f"docker {action} {name} failed: {error}") from None

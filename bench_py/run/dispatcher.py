@@ -6,7 +6,6 @@ controller losing its SSH connection; the host does its own teardown.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import socket
@@ -25,10 +24,17 @@ class LaunchError(RuntimeError):
     """The run could not be started; the message says what to do."""
 
 
-def phase_command(project_dir: Path, python: Path, state_dir: Path, run_id: str, log: Path) -> str:
-    """The shell command tmux runs: the phase playbook with this host's interpreter."""
+def phase_command(
+    project_dir: Path, python: Path, state_dir: Path, run_id: str, log: Path, cpus: list[int] | None = None
+) -> str:
+    """The shell command tmux runs: the phase playbook with this host's interpreter.
+
+    With ``cpus`` the whole run (Ansible and the benchmarking client) stays on those CPUs.
+    """
     playbook = python.parent / "ansible-playbook"
+    pin = ["taskset", "-c", ",".join(str(c) for c in cpus)] if cpus else []
     args = [
+        *pin,
         str(playbook),
         PHASE_PLAYBOOK,
         "-i",
@@ -44,7 +50,11 @@ def phase_command(project_dir: Path, python: Path, state_dir: Path, run_id: str,
         "-e",
         f"ansible_python_interpreter={python}",
     ]
-    env = f"ANSIBLE_CONFIG={shlex.quote(str(project_dir / 'ansible.cfg'))} PATH={shlex.quote(str(python.parent))}:$PATH"
+    # tmux gives a terminal: keep the run's log plain text.
+    env = (
+        f"ANSIBLE_CONFIG={shlex.quote(str(project_dir / 'ansible.cfg'))} "
+        f"PATH={shlex.quote(str(python.parent))}:$PATH TERM=dumb ANSIBLE_NOCOLOR=1"
+    )
     return f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
 
 
@@ -78,17 +88,35 @@ def launch(
     config = Config.model_validate(config_data)
     store = StateStore(config.paths.state_dir)
     holder = store.holder()
+    recovered: list[dict[str, Any]] = []
     if holder is not None and store.in_progress(holder):
-        if new_run:
+        state = store.load(holder)
+        if store.dispatcher_alive(state) is False or not _same_boot(state):
+            # Its dispatcher is gone (tmux killed, host rebooted): close it and undo what it changed.
+            from bench_py.hosts.cleanup import recover
+            from bench_py.run.preflight import docker_client
+
+            recovered = recover(store, docker_client(config.preflight.docker_url), dry_run=dry_run)
+        elif new_run:
             raise LaunchError(
-                f"run {holder} holds this host; follow it with `voxbench attach` or "
-                f"`ansible-playbook bench.yml` (without new_run), or wait for it to end"
+                f"run {holder} holds this host; follow it with `ssh <host> -t tmux attach -t {tmux_session}` "
+                "or run bench.yml again without new_run=true to attach and collect it"
             )
-        return {"run_id": holder, "attached": True, "run_dir": str(store.run_dir(holder))}
+        else:
+            return {"run_id": holder, "attached": True, "run_dir": str(store.run_dir(holder)), "recovered": []}
+    if not new_run and not recovered:
+        uncollected = store.latest_uncollected()
+        if uncollected:  # a run whose controller was lost has ended meanwhile: collect it
+            return {
+                "run_id": uncollected,
+                "attached": True,
+                "run_dir": str(store.run_dir(uncollected)),
+                "recovered": [],
+            }
     run_id = make_run_id(config.candidate.name, socket.gethostname())
     run_dir = store.run_dir(run_id)
     if dry_run:
-        return {"run_id": run_id, "attached": False, "run_dir": str(run_dir)}
+        return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "recovered": recovered}
     try:
         store.create(run_id)
     except HostLockedError as error:  # lost a race with another launcher
@@ -96,7 +124,9 @@ def launch(
     atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     project, interpreter = Path(project_dir).resolve(), Path(python)
-    command = phase_command(project, interpreter, store.root, run_id, run_dir / "logs" / "phases.log")
+    command = phase_command(
+        project, interpreter, store.root, run_id, run_dir / "logs" / "phases.log", config.bench.client_cpus
+    )
     pid = start_in_tmux(tmux_session, run_id, command)
     store.update(
         run_id,
@@ -104,7 +134,7 @@ def launch(
             "dispatcher": {"tmux_session": tmux_session, "window": run_id, "pid": pid, "host_boot_id": _boot_id()}
         },
     )
-    return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "pid": pid}
+    return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "pid": pid, "recovered": recovered}
 
 
 def _boot_id() -> str | None:
@@ -114,11 +144,6 @@ def _boot_id() -> str | None:
         return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _same_boot(state: Any) -> bool:
+    recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
+    return recorded is None or recorded == _boot_id()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import platform
 import socket
 from pathlib import Path
@@ -25,8 +26,10 @@ from bench_py.config.model import Config
 from bench_py.engines import container
 from bench_py.engines.http import ChatterboxTarget, OpenAISpeechTarget
 from bench_py.measure import bench, cotenant, memory
+from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
 from bench_py.run import preflight
+from bench_py.run.abort import Aborted, check_abort, read_abort, request_abort
 from bench_py.run.measurements import write_measurements
 from bench_py.run.state import State, StateStore, atomic_write_json
 
@@ -66,9 +69,51 @@ class Run:
 
         self.config: Config = load_file(str(self.dir / "config.json"))
 
+    # -- aborts and the gate ------------------------------------------------------------------
+    def _check_abort(self) -> None:
+        check_abort(self.dir)
+
+    def _aborted(self, error: Aborted) -> PhaseFailed:
+        """Tear down (from STARTING or BENCHING), record ERROR_ABORTED, and say so."""
+        self.abort(str(error))
+        return PhaseFailed(f"run aborted by {error}")
+
+    def _gate(self, phase: str) -> Any:
+        """The co-tenant gate for a phase, or a no-op where it does not apply (pause-gemma, disabled)."""
+        import contextlib
+
+        gate_cfg = self.config.cotenant.gate
+        baseline = ((_read(self.dir, "baseline") or {}).get("latency_ms") or {}).get("p50")
+        if not gate_cfg.enabled or self.config.gemma_mode != "parallel" or not baseline:
+            return contextlib.nullcontext(None)
+
+        def trip(reason: str, evidence: dict[str, Any]) -> None:
+            request_abort(self.dir, "cotenant_gate", reason, evidence)
+
+        return CotenantGate(
+            self.config.cotenant,
+            baseline,
+            gate_cfg.interval_s,
+            gate_cfg.window,
+            gate_cfg.max_ratio,
+            trip,
+            phase=lambda: phase,
+        )
+
+    def _record_gate(self, phase: str, gate: CotenantGate | None) -> None:
+        if gate is None:
+            return
+        records = (_read(self.dir, "gate") or {"phases": []})["phases"]
+        records.append({"phase": phase, **gate.results()})
+        _write(self.dir, "gate", {"phases": records})
+
     # -- PREFLIGHT ----------------------------------------------------------------------------
     def preflight(self) -> dict[str, Any]:
         self.store.expect(self.run_id, State.PREFLIGHT)
+        try:
+            self._check_abort()
+        except Aborted as error:
+            raise self._aborted(error) from None
         result = preflight.run_preflight(self.config, self.project_dir)
         _write(self.dir, "preflight", result)
         if not result["ok"]:
@@ -93,8 +138,27 @@ class Run:
         result["ok"] = True
         _write(self.dir, "baseline", result)
         p50 = result["latency_ms"]["p50"]
-        self.store.transition(self.run_id, State.STARTING, f"co-tenant baseline p50 {p50:.1f} ms")
+        try:
+            self._check_abort()
+        except Aborted as error:
+            raise self._aborted(error) from None
+        note = ""
+        if self.config.gemma_mode == "pause-gemma":
+            self._pause_cotenant()
+            note = "; co-tenant paused (pause-gemma)"
+        self.store.transition(self.run_id, State.STARTING, f"co-tenant baseline p50 {p50:.1f} ms{note}")
         return result
+
+    def _pause_cotenant(self) -> None:
+        control = self.config.cotenant.control
+        # Recorded before it happens: recovery must be able to undo a pause even if we die mid-stop.
+        pause = {"kind": control.kind, "name": control.name, "stopped_at": _now(), "restored": False}
+        self.store.update(self.run_id, changes={"cotenant_paused": pause})
+        try:
+            cotenant.control_cotenant(control.kind, control.name, "stop", self.config.preflight.docker_url)
+        except cotenant.ControlError as error:
+            self.abort(f"could not pause the co-tenant: {error}")
+            raise PhaseFailed(f"could not pause the co-tenant: {error}") from None
 
     # -- STARTING -----------------------------------------------------------------------------
     def _spec(self) -> container.ContainerSpec:
@@ -107,6 +171,8 @@ class Run:
             cfg.port,
             Path(self.config.paths.token_file).expanduser(),
             cfg.hf_token_mount,
+            cpuset_cpus=cfg.cpuset_cpus,
+            network_mode=cfg.network_mode,
         )
 
     def _reference_wav(self) -> str:
@@ -128,15 +194,31 @@ class Run:
         client = preflight.docker_client(self.config.preflight.docker_url)
         # Recorded before it exists, so recovery knows what to look for if we die mid-start.
         self.store.update(self.run_id, changes={"containers": spec.name})
-        path = {"install_path": "2A", "kind": "container", "streaming_capable": True, "status": "failed"}
+        path = {
+            "install_path": "2A",
+            "kind": "container",
+            "streaming_capable": True,
+            "status": "failed",
+            "cpuset_cpus": spec.cpuset_cpus,
+            "network_mode": spec.network_mode,
+        }
         try:
-            started = container.start(client, spec)
-            path.update(container=started)
-            path["ready_after_s"] = round(container.wait_ready(client, spec, self.config.candidate.ready_timeout_s), 3)
-            path["sanity"] = self._sanity_check()
-            if not path["sanity"]["ok"]:
-                raise container.StartError(f"the audio sanity check failed: {path['sanity']['reason']}")
-            path["status"] = "ready"
+            with self._gate("STARTING") as gate:
+                try:
+                    self._check_abort()
+                    started = container.start(client, spec)
+                    path.update(container=started)
+                    ready = container.wait_ready(client, spec, self.config.candidate.ready_timeout_s, self._check_abort)
+                    path["ready_after_s"] = round(ready, 3)
+                    path["sanity"] = self._sanity_check()
+                    if not path["sanity"]["ok"]:
+                        raise container.StartError(f"the audio sanity check failed: {path['sanity']['reason']}")
+                    path["status"] = "ready"
+                finally:
+                    self._record_gate("STARTING", gate)
+        except Aborted as error:
+            _write(self.dir, "candidate", {"paths": [path], "selected": None})
+            raise self._aborted(error) from None
         except container.StartError as error:
             path["evidence"] = str(error)
             _write(self.dir, "candidate", {"paths": [path], "selected": None})
@@ -217,39 +299,24 @@ class Run:
             self.store.update(self.run_id, phase={"name": "BENCHING", **update})
 
         targets = self._targets()
-        with MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler:
-            records = bench.run(
-                targets,
-                cfg.utterances,
-                cfg.conditions,
-                cfg.repetitions,
-                cfg.warmup,
-                timeouts,
-                self.dir / "wavs" if cfg.save_wavs else None,
-                progress,
-                cfg.audible_threshold_dbfs,
-            )
-            load_result = None
-            if cfg.load.enabled:
-                progress({"side": "candidate", "load": "concurrency sweep"})
-                load = cfg.load
-                load_result = asyncio.run(
-                    bench.run_load(
-                        targets["candidate"],
-                        cfg.utterances[min(2, len(cfg.utterances) - 1)],
-                        timeouts,
-                        load.concurrency_limit,
-                        load.requests_per_level,
-                        load.max_error_rate,
-                        load.poisson_rate_per_s,
-                        load.poisson_requests,
-                        load.seed,
-                    )
-                )
+        if cfg.client_cpus:
+            os.sched_setaffinity(0, set(cfg.client_cpus))  # keep the client off the co-tenant's CPUs
+        try:
+            with (
+                self._gate("BENCHING") as gate,
+                MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler,
+            ):
+                try:
+                    records, load_result = self._timed_loops(targets, timeouts, progress)
+                finally:
+                    self._record_gate("BENCHING", gate)
+        except Aborted as error:
+            raise self._aborted(error) from None
         fraction = bench.timeout_fraction(records["candidate"])
         result = {
             "memory": {"scope": "candidate during BENCHING (timed loops and load)", "sources": sampler.results()},
             "load": load_result,
+            "client_cpus": cfg.client_cpus,
             "utterances": cfg.utterances,
             "conditions": cfg.conditions,
             "repetitions": cfg.repetitions,
@@ -264,34 +331,89 @@ class Run:
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")
         return {"state": State.TEARDOWN, "phase3_passed": result["phase3_passed"], "summary": result["summary"]}
 
+    def _timed_loops(self, targets: dict[str, Any], timeouts: httpx.Timeout, progress: Any) -> tuple[Any, Any]:
+        cfg = self.config.bench
+        records = bench.run(
+            targets,
+            cfg.utterances,
+            cfg.conditions,
+            cfg.repetitions,
+            cfg.warmup,
+            timeouts,
+            self.dir / "wavs" if cfg.save_wavs else None,
+            progress,
+            cfg.audible_threshold_dbfs,
+            self._check_abort,
+        )
+        load_result = None
+        if cfg.load.enabled:
+            progress({"side": "candidate", "load": "concurrency sweep"})
+            load = cfg.load
+            load_result = asyncio.run(
+                bench.run_load(
+                    targets["candidate"],
+                    cfg.utterances[min(2, len(cfg.utterances) - 1)],
+                    timeouts,
+                    load.concurrency_limit,
+                    load.requests_per_level,
+                    load.max_error_rate,
+                    load.poisson_rate_per_s,
+                    load.poisson_requests,
+                    load.seed,
+                    self._check_abort,
+                )
+            )
+        return records, load_result
+
     # -- TEARDOWN and abort ---------------------------------------------------------------------
     def _teardown_actions(self) -> dict[str, Any]:
+        """Remove the run's engines, restore a paused co-tenant, then measure its recovery."""
         client = preflight.docker_client(self.config.preflight.docker_url)
         removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
-        post = self._postflight()
-        result = {"at": _now(), "removal": removal, "postflight": post}
+        restore = self._restore_cotenant()
+        post = self._postflight(answered_after_restart=restore is not None)
+        result = {"at": _now(), "removal": removal, "cotenant_restore": restore, "postflight": post}
         _write(self.dir, "teardown", result)
         return result
 
-    def _postflight(self) -> dict[str, Any]:
+    def _restore_cotenant(self) -> dict[str, Any] | None:
+        """pause-gemma: start the co-tenant again (always, even when the run failed) and time the outage."""
+        pause = self.store.load(self.run_id).changes.get("cotenant_paused")
+        if not pause or pause.get("restored"):
+            return None
+        cfg = self.config.cotenant
+        started_at = _now()
+        try:
+            cotenant.control_cotenant(pause["kind"], pause["name"], "start", self.config.preflight.docker_url)
+        except cotenant.ControlError as error:
+            return {"ok": False, "reason": str(error), "stopped_at": pause["stopped_at"], "start_at": started_at}
+        self.store.update(self.run_id, changes={"cotenant_paused": {**pause, "restored": True}})
+        answered_s = cotenant.wait_answering(cfg, cfg.resume_timeout_s)
+        return {
+            "ok": answered_s is not None,
+            "stopped_at": pause["stopped_at"],
+            "start_at": started_at,
+            "answered_after_s": None if answered_s is None else round(answered_s, 3),
+            "reason": None
+            if answered_s is not None
+            else f"the co-tenant did not answer within {cfg.resume_timeout_s:g} s of its restart",
+        }
+
+    def _postflight(self, answered_after_restart: bool = False) -> dict[str, Any]:
+        """The co-tenant must be back within ``postflight_max_ratio`` × baseline within the window."""
         cfg = self.config.cotenant
         baseline = (_read(self.dir, "baseline") or {}).get("latency_ms", {}).get("p50")
-        try:
-            measured = cotenant.measure_latency(cfg, max(3, cfg.probes // 2), 1)
-        except cotenant.CotenantUnreachable as error:
-            return {"ok": False, "reason": str(error), "baseline_p50_ms": baseline}
-        p50 = measured["latency_ms"]["p50"]
-        ratio = p50 / baseline if baseline else None
-        ok = ratio is not None and ratio <= cfg.postflight_max_ratio
-        return {
-            "ok": ok,
-            "baseline_p50_ms": baseline,
-            "p50_ms": p50,
-            "ratio": ratio,
-            "max_ratio": cfg.postflight_max_ratio,
-            "samples": measured["samples"],
-            "reason": None if ok else f"co-tenant p50 {p50:.1f} ms is {ratio or 0:.2f}x its baseline",
-        }
+        if not baseline:
+            return {"ok": True, "reason": None, "baseline_p50_ms": None, "note": "no baseline was taken"}
+        result = cotenant.recover_latency(cfg, baseline, cfg.postflight_max_ratio, cfg.postflight_window_s)
+        result.update(
+            baseline_p50_ms=baseline,
+            max_ratio=cfg.postflight_max_ratio,
+            window_s=cfg.postflight_window_s,
+            counted_from="answering again after the restart" if answered_after_restart else "teardown",
+        )
+        result.setdefault("reason", None)
+        return result
 
     def teardown(self) -> dict[str, Any]:
         self.store.expect(self.run_id, State.TEARDOWN)
@@ -299,6 +421,8 @@ class Run:
         problems = []
         if not result["removal"]["verified"]:
             problems.append(f"removal not verified: {result['removal']}")
+        if result["cotenant_restore"] and not result["cotenant_restore"]["ok"]:
+            problems.append(f"co-tenant not restored: {result['cotenant_restore']['reason']}")
         if not result["postflight"]["ok"]:
             problems.append(f"co-tenant did not recover: {result['postflight']['reason']}")
         if problems:
@@ -317,6 +441,22 @@ class Run:
             self._teardown_actions()
         self.store.transition(self.run_id, State.ERROR_ABORTED, reason)
         return self.finish(aborted=True)
+
+    def _cpu_layout(self) -> dict[str, Any]:
+        """Which CPUs each party ran on: separate CPUs keep honest contention from tripping the gate."""
+        layout: dict[str, Any] = {
+            "candidate": self.config.candidate.cpuset_cpus,
+            "client": self.config.bench.client_cpus,
+            "cotenant": None,
+        }
+        control = self.config.cotenant.control
+        if control.kind == "container" and control.name:
+            try:
+                client = preflight.docker_client(self.config.preflight.docker_url)
+                layout["cotenant"] = client.containers.get(control.name).attrs["HostConfig"].get("CpusetCpus") or None
+            except Exception as error:
+                layout["cotenant"] = f"unknown ({type(error).__name__})"
+        return layout
 
     def finish(self, aborted: bool) -> dict[str, Any]:
         """Assemble measurements.json from the phase files (validated against its schema)."""
@@ -351,6 +491,12 @@ class Run:
             "install_paths": _read(self.dir, "candidate"),
             "bench": _read(self.dir, "bench"),
             "teardown": _read(self.dir, "teardown"),
+            "cotenant": {
+                "gate": (_read(self.dir, "gate") or {}).get("phases", []),
+                "paused": state.changes.get("cotenant_paused"),
+            },
+            "cpu_layout": self._cpu_layout(),
+            "abort": read_abort(self.dir),
         }
         write_measurements(self.dir / "measurements.json", measurements)
         from bench_py.judge.verdict import decide

@@ -26,6 +26,7 @@ class Check:
     ok: bool
     message: str
     detail: dict[str, Any] | None = None
+    warning: bool = False  # passed, but the user should know (recorded in the run)
 
 
 def docker_client(url: str | None):
@@ -155,6 +156,20 @@ def check_reference(config: Config, project_dir: Path) -> Check:
     return Check("reference", True, f"reference '{entry['name']}' is allowed and its sha256 matches", entry)
 
 
+def check_cotenant_control(config: Config) -> Check:
+    control = config.cotenant.control
+    if config.gemma_mode != "pause-gemma":
+        return Check("cotenant_control", True, "gemma_mode=parallel: the co-tenant keeps serving, the gate watches it")
+    if control.kind == "none" or not control.name:
+        return Check(
+            "cotenant_control",
+            False,
+            "gemma_mode=pause-gemma needs to know how to stop and restart the "
+            "co-tenant: set cotenant.control.kind (container or systemd) and cotenant.control.name",
+        )
+    return Check("cotenant_control", True, f"pause-gemma will stop and restart the {control.kind} {control.name}")
+
+
 def check_orphan_sweep(_config: Config) -> Check:
     """Informational: whether the daily sweep and boot recovery are installed (setup.yml)."""
     if not Path("/run/systemd/system").is_dir():
@@ -185,6 +200,7 @@ CHECKS: tuple[Callable[[Config], Check], ...] = (
     check_token_file,
     check_disk,
     check_memory,
+    check_cotenant_control,
     check_orphan_sweep,
 )
 

@@ -110,6 +110,16 @@ class RunState:
         return cls(**{**data, "state": State(data["state"])})
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,8 +258,26 @@ class StateStore:
 
     def dispatcher_alive(self, state: RunState) -> bool | None:
         """Whether the process running the run's phases is still there (None: unknown)."""
-        from bench_py.run.dispatcher import pid_alive
-
         dispatcher = state.changes.get("dispatcher") or {}
         pid = dispatcher.get("pid")
         return pid_alive(int(pid)) if pid else None
+
+    def latest_uncollected(self) -> str | None:
+        """The newest ended run the controller has not fetched yet (its controller was lost)."""
+        runs_dir = self.root / "runs"
+        candidates = []
+        for state_file in runs_dir.glob("*/state.json") if runs_dir.is_dir() else []:
+            try:
+                state = self.load(state_file.parent.name)
+            except (StateError, ValueError, KeyError):
+                continue
+            if state.terminal and not state.changes.get("collected"):
+                candidates.append((state.created_at, state.run_id))
+        return max(candidates)[1] if candidates else None
+
+    def mark_collected(self, run_id: str) -> bool:
+        """Record that the controller fetched this run; returns whether anything changed."""
+        if self.load(run_id).changes.get("collected"):
+            return False
+        self.update(run_id, changes={"collected": _now()})
+        return True

@@ -24,6 +24,8 @@ from bench_py.voice.references import ReferenceError, add_confirmed, verify
 
 LABEL_PRODUCTION = "io.voxbench.production-standin"
 TOKEN_MOUNT = "/run/secrets/incumbent_token"
+#: The co-tenant has a CPU to itself; the engines and the client share the other (inventory/local).
+COTENANT_CPUS, ENGINE_CPUS = "0", "1"
 
 Say = Callable[[str], None]
 
@@ -36,6 +38,7 @@ class ProductionStandin:
     host_port: int
     command: list[str]
     token_file: Path | None = None
+    cpuset_cpus: str | None = None
 
 
 def _port(url: str) -> int:
@@ -82,8 +85,11 @@ def production_standins(config: Config) -> list[ProductionStandin]:
                 "--model",
                 config.cotenant.model,
             ],
+            cpuset_cpus=COTENANT_CPUS,
         ),
-        ProductionStandin("voxbench-production-incumbent", "tts", 8092, incumbent_port, incumbent_cmd, incumbent_token),
+        ProductionStandin(
+            "voxbench-production-incumbent", "tts", 8092, incumbent_port, incumbent_cmd, incumbent_token, ENGINE_CPUS
+        ),
     ]
 
 
@@ -137,6 +143,7 @@ def ensure_production(
         ports={f"{standin.container_port}/tcp": ("127.0.0.1", standin.host_port)},
         volumes=volumes,
         restart_policy={"Name": "unless-stopped"},
+        **({"cpuset_cpus": standin.cpuset_cpus} if standin.cpuset_cpus else {}),
     )
     say(f"started {standin.name} on 127.0.0.1:{standin.host_port} as this machine's production stand-in")
 

@@ -26,7 +26,7 @@ FIRST_AUDIO_DELAY_MS = 120.0  # what the default candidate command injects
 
 
 @pytest.fixture
-def bench_env(tmp_path, production_standins, reference_path):
+def bench_env(tmp_path, production_standins, reference_path, off_cotenant_cpu):
     """An isolated host state: its own state dir, token file, reference store and ports."""
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
@@ -36,12 +36,16 @@ def bench_env(tmp_path, production_standins, reference_path):
     references = tmp_path / "voice-references"
     add_confirmed(references, "default", reference_path, "tests: festival slt")
     config = {
-        "candidate": {"port": free_port()},
+        "candidate": {"port": free_port(), "cpuset_cpus": "1"},
+        "bench": {"client_cpus": [1]},
         "incumbent": {
             "url": production_standins["incumbent_url"],
             "token_file": production_standins["incumbent_token_file"],
         },
-        "cotenant": {"url": production_standins["cotenant_url"]},
+        "cotenant": {
+            "url": production_standins["cotenant_url"],
+            "control": {"kind": "container", "name": production_standins["cotenant_container"]},
+        },
         "reference": {"dir": str(references)},
         "paths": {"state_dir": str(tmp_path / "state"), "token_file": str(token)},
     }

@@ -43,7 +43,9 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
     assert recover(store, None, dry_run=True)[0]["reason"] == "dispatcher_lost"
     assert store.load("RUN-LOST").state == State.BASELINE  # a dry run changes nothing
     closed = recover(store, None)
-    assert closed == [{"run_id": "RUN-LOST", "was": "BASELINE", "reason": "dispatcher_lost"}]
+    assert closed == [
+        {"run_id": "RUN-LOST", "was": "BASELINE", "reason": "dispatcher_lost", "cotenant_restarted": None}
+    ]
     state = store.load("RUN-LOST")
     assert state.state == State.ERROR_ABORTED and state.reason.startswith("dispatcher_lost")
     assert store.holder() is None

@@ -1,0 +1,55 @@
+"""The abort flag: one file in the run directory that any party may write to stop a run.
+
+The co-tenant gate writes it when production degrades; the controller writes it (through
+``abort.yml``) on Ctrl-C or an API cancel. The phases check it between requests and go to
+ERROR_ABORTED through teardown at once. A lost controller (SIGKILL, SSH drop) writes nothing,
+so the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from bench_py.run.state import atomic_write_json
+
+FLAG = "abort.json"
+
+
+class Aborted(RuntimeError):
+    """The run was asked to stop; the message says by whom and why."""
+
+    def __init__(self, flag: dict[str, Any]) -> None:
+        super().__init__(f"{flag.get('by', 'someone')}: {flag.get('reason', 'abort requested')}")
+        self.flag = flag
+
+
+def request_abort(run_dir: Path, by: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the flag unless one is there already (the first reason is the one that counts)."""
+    existing = read_abort(run_dir)
+    if existing:
+        return existing
+    flag = {
+        "by": by,
+        "reason": reason,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        "evidence": evidence or {},
+    }
+    atomic_write_json(run_dir / FLAG, flag)
+    return flag
+
+
+def read_abort(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / FLAG).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def check_abort(run_dir: Path) -> None:
+    """Raise :class:`Aborted` when the flag is set."""
+    flag = read_abort(run_dir)
+    if flag:
+        raise Aborted(flag)

@@ -1,0 +1,91 @@
+#!/usr/bin/python
+"""Ask the run on this host to abort (operator abort), and optionally wait until it has."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_abort
+short_description: Write a run's abort flag (operator abort) and wait for its teardown
+description:
+  - Writes the abort flag of the run in progress (or O(run_id)); the host's run then goes to
+    ERROR_ABORTED through teardown. Used on Ctrl-C or an API cancel; a lost controller does not
+    call it, so its run goes on.
+options:
+  state_dir:
+    description: The host's voxbench state directory.
+    type: path
+    required: true
+  run_id:
+    description: The run to abort; default the one holding the host.
+    type: str
+  reason:
+    description: Why, recorded in the run.
+    type: str
+    default: operator abort
+  wait_s:
+    description: Wait up to this long for the run to end (0 returns at once).
+    type: float
+    default: 120
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+  idempotent: {support: full}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Abort the run in progress
+  voxbench_abort:
+    state_dir: /var/lib/voxbench
+"""
+
+RETURN = r"""
+run_id:
+  description: The run asked to abort (absent when no run was in progress).
+  returned: success
+  type: str
+state:
+  description: Its state when the module returned.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state_dir": {"type": "path", "required": True},
+            "run_id": {"type": "str"},
+            "reason": {"type": "str", "default": "operator abort"},
+            "wait_s": {"type": "float", "default": 120.0},
+        },
+        supports_check_mode=True,
+    )
+    import time
+
+    from bench_py.run.abort import read_abort, request_abort
+    from bench_py.run.state import StateStore
+
+    store = StateStore(module.params["state_dir"])
+    run_id = module.params["run_id"] or store.holder()
+    if not run_id or store.load(run_id).terminal:
+        module.exit_json(
+            changed=False,
+            run_id=run_id,
+            state=None if not run_id else str(store.load(run_id).state),
+            msg="no run in progress",
+        )
+    run_dir = store.run_dir(run_id)
+    changed = read_abort(run_dir) is None
+    if not module.check_mode:
+        request_abort(run_dir, "operator", module.params["reason"])
+        deadline = time.monotonic() + module.params["wait_s"]
+        while not store.load(run_id).terminal and time.monotonic() < deadline:
+            time.sleep(0.5)
+    module.exit_json(changed=changed, run_id=run_id, state=str(store.load(run_id).state))
+
+
+if __name__ == "__main__":
+    main()
