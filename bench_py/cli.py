@@ -220,6 +220,14 @@ def cleanup_command(
         click.echo("no bench container to remove")
 
 
+@main.command("state-diagram")
+def state_diagram_command() -> None:
+    """Print the run's state machine as a Mermaid diagram, drawn from the transition table."""
+    from bench_py.run.state import mermaid_diagram
+
+    click.echo(mermaid_diagram(), nl=False)
+
+
 @main.command("version")
 def version_command() -> None:
     """Print the exact installed version (release + digest of the package files)."""

@@ -64,3 +64,9 @@ def running_server(module: str, *args: str, log_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def bench_containers(docker_client) -> list[str]:
+    from bench_py.engines.container import LABEL_BENCH
+
+    return [c.name for c in docker_client.containers.list(all=True, filters={"label": LABEL_BENCH})]

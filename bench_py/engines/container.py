@@ -80,7 +80,9 @@ class ContainerSpec:
 
 
 def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
+    """Start the candidate from a local image. Never pulls: a benchmark must not reach a registry by accident."""
     try:
+        client.images.get(spec.image)
         container = client.containers.run(**spec.create_kwargs())
     except docker.errors.ImageNotFound:
         raise StartError(

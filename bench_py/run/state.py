@@ -281,3 +281,12 @@ class StateStore:
             return False
         self.update(run_id, changes={"collected": _now()})
         return True
+
+
+def mermaid_diagram() -> str:
+    """The state machine drawn from :data:`TRANSITIONS` (docs/pipeline.md embeds this text)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {State.PREFLIGHT}"]
+    for t in TRANSITIONS:
+        lines.append(f"    {t.source} --> {t.target}: {t.number}. {t.when}")
+    lines += [f"    {State.DONE} --> [*]", f"    {State.ERROR_ABORTED} --> [*]"]
+    return "\n".join(lines) + "\n"

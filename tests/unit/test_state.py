@@ -75,3 +75,13 @@ def test_state_files_are_whole_json_and_changes_accumulate(tmp_path):
 def test_run_ids_cannot_escape_the_state_dir(tmp_path, bad):
     with pytest.raises(ValueError):
         StateStore(tmp_path).run_dir(bad)
+
+
+def test_the_docs_draw_the_state_machine_from_the_table():
+    from pathlib import Path
+
+    from bench_py.run.state import mermaid_diagram
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()
+    assert "```mermaid\n" + mermaid_diagram() + "```" in docs
+    assert mermaid_diagram().count(" --> ") == 11 + 3
