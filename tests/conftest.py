@@ -186,13 +186,20 @@ def test_hosts(docker_client, ssh_key, test_run_label, session_dir):
         session_dir / "testhosts",
         labels={test_run_label: "testhost"},
         progress=print,
+        shared_root=session_dir / "shared",
     )
     try:
         fleet.start({"vbhost1": True, "vbhost2": True, "vbplain": False})
     except TimeoutError as error:
         fleet.remove()
         pytest.fail(str(error))
-    yield {"hosts": fleet.hosts, "inventory": fleet.inventory, "ssh": fleet.ssh_base, "image": fleet.image}
+    yield {
+        "hosts": fleet.hosts,
+        "inventory": fleet.inventory,
+        "ssh": fleet.ssh_base,
+        "image": fleet.image,
+        "shared_root": session_dir / "shared",
+    }
     fleet.remove()
 
 

@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -76,13 +75,6 @@ def sweep(
     return selected
 
 
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
 def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool = False) -> list[dict[str, Any]]:
     """Close runs left in progress whose dispatcher is gone; remove what they started.
 
@@ -96,9 +88,9 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
             state = store.load(run_id)
         except StateError:
             continue
-        if state.state in TERMINAL or (store.dispatcher_alive(state) is not False and _same_boot(state)):
+        if state.state in TERMINAL or (store.dispatcher_alive(state) is not False and store.same_boot(state)):
             continue
-        reason = "dispatcher_lost" if _same_boot(state) else "host_restarted"
+        reason = "dispatcher_lost" if store.same_boot(state) else "host_restarted"
         entry: dict[str, Any] = {"run_id": run_id, "was": str(state.state), "reason": reason}
         if not dry_run:
             if client is not None:
@@ -129,8 +121,3 @@ def _restore_paused_cotenant(store: StateStore, run_id: str) -> bool | None:
     store.update(run_id, changes={"cotenant_paused": {**pause, "restored": True, "restored_by": "recovery"}})
     log.info("restarted the co-tenant %s that run %s had paused", pause["name"], run_id)
     return True
-
-
-def _same_boot(state: Any) -> bool:
-    recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
-    return recorded is None or recorded == _boot_id()

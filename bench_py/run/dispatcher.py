@@ -15,7 +15,7 @@ from typing import Any
 
 from bench_py.config.model import Config
 from bench_py.run.phases import make_run_id
-from bench_py.run.state import HostLockedError, StateStore, atomic_write_json
+from bench_py.run.state import HostLockedError, StateStore, atomic_write_json, boot_id, process_start
 
 PHASE_PLAYBOOK = "playbooks/phases.yml"
 
@@ -91,7 +91,7 @@ def launch(
     recovered: list[dict[str, Any]] = []
     if holder is not None and store.in_progress(holder):
         state = store.load(holder)
-        if store.dispatcher_alive(state) is False or not _same_boot(state):
+        if store.dispatcher_alive(state) is False or not store.same_boot(state):
             # Its dispatcher is gone (tmux killed, host rebooted): close it and undo what it changed.
             from bench_py.hosts.cleanup import recover
             from bench_py.run.preflight import docker_client
@@ -131,19 +131,13 @@ def launch(
     store.update(
         run_id,
         changes={
-            "dispatcher": {"tmux_session": tmux_session, "window": run_id, "pid": pid, "host_boot_id": _boot_id()}
+            "dispatcher": {
+                "tmux_session": tmux_session,
+                "window": run_id,
+                "pid": pid,
+                "pid_start": process_start(pid),
+                "host_boot_id": boot_id(),
+            }
         },
     )
     return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "pid": pid, "recovered": recovered}
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def _same_boot(state: Any) -> bool:
-    recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
-    return recorded is None or recorded == _boot_id()

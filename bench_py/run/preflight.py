@@ -41,6 +41,13 @@ def check_docker(config: Config) -> Check:
         version = client.version()
     except Exception as error:  # the SDK raises several unrelated types for "no daemon"
         where = config.preflight.docker_url or os.environ.get("DOCKER_HOST") or "the default socket"
+        if "Permission denied" in str(error):
+            return Check(
+                "docker",
+                False,
+                f"this user may not use the Docker socket at {where}: add it to the docker group (setup.yml "
+                "does) and start a new login session (or tmux server) so the group applies",
+            )
         return Check(
             "docker",
             False,

@@ -110,14 +110,31 @@ class RunState:
         return cls(**{**data, "state": State(data["state"])})
 
 
-def pid_alive(pid: int) -> bool:
+def boot_id() -> str | None:
+    """This boot of the host's kernel: a run recorded under another boot did not survive a reboot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot): tells a live process from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
-        return True
-    return True
+        pass
+    return start is None or process_start(pid) == start
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -260,7 +277,13 @@ class StateStore:
         """Whether the process running the run's phases is still there (None: unknown)."""
         dispatcher = state.changes.get("dispatcher") or {}
         pid = dispatcher.get("pid")
-        return pid_alive(int(pid)) if pid else None
+        return pid_alive(int(pid), dispatcher.get("pid_start")) if pid else None
+
+    @staticmethod
+    def same_boot(state: RunState) -> bool:
+        """False when the run was started under an earlier boot of this host."""
+        recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
+        return recorded is None or recorded == boot_id()
 
     def latest_uncollected(self) -> str | None:
         """The newest ended run the controller has not fetched yet (its controller was lost)."""

@@ -124,9 +124,13 @@ class TestHostFleet:
         workdir: Path,
         labels: dict[str, str] | None = None,
         progress: Progress = print,
+        shared_root: Path | None = None,
     ) -> None:
         self.client, self.private_key, self.authorized_keys = client, private_key, authorized_keys
         self.workdir, self.labels, self.progress = workdir, labels or {}, progress
+        # Each host gets <shared_root>/<name> mounted at the same path inside: what a host hands to
+        # sibling containers (the token file) must exist at that path for the shared Docker daemon too.
+        self.shared_root = shared_root
         self.hosts: dict[str, dict] = {}
         self.image = ""
         self.inventory = workdir / "hosts.yml"
@@ -157,8 +161,13 @@ class TestHostFleet:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
+            shared: dict[str, dict[str, str]] = {}
+            if self.shared_root:
+                path = self.shared_root / name
+                path.mkdir(parents=True, exist_ok=True)
+                shared = {str(path): {"bind": str(path), "mode": "rw"}}
             if systemd:
-                container = run_testhost(self.client, self.image, name, port, self.authorized_keys, self.labels)
+                container = run_testhost(self.client, self.image, name, port, self.authorized_keys, self.labels, shared)
             else:  # sshd alone as PID 1: a host (or container) without systemd
                 container = self.client.containers.run(
                     self.image,
@@ -171,6 +180,7 @@ class TestHostFleet:
                     volumes={
                         str(self.authorized_keys): {"bind": f"/home/{BENCH_USER}/.ssh/authorized_keys", "mode": "ro"},
                         "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+                        **shared,
                     },
                 )
             # The daemon's socket belongs to this machine's docker group: give the host a group of that gid.

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from bench_py.voice.references import add_confirmed
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 
 #: A token no file, log or output of a run may contain.
 CANARY = "hf_CANARY_9f2c41d7e3b8a6"
@@ -41,3 +48,60 @@ def bench_env(tmp_path, production_standins, reference_path, off_cotenant_cpu):
         "voxbench_watcher_poll_s": 2,
     }
     return {"config": config, "extra": extra, "tmp": tmp_path, "token": token}
+
+
+SETUP_CANARY = "hf_SETUP_CANARY_51d0c3a9"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def setup_run(test_hosts, session_dir):
+    """Run setup.yml with the test inventory and a canary token; returns a runner."""
+    token = session_dir / "controller_hf_token"
+    token.write_text(SETUP_CANARY + "\n")
+    token.chmod(0o600)
+
+    def run(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(test_hosts["inventory"]),
+                "setup.yml",
+                "-e",
+                f"voxbench_token_source_file={token}",
+                "-e",
+                f"voxbench_runtime_bundle_cache={session_dir / 'bundles'}",
+                *args,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORKS": "5"},
+        )
+        return result, time.monotonic() - started
+
+    return run
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    rows = {}
+    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M):
+        rows[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return rows
+
+
+@pytest.fixture(scope="session")
+def converged(setup_run, test_hosts):
+    check, _ = setup_run("--check", "--diff")
+    first, first_s = setup_run()
+    second, second_s = setup_run()
+    print(
+        f"\nsetup.yml over SSH, {len(test_hosts['hosts'])} hosts: first converge {first_s:.1f} s, "
+        f"second run {second_s:.1f} s; second-run changed per host: "
+        f"{ {h: r['changed'] for h, r in recap(second.stdout).items()} }"
+    )
+    return {"check": check, "first": first, "second": second}
