@@ -112,6 +112,7 @@ def test_run_label(docker_client):
 @pytest.fixture(scope="session")
 def production_standins(docker_client, standin_images, session_dir, test_run_label):
     """This machine's "production" for pipeline tests: the co-tenant and the incumbent, in containers."""
+    from bench_py.standins.demo import incumbent_command
     from tests.helpers import free_port, wait_healthy
 
     token = session_dir / "prod-incumbent.token"
@@ -128,21 +129,7 @@ def production_standins(docker_client, standin_images, session_dir, test_run_lab
         ),
         docker_client.containers.run(
             standin_images["tts"],
-            [
-                "python3",
-                "-m",
-                "bench_py.standins.tts_server",
-                "--host",
-                "0.0.0.0",
-                "--port",
-                "8092",
-                "--engine",
-                "flite",
-                "--api",
-                "chatterbox",
-                "--token-file",
-                "/run/secrets/incumbent_token",
-            ],
+            incumbent_command(8092, "/run/secrets/incumbent_token"),
             detach=True,
             cpuset_cpus="1",
             labels={test_run_label: "production"},

@@ -165,7 +165,3 @@ def _pip(python: str, args: list[str], what: str) -> None:
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-12:])
         raise BundleError(f"{what} failed:\n{tail}")
-
-
-def clear_cache(cache_dir: Path) -> None:
-    shutil.rmtree(cache_dir, ignore_errors=True)

@@ -28,8 +28,6 @@ from bench_py.audio import OUTPUT_RATE
 from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, decoder_for_response
 from bench_py.measure.timing import chunk_stats, underruns
 
-#: The seed's timeouts (seconds); ``read`` bounds the silence between two network reads.
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=5.0, pool=5.0)
 #: A sample at or above this level (dBFS of full scale) is audible: far above dither, below speech.
 AUDIBLE_THRESHOLD_DBFS = -40.0
 

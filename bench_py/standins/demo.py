@@ -50,45 +50,50 @@ def _port(url: str) -> int:
     return port
 
 
-def production_standins(config: Config) -> list[ProductionStandin]:
-    cotenant_port, incumbent_port = _port(config.cotenant.url), _port(config.incumbent.url)
-    incumbent_token = Path(config.incumbent.token_file).expanduser() if config.incumbent.token_file else None
-    incumbent_cmd = [
+def cotenant_command(port: int, model: str | None = None, host: str = "0.0.0.0") -> list[str]:
+    """The co-tenant stand-in's command line inside its image."""
+    command = ["python3", "-m", "bench_py.standins.cotenant_server", "--host", host, "--port", str(port)]
+    return command + (["--model", model] if model else [])
+
+
+def incumbent_command(port: int, token_file: str | None = None, host: str = "0.0.0.0") -> list[str]:
+    """The incumbent stand-in (flite behind the Chatterbox-style API) inside its image."""
+    command = [
         "python3",
         "-m",
         "bench_py.standins.tts_server",
         "--host",
-        "0.0.0.0",
+        host,
         "--port",
-        "8092",
+        str(port),
         "--engine",
         "flite",
         "--api",
         "chatterbox",
     ]
-    if incumbent_token:
-        incumbent_cmd += ["--token-file", TOKEN_MOUNT]
+    return command + (["--token-file", token_file] if token_file else [])
+
+
+def production_standins(config: Config) -> list[ProductionStandin]:
+    cotenant_port, incumbent_port = _port(config.cotenant.url), _port(config.incumbent.url)
+    incumbent_token = Path(config.incumbent.token_file).expanduser() if config.incumbent.token_file else None
     return [
         ProductionStandin(
             "voxbench-production-cotenant",
             "cotenant",
             8000,
             cotenant_port,
-            [
-                "python3",
-                "-m",
-                "bench_py.standins.cotenant_server",
-                "--host",
-                "0.0.0.0",
-                "--port",
-                "8000",
-                "--model",
-                config.cotenant.model,
-            ],
+            cotenant_command(8000, config.cotenant.model),
             cpuset_cpus=COTENANT_CPUS,
         ),
         ProductionStandin(
-            "voxbench-production-incumbent", "tts", 8092, incumbent_port, incumbent_cmd, incumbent_token, ENGINE_CPUS
+            "voxbench-production-incumbent",
+            "tts",
+            8092,
+            incumbent_port,
+            incumbent_command(8092, TOKEN_MOUNT if incumbent_token else None),
+            incumbent_token,
+            ENGINE_CPUS,
         ),
     ]
 

@@ -16,6 +16,7 @@ import time
 import pytest
 import yaml
 
+from bench_py.standins.demo import incumbent_command
 from bench_py.voice.references import add_confirmed
 from tests.helpers import ROOT
 from tests.integration.conftest import BIN
@@ -57,21 +58,7 @@ def fleet(converged, test_hosts, docker_client, standin_images, reference_path, 
                 labels={test_run_label: "multihost"},
             )
         )
-        incumbent_cmd = [
-            "python3",
-            "-m",
-            "bench_py.standins.tts_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "8092",
-            "--engine",
-            "flite",
-            "--api",
-            "chatterbox",
-            "--token-file",
-            str(shared / "incumbent_token"),
-        ]
+        incumbent_cmd = incumbent_command(8092, str(shared / "incumbent_token"), host="127.0.0.1")
         started.append(
             docker_client.containers.run(
                 standin_images["tts"],
