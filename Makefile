@@ -7,12 +7,13 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 PIN_OFF_CPU0 := $(shell [ "$$(nproc)" -gt 1 ] && echo "taskset -c 1-$$(($$(nproc) - 1))")
 
-.PHONY: help demo test lint venv system docker images clean
+.PHONY: help demo test lint venv system docker images schemas clean
 
 help:
 	@echo "make demo   run bench.yml end to end on the embedded default (stand-ins on this machine)"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make lint   ruff and ansible-lint"
+	@echo "make schemas  copy the run files' JSON Schemas into docs/schemas (a test keeps them equal)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxbench needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -45,6 +46,9 @@ demo: venv docker
 	$(BIN)/voxbench demo prepare
 	# The co-tenant stand-in has CPU 0 to itself (inventory/local): keep this controller off it too.
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PIN_OFF_CPU0) $(BIN)/ansible-playbook bench.yml -e gemma_mode=parallel $(DEMO_ARGS)
+
+schemas:
+	cp bench_py/run/schemas/*.json docs/schemas/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

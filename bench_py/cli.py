@@ -220,6 +220,90 @@ def cleanup_command(
         click.echo("no bench container to remove")
 
 
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write (default: RUN_DIR/report.html)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the recomputed verdict as JSON.")
+def report_command(run_dir: Path, out: Path | None, as_json: bool) -> None:
+    """Rebuild the HTML report from a run's files alone and recompute the verdict.
+
+    Exit status 1 when the files are invalid or the stored verdict does not recompute.
+    """
+    import json
+
+    from bench_py.run.report import ReportError, build
+    from bench_py.run.results import figures, summary_lines
+
+    try:
+        path, verdict = build(run_dir, out)
+    except ReportError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(verdict, indent=2, sort_keys=True))
+        return
+    for line in summary_lines(figures(run_dir)):
+        click.echo(line)
+    click.echo(f"report    {path}")
+
+
+@main.command("publish")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--repo",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The checkout whose remote receives the benchmark branch.",
+)
+@click.option("--remote", default="origin", show_default=True)
+@click.option("--base", default="main", show_default=True, help="The branch the benchmark branch starts from.")
+@click.option("--no-push", is_flag=True, help="Commit on the local branch only.")
+def publish_command(run_dir: Path, repo: Path, remote: str, base: str, no_push: bool) -> None:
+    """Commit a run's files and WAVs (git-lfs) on its benchmark branch and push it."""
+    from bench_py.run.artifacts import ArtifactsError
+    from bench_py.run.publish import publish_run
+    from bench_py.run.report import ReportError
+
+    try:
+        result = publish_run(run_dir, repo, remote=remote, base=base, push=not no_push)
+    except (ArtifactsError, ReportError) as error:
+        raise click.ClickException(str(error)) from None
+    state = "new commit" if result.committed else "no change"
+    click.echo(f"branch {result.branch} at {result.commit[:12]} ({state}{', pushed' if result.pushed else ''})")
+
+
+@main.command("correct")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--reason", required=True, help="Why the run's conclusion is corrected.")
+@click.option("--evidence", "evidence", multiple=True, required=True, help="A piece of evidence (repeatable).")
+@click.option("--retracts", help="The verdict this correction withdraws.")
+@click.option("--verdict", "new_verdict", help="The verdict that stands after it.")
+@click.option("--by", "by", default=lambda: __import__("getpass").getuser(), show_default="the current user")
+def correct_command(
+    run_dir: Path, reason: str, evidence: tuple[str, ...], retracts: str | None, new_verdict: str | None, by: str
+) -> None:
+    """Append a correction to a run (append-only: nothing else is rewritten)."""
+    import datetime as dt
+
+    from bench_py.run import files
+
+    record = {
+        "schema": "voxbench/corrections/v0",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "reason": reason,
+        "evidence": list(evidence),
+        "retracts": retracts,
+        "verdict": new_verdict,
+    }
+    try:
+        files.append("corrections", run_dir / files.FILE_NAMES["corrections"], record)
+    except files.RunFileError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"correction appended to {run_dir / files.FILE_NAMES['corrections']}")
+
+
 @main.command("state-diagram")
 def state_diagram_command() -> None:
     """Print the run's state machine as a Mermaid diagram, drawn from the transition table."""

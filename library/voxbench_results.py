@@ -10,6 +10,8 @@ description:
   - Reads C(measurements.json) (validated against its schema) and C(verdict.json) from a run
     directory fetched to the controller and returns the headline figures as the fact
     C(voxbench_results), so they appear in ansible-runner's C(runner_on_ok) events.
+  - Rebuilds C(report.html) in the run directory from the files alone, recomputing the verdict;
+    a stored verdict that does not recompute fails the task.
 options:
   run_dir:
     description: The run directory on the controller.
@@ -33,6 +35,10 @@ ansible_facts:
   description: C(voxbench_results) with run id, final state, verdict and per-side figures.
   returned: success
   type: dict
+report:
+  description: Path of the rebuilt HTML report.
+  returned: success
+  type: str
 summary:
   description: The one-screen summary, one line per item.
   returned: success
@@ -48,13 +54,25 @@ def main() -> None:
     from pathlib import Path
 
     from bench_py.run.measurements import MeasurementsError
+    from bench_py.run.report import REPORT_NAME, ReportError, build
     from bench_py.run.results import ResultsError, figures, summary_lines
 
+    run_dir = Path(module.params["run_dir"])
+    before = (run_dir / REPORT_NAME).read_bytes() if (run_dir / REPORT_NAME).is_file() else None
     try:
-        facts = figures(Path(module.params["run_dir"]))
-    except (MeasurementsError, ResultsError) as error:
+        facts = figures(run_dir)
+        report = run_dir / REPORT_NAME
+        if not module.check_mode:
+            report, _ = build(run_dir)
+    except (MeasurementsError, ResultsError, ReportError) as error:
         module.fail_json(msg=str(error))
-    module.exit_json(changed=False, ansible_facts={"voxbench_results": facts}, summary=summary_lines(facts))
+    changed = not module.check_mode and report.read_bytes() != before
+    module.exit_json(
+        changed=changed,
+        ansible_facts={"voxbench_results": facts},
+        summary=summary_lines(facts),
+        report=str(report),
+    )
 
 
 if __name__ == "__main__":

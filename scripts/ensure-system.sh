@@ -17,6 +17,8 @@ REQUIRED=(
   "tmux tmux"
   "git-lfs git-lfs"
   "debootstrap debootstrap"
+  "chromium chromium"
+  "chromedriver chromium-driver"
 )
 
 present() {

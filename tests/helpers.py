@@ -70,3 +70,40 @@ def bench_containers(docker_client) -> list[str]:
     from bench_py.engines.container import LABEL_BENCH
 
     return [c.name for c in docker_client.containers.list(all=True, filters={"label": LABEL_BENCH})]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """Debian's headless Chromium driven through its chromedriver (no download, no Selenium Manager).
+
+    Console messages and network responses are logged so that tests can read them."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = "/usr/bin/chromium", "/usr/bin/chromedriver"
+    for path in (binary, driver_path):
+        if not Path(path).exists():
+            raise RuntimeError(
+                f"{path} is missing: apt-get install chromium chromium-driver (scripts/ensure-system.sh)"
+            )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
+        "--mute-audio",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

@@ -4,15 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_py.config.model import Config
+from bench_py.config.model import Config, Rule
 
 UNSUPPORTED = frozenset({"unsupported", "disallowed_by_vendor"})
 
 
+class SealError(ValueError):
+    """The rule recorded in the measurements does not match the hash sealed at PREFLIGHT."""
+
+
+def sealed_rule(measurements: dict[str, Any]) -> Rule:
+    """The rule as sealed at PREFLIGHT, re-hashed: a file edited after the fact is refused."""
+    sealed = (measurements.get("preflight") or {}).get("rule") or {}
+    if "thresholds" not in sealed:
+        raise SealError("the measurements carry no sealed rule (preflight.rule.thresholds)")
+    rule = Rule.model_validate(sealed["thresholds"])
+    names = measurements["candidate"]["name"], measurements["incumbent"]["name"]
+    again = rule.seal(*names)
+    if again["sha256"] != sealed.get("sha256"):
+        raise SealError(
+            f"the sealed rule's hash {sealed.get('sha256')} does not match its thresholds and text "
+            f"(they hash to {again['sha256']}): the rule was changed after PREFLIGHT"
+        )
+    return rule
+
+
+def decide_from_files(measurements: dict[str, Any], scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Recompute the verdict from a run's files alone (the rule comes from the sealed record)."""
+    rule = sealed_rule(measurements)
+    return decide_with(measurements, rule, measurements["candidate"]["name"], measurements["incumbent"]["name"], scores)
+
+
 def decide(measurements: dict[str, Any], config: Config, scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Apply the sealed rule's table to a run's measurements (and scores, when there are any)."""
-    candidate, incumbent = config.candidate.name, config.incumbent.name
-    rule = config.rule
+    """Apply the configured rule's table to a run's measurements (and scores, when there are any)."""
+    return decide_with(measurements, config.rule, config.candidate.name, config.incumbent.name, scores)
+
+
+def decide_with(
+    measurements: dict[str, Any],
+    rule: Rule,
+    candidate: str,
+    incumbent: str,
+    scores: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """DESIGN.md's table, first applicable row wins."""
     bench = measurements.get("bench") or {}
     paths = (measurements.get("install_paths") or {}).get("paths", [])
     sealed = ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256")

@@ -48,6 +48,7 @@ class RequestRecord:
     underruns: int
     underrun_ms: float
     audible_threshold_dbfs: float
+    arrivals: list[list[float]]  # [ms since send, samples in that read]: the raw stream timeline
     wav: str | None = None
 
 

@@ -75,6 +75,8 @@ class StreamResult:
             "rtf": self.rtf,
             "audible_threshold_dbfs": self.audible_threshold_dbfs,
             "chunks": chunk_stats(self.arrivals, self.rate),
+            # The raw timeline (ms since send, samples in that read): every chunk figure derives from it.
+            "arrivals": [[round(ms, 3), n] for ms, n in self.arrivals],
             "underruns": stalls,
             "underrun_ms": stall_ms,
         }

@@ -28,7 +28,7 @@ from bench_py.engines.http import ChatterboxTarget, OpenAISpeechTarget
 from bench_py.measure import bench, cotenant, memory
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
-from bench_py.run import preflight
+from bench_py.run import files, preflight
 from bench_py.run.abort import Aborted, check_abort, read_abort, request_abort
 from bench_py.run.measurements import write_measurements
 from bench_py.run.state import State, StateStore, atomic_write_json
@@ -502,5 +502,5 @@ class Run:
         from bench_py.judge.verdict import decide
 
         verdict = decide(measurements, self.config)
-        atomic_write_json(self.dir / "verdict.json", verdict)
+        files.write("verdict", self.dir / files.FILE_NAMES["verdict"], verdict)
         return {"state": str(state.state), "verdict": verdict["verdict"], "measurements": str(self.dir)}

@@ -24,6 +24,11 @@ def figures(run_dir: Path) -> dict[str, Any]:
     measurements = read_measurements(path)
     verdict_path = run_dir / "verdict.json"
     verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
+    return figures_from(measurements, verdict, str(run_dir))
+
+
+def figures_from(measurements: dict[str, Any], verdict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """The headline figures of measurements already read (and the verdict, if there is one)."""
     bench = measurements.get("bench") or {}
     sides: dict[str, Any] = {}
     for side, conditions in (bench.get("summary") or {}).items():
@@ -44,7 +49,7 @@ def figures(run_dir: Path) -> dict[str, Any]:
     removal = (measurements.get("teardown") or {}).get("removal") or {}
     return {
         "run_id": measurements["run_id"],
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "final_state": measurements["final_state"],
         "reason": measurements.get("reason"),
         "verdict": verdict.get("verdict"),
@@ -98,3 +103,25 @@ def summary_lines(facts: dict[str, Any]) -> list[str]:
     )
     lines.append(f"files     {facts['run_dir']}")
     return lines
+
+
+def summary_markdown(facts: dict[str, Any], measurements: dict[str, Any]) -> str:
+    """SUMMARY.md on the benchmark branch: the verdict, headline figures, the path that worked."""
+    install = measurements.get("install_paths") or {}
+    statuses = ", ".join(f"{p['install_path']} {p['status']}" for p in install.get("paths", [])) or "none tried"
+    lines = [
+        f"# {measurements['candidate']['name']} vs {measurements['incumbent']['name']}: {facts['verdict']}",
+        "",
+        f"- run: `{facts['run_id']}` ({facts['final_state']}, gemma_mode={facts['gemma_mode']})",
+        f"- verdict: **{facts['verdict']}**: {facts['verdict_reason']}",
+        f"- install path that worked: {install.get('selected') or 'none'} (tried: {statuses})",
+        f"- rule sealed at PREFLIGHT: sha256 `{facts['rule_sha256']}`",
+        "",
+        "```",
+        *summary_lines({**facts, "run_dir": f"docs/{facts['run_id']}.json"}),
+        "```",
+        "",
+        f"Open `docs/{facts['run_id']}.report.html` for the plots; `voxbench report` rebuilds it from the files.",
+        "",
+    ]
+    return "\n".join(lines)

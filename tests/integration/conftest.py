@@ -18,9 +18,8 @@ from tests.helpers import ROOT, free_port
 CANARY = "hf_CANARY_9f2c41d7e3b8a6"
 
 
-@pytest.fixture
-def bench_env(tmp_path, production_standins, reference_path, off_cotenant_cpu):
-    """An isolated host state: its own state dir, token file, reference store and ports."""
+def make_bench_env(tmp_path: Path, production_standins: dict, reference_path: Path) -> dict:
+    """An isolated host state: its own state dir, token file, reference store, ports and artifacts repo."""
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
     token = secrets / "hf_token"
@@ -46,8 +45,14 @@ def bench_env(tmp_path, production_standins, reference_path, off_cotenant_cpu):
         "voxbench_collector_dest": str(tmp_path / "runs"),
         "voxbench_launcher_tmux_session": "voxbench-test",
         "voxbench_watcher_poll_s": 2,
+        "voxbench_artifacts_repo": str(tmp_path / "artifacts" / "checkout"),
     }
     return {"config": config, "extra": extra, "tmp": tmp_path, "token": token}
+
+
+@pytest.fixture
+def bench_env(tmp_path, production_standins, reference_path, off_cotenant_cpu):
+    return make_bench_env(tmp_path, production_standins, reference_path)
 
 
 SETUP_CANARY = "hf_SETUP_CANARY_51d0c3a9"

@@ -1,0 +1,275 @@
+"""The report: one self-contained HTML file rebuilt from a run's files alone.
+
+``build(run_dir)`` reads the files (each validated by its schema), recomputes the verdict from the
+sealed rule and the scores, refuses a run whose stored verdict disagrees, and renders the page.
+Identical files give byte-identical reports: nothing here reads a clock or an unordered set.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bench_py.judge import listening
+from bench_py.judge.verdict import SealError, decide_from_files
+from bench_py.run import files
+from bench_py.run.plots import Plot, Series, cdf, render
+from bench_py.run.retrospective import retrospective
+
+REPORT_NAME = "report.html"
+
+
+class ReportError(ValueError):
+    """The run's files cannot give a report (missing, invalid, or a verdict that does not recompute)."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    run_dir: Path
+    measurements: dict[str, Any]
+    stored_verdict: dict[str, Any] | None
+    scores: list[dict[str, Any]]
+    corrections: list[dict[str, Any]]
+    session: dict[str, Any] | None
+
+
+def load(run_dir: Path) -> RunFiles:
+    run_dir = Path(run_dir)
+    path = run_dir / files.FILE_NAMES["measurements"]
+    if not path.is_file():
+        raise ReportError(f"{path} is missing: not a finished run directory")
+    try:
+        measurements = files.read("measurements", path)
+        verdict_path = run_dir / files.FILE_NAMES["verdict"]
+        stored = files.read("verdict", verdict_path) if verdict_path.is_file() else None
+        scores = files.read_records("scores", run_dir / files.FILE_NAMES["scores"])
+        corrections = files.read_records("corrections", run_dir / files.FILE_NAMES["corrections"])
+    except files.RunFileError as error:
+        raise ReportError(str(error)) from None
+    session_path = run_dir / "scoring" / "session.json"
+    session = json.loads(session_path.read_text()) if session_path.is_file() else None
+    return RunFiles(run_dir, measurements, stored, scores, corrections, session)
+
+
+def recompute_verdict(run: RunFiles) -> dict[str, Any]:
+    """The verdict from the files; a stored verdict that differs is an error, never overwritten."""
+    try:
+        verdict = decide_from_files(run.measurements, revealed_scores(run))
+    except SealError as error:
+        raise ReportError(str(error)) from None
+    if run.stored_verdict is not None:
+        keys = ("verdict", "row", "reason", "rule_sha256")
+        stored = {k: run.stored_verdict.get(k) for k in keys}
+        fresh = {k: verdict.get(k) for k in keys}
+        if stored != fresh:
+            raise ReportError(
+                f"verdict.json says {stored['verdict']} (row {stored['row']}) but the files give "
+                f"{fresh['verdict']} (row {fresh['row']}): {fresh['reason']}"
+            )
+    return verdict
+
+
+def revealed_scores(run: RunFiles) -> list[dict[str, Any]]:
+    """Scores with their sides: as written (hand-made files) or joined with a revealed mapping."""
+    mapping = (run.session or {}).get("revealed_mapping") or {}
+    out = []
+    for score in run.scores:
+        if "side" not in score and score["clip"] in mapping:
+            clip = mapping[score["clip"]]
+            score = {**score, "side": clip["side"], "condition": clip["condition"], "utterance": clip["utterance"]}
+        out.append(score)
+    return out
+
+
+def _timed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if not r.get("warmup") and r.get("ok")]
+
+
+def _records(m: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return ((m.get("bench") or {}).get("records")) or {}
+
+
+def ttfa_cdf_plot(m: dict[str, Any], metric: str) -> Plot:
+    series = []
+    for side, records in sorted(_records(m).items()):
+        for condition in sorted({r["condition"] for r in records}):
+            values = [r[metric] for r in _timed(records) if r["condition"] == condition and r.get(metric) is not None]
+            if values:
+                series.append(Series(f"{side} {condition}", cdf(values), step=True, dashed=condition == "preset"))
+    return Plot("ttfa-cdf", f"{metric} CDF per engine and voice condition", f"{metric} (ms)", "fraction", series)
+
+
+def latency_plot(m: dict[str, Any]) -> Plot:
+    series = []
+    for side, records in sorted(_records(m).items()):
+        for condition in sorted({r["condition"] for r in records}):
+            chosen = (r for r in _timed(records) if r["condition"] == condition)
+            timed = sorted(chosen, key=lambda r: (r["utterance"], r["repetition"]))
+            if timed:
+                points = [(float(r["utterance"]), r["total_ms"]) for r in timed]
+                series.append(Series(f"{side} {condition}", points, markers=True, dashed=condition == "preset"))
+    return Plot(
+        "latency-per-utterance",
+        "total latency per utterance (every timed request)",
+        "utterance",
+        "total (ms)",
+        series,
+        y_min=0.0,
+    )
+
+
+def typical_stream(m: dict[str, Any], condition: str) -> dict[str, Any] | None:
+    """The candidate's request whose total latency is the median of its condition (lowest index on ties)."""
+    timed = [r for r in _timed(_records(m).get("candidate", [])) if r["condition"] == condition and r.get("arrivals")]
+    if not timed:
+        return None
+    median = statistics.median_low([r["total_ms"] for r in timed])
+    return next(r for r in timed if r["total_ms"] == median)
+
+
+def chunk_plot(m: dict[str, Any], condition: str) -> Plot:
+    record = typical_stream(m, condition)
+    series, note, extra = [], "", {}
+    if record is not None:
+        total, points = 0, []
+        for ms, samples in record["arrivals"]:
+            total += samples
+            points.append((ms, total / record["sample_rate"]))
+        series.append(Series("candidate audio received", points, step=True, markers=True))
+        note = f"utterance {record['utterance']}, repetition {record['repetition']}: the median total latency"
+        extra = {"utterance": record["utterance"], "repetition": record["repetition"]}
+    return Plot(
+        "chunk-timeline",
+        f"chunk timeline of a typical candidate stream ({condition})",
+        "ms since the request",
+        "audio received (s)",
+        series,
+        note=note,
+        extra=extra,
+    )
+
+
+def cotenant_plot(m: dict[str, Any]) -> Plot:
+    baseline = m.get("baseline") or {}
+    teardown = (m.get("teardown") or {}).get("postflight") or {}
+    groups: list[tuple[str, list[dict[str, Any]]]] = [("BASELINE", baseline.get("samples") or [])]
+    for gate in (m.get("cotenant") or {}).get("gate") or []:
+        groups.append((gate["phase"], gate.get("probes") or []))
+    groups.append(("TEARDOWN", teardown.get("samples") or []))
+    stamps = [s["at_s"] for _, samples in groups for s in samples if s.get("at_s") is not None]
+    origin = min(stamps) if stamps else 0.0
+    points, bands = [], []
+    for phase, samples in groups:
+        times = [s["at_s"] - origin for s in samples if s.get("at_s") is not None]
+        points.extend((s["at_s"] - origin, s["latency_ms"]) for s in samples if s.get("latency_ms") is not None)
+        if times:
+            bands.append((min(times), max(times), phase))
+    hlines = []
+    base_p50 = (baseline.get("latency_ms") or {}).get("p50")
+    if base_p50:
+        gates = (m.get("cotenant") or {}).get("gate") or []
+        hlines.append((base_p50, "baseline p50"))
+        if gates:
+            hlines.append((base_p50 * gates[0]["max_ratio"], f"abort {gates[0]['max_ratio']:g}x"))
+        if teardown.get("max_ratio"):
+            hlines.append((base_p50 * teardown["max_ratio"], f"post-flight {teardown['max_ratio']:g}x"))
+    return Plot(
+        "cotenant-latency",
+        "co-tenant latency over the run",
+        "s since the first baseline probe",
+        "latency (ms)",
+        [Series("co-tenant", sorted(points), markers=True)],
+        hlines,
+        bands,
+        y_min=0.0,
+    )
+
+
+def memory_plots(m: dict[str, Any]) -> list[Plot]:
+    memory = (m.get("bench") or {}).get("memory") or {}
+    plots = []
+    for name, source in sorted((memory.get("sources") or {}).items()):
+        if source.get("available") and source.get("timeline"):
+            points = [tuple(p) for p in source["timeline"]]
+            plots.append(
+                Plot(
+                    f"memory-{name}",
+                    f"memory over BENCHING, source {name}",
+                    "s since sampling began",
+                    source.get("unit", "bytes"),
+                    [Series(name, points)],
+                    note=f"{memory.get('scope', '')}; peak {source.get('peak')} {source.get('unit', 'bytes')}",
+                )
+            )
+    return plots
+
+
+def score_plot(summary: dict[str, Any]) -> Plot:
+    series = [
+        Series(side, [(float(k), float(c)) for k, c in zip(range(1, 6), counts, strict=True)], markers=True)
+        for side, counts in sorted(summary["distribution"].items())
+        if sum(counts)
+    ]
+    return Plot(
+        "score-distribution",
+        f"listening scores ({summary['condition']} condition)",
+        "score",
+        "answers",
+        series,
+        y_min=0.0,
+    )
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("bench_py.run", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def context(run: RunFiles) -> dict[str, Any]:
+    m = run.measurements
+    verdict = recompute_verdict(run)
+    rule = (m.get("preflight") or {}).get("rule") or {}
+    condition = (rule.get("thresholds") or {}).get("voice_condition", "cloned")
+    metric = (rule.get("thresholds") or {}).get("ttfa_metric", "ttfa_ms")
+    scores = revealed_scores(run)
+    listening_summary = listening.summarize(scores, condition)
+    plots = [ttfa_cdf_plot(m, metric), latency_plot(m), chunk_plot(m, condition), cotenant_plot(m), *memory_plots(m)]
+    if any(listening_summary["n"].values()):
+        plots.append(score_plot(listening_summary))
+    from bench_py.run.results import figures_from
+
+    return {
+        "m": m,
+        "facts": figures_from(m, verdict, str(run.run_dir.name)),
+        "verdict": verdict,
+        "rule": rule,
+        "listening": listening_summary,
+        "corrections": run.corrections,
+        "retrospective": retrospective(m, scores, run.session),
+        "plots": [{"plot": p, "svg": render(p), "data": p.data()} for p in plots],
+        "paths": (m.get("install_paths") or {}).get("paths", []),
+    }
+
+
+def render_report(run: RunFiles) -> str:
+    return _environment().get_template("report.html.j2").render(**context(run))
+
+
+def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write the report (atomically) and return its path and the recomputed verdict."""
+    run = load(run_dir)
+    text = render_report(run)
+    target = Path(out) if out else Path(run_dir) / REPORT_NAME
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target, recompute_verdict(run)

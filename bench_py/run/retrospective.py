@@ -1,0 +1,150 @@
+"""The retrospective: for each safeguard, whether it fired and what it saw, from the run's files.
+
+The people who planned this benchmark by hand filled in this table after each run. HIT: the
+safeguard ran and did its job (it fired when it had to, or watched throughout and held). PARTIAL:
+it ran for part of the run only. MISS: it should have acted and the files show it did not.
+N/A: nothing in this run exercised it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HIT, MISS, PARTIAL, NA = "HIT", "MISS", "PARTIAL", "N/A"
+
+
+def _row(safeguard: str, status: str, saw: str) -> dict[str, str]:
+    return {"safeguard": safeguard, "status": status, "saw": saw}
+
+
+def _gate(m: dict[str, Any]) -> dict[str, str]:
+    name = "co-tenant gate"
+    gates = (m.get("cotenant") or {}).get("gate") or []
+    if m.get("gemma_mode") == "pause-gemma":
+        return _row(name, NA, "pause-gemma: the co-tenant was stopped during the measurements")
+    if not gates:
+        reached = {h["to"] for h in m.get("history", [])}
+        if "STARTING" not in reached:
+            return _row(name, NA, "the run ended before STARTING")
+        return _row(name, MISS, "the candidate ran but no gate probe was recorded")
+    tripped = [g for g in gates if g.get("tripped")]
+    probes = sum(len(g.get("probes") or []) for g in gates)
+    worst = max(
+        (p["latency_ms"] / g["baseline_p50_ms"] for g in gates for p in g.get("probes") or [] if p.get("latency_ms")),
+        default=None,
+    )
+    worst_text = "no probe answered" if worst is None else f"worst probe {worst:.2f}x baseline"
+    if tripped:
+        first = tripped[0]
+        return _row(name, HIT, f"tripped in {first['phase']}: {first.get('reason', '')} ({probes} probes)".strip())
+    phases = sorted({g["phase"] for g in gates})
+    status = HIT if {"STARTING", "BENCHING"} <= set(phases) or m.get("aborted") else PARTIAL
+    return _row(name, status, f"{probes} probes in {', '.join(phases)}; {worst_text}, limit {gates[0]['max_ratio']:g}x")
+
+
+def _ttfa(m: dict[str, Any]) -> dict[str, str]:
+    name = "TTFA semantics per install path"
+    install = m.get("install_paths") or {}
+    selected = install.get("selected")
+    if not selected:
+        return _row(name, NA, "no install path reached BENCHING")
+    path = next(p for p in install.get("paths", []) if p["install_path"] == selected)
+    records = [r for r in ((m.get("bench") or {}).get("records") or {}).get("candidate", []) if not r.get("warmup")]
+    with_ttfa = sum(1 for r in records if r.get("ttfa_ms") is not None)
+    if path.get("streaming_capable"):
+        saw = f"{selected} streams: TTFA = first audio byte, {with_ttfa}/{len(records)} requests timed"
+        return _row(name, HIT, saw)
+    if with_ttfa:
+        return _row(name, MISS, f"{selected} does not stream, yet {with_ttfa} records carry a TTFA")
+    return _row(name, HIT, f"{selected} does not stream: total synthesis latency only, no TTFA claimed")
+
+
+def _subtitles(m: dict[str, Any]) -> dict[str, str]:
+    name = "subtitle format detection"
+    extraction = (m.get("reference") or {}).get("extraction")
+    if not extraction:
+        return _row(name, NA, "the reference clip did not come from a subtitle extraction recorded in this run")
+    return _row(name, HIT, f"format {extraction.get('format')}: {extraction.get('reason', '')}")
+
+
+def _teardown(m: dict[str, Any]) -> dict[str, str]:
+    name = "deterministic teardown"
+    removal = (m.get("teardown") or {}).get("removal")
+    if not removal:
+        return _row(name, NA, "nothing was started")
+    if removal.get("verified") and not removal.get("remaining"):
+        return _row(name, HIT, f"removed {len(removal.get('removed', []))} container(s); inspect confirms none left")
+    return _row(name, MISS, f"left {removal.get('remaining')}; errors {removal.get('errors')}")
+
+
+def _ssh(m: dict[str, Any]) -> dict[str, str]:
+    name = "SSH-drop survival"
+    drops = m.get("controller", {}).get("ssh_drops") if isinstance(m.get("controller"), dict) else None
+    if drops:
+        return _row(name, HIT, f"the controller lost the host {drops} time(s); the run went on in tmux")
+    return _row(name, NA, "the phases ran in the host's tmux session; no SSH drop was recorded")
+
+
+def _secrets(m: dict[str, Any]) -> dict[str, str]:
+    name = "secret handling"
+    token = next((c for c in (m.get("preflight") or {}).get("checks", []) if c["name"] == "token_file"), None)
+    if token is None:
+        return _row(name, NA, "no token check recorded")
+    mode = (m.get("install_paths") or {}).get("token_mode", "file")
+    if not token.get("ok"):
+        return _row(name, HIT, f"PREFLIGHT refused the token file: {token['message']}")
+    if mode != "file":
+        return _row(name, PARTIAL, f"token passed in {mode} mode, which docker inspect shows")
+    return _row(name, HIT, "token by read-only file mount; never on a command line or in an environment")
+
+
+def _blind(m: dict[str, Any], scores: list[dict[str, Any]], session: dict[str, Any] | None) -> dict[str, str]:
+    name = "blind scoring"
+    if not scores:
+        return _row(name, NA, "no listening scores yet")
+    real = [s for s in scores if not s.get("simulated")]
+    sealed = (session or {}).get("mapping_sha256")
+    revealed = (session or {}).get("revealed_verified")
+    if sealed and revealed:
+        saw = f"{len(real)} scores; mapping sealed ({sealed[:12]}…) before the first answer, verified at the reveal"
+        return _row(name, HIT, saw)
+    if sealed:
+        return _row(name, PARTIAL, f"{len(real)} scores under a sealed mapping not yet revealed")
+    return _row(name, MISS, f"{len(scores)} scores without a sealed mapping")
+
+
+def _deferred(m: dict[str, Any]) -> dict[str, str]:
+    name = "deferred baseline"
+    deferred = (m.get("bench") or {}).get("deferred_incumbent")
+    if deferred:
+        return _row(name, HIT, f"{len(deferred)} incumbent clip(s) deferred: {deferred[0]}…")
+    return _row(name, NA, "the incumbent answered; nothing deferred")
+
+
+def _orphans(m: dict[str, Any]) -> dict[str, str]:
+    name = "orphan sweep"
+    check = next((c for c in (m.get("preflight") or {}).get("checks", []) if c["name"] == "orphan_sweep"), None)
+    if check is None:
+        return _row(name, NA, "no orphan check recorded")
+    recovered = (check.get("detail") or {}).get("recovered") or []
+    if recovered:
+        return _row(name, HIT, f"recovered {len(recovered)} stale run(s) at PREFLIGHT")
+    status = HIT if check.get("ok") and not check.get("warning") else PARTIAL
+    return _row(name, status, check["message"])
+
+
+def retrospective(
+    measurements: dict[str, Any], scores: list[dict[str, Any]] | None = None, session: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """One row per safeguard, in the order the hand-run retrospective used."""
+    return [
+        _gate(measurements),
+        _ttfa(measurements),
+        _subtitles(measurements),
+        _teardown(measurements),
+        _ssh(measurements),
+        _secrets(measurements),
+        _blind(measurements, scores or [], session),
+        _deferred(measurements),
+        _orphans(measurements),
+    ]
