@@ -248,6 +248,75 @@ def report_command(run_dir: Path, out: Path | None, as_json: bool) -> None:
     click.echo(f"report    {path}")
 
 
+@main.command("score")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--listener", help="Your listener id (the page asks when it is not given).")
+@click.option("--terminal", is_flag=True, help="Score in this terminal instead of a browser.")
+@click.option("--player", help="Terminal mode: command that plays a WAV (default: ffplay, aplay or paplay).")
+@click.option("--simulate", type=int, default=0, help="Add answers from this many simulated listeners (never counted).")
+@click.option("--abandon", is_flag=True, help="Reveal now, even with pairs unscored.")
+@click.option("--keep-serving", is_flag=True, help="Do not stop the server after the reveal.")
+def score_command(
+    run_dir: Path,
+    port: int,
+    listener: str | None,
+    terminal: bool,
+    player: str | None,
+    simulate: int,
+    abandon: bool,
+    keep_serving: bool,
+) -> None:
+    """Blind A/B listening for a collected run; reveals and derives the verdict at the end.
+
+    Serves the page on 127.0.0.1 with a random token in its URL (also written, owner-only, to
+    RUN_DIR/scoring/server.json) and exits a moment after the reveal. Every answer is saved as it
+    is given: run the same command again to go on where you stopped.
+    """
+    from bench_py.judge import session as sessions
+    from bench_py.run.report import ReportError, refresh_verdict
+
+    try:
+        session = sessions.create(run_dir)
+        if simulate:
+            written = sessions.simulate(session, simulate)
+            click.echo(f"{written} simulated answers added (labelled simulated: the rule ignores them)")
+        if terminal and not abandon:
+            abandon = not _score_in_terminal(session, listener, player)
+            if abandon:
+                click.echo("stopped; every answer so far is saved. Run the same command to go on.")
+                return
+        if terminal or abandon:
+            sessions.reveal(session, abandon=abandon)
+            verdict = refresh_verdict(run_dir)
+        else:
+            verdict = _serve_page(run_dir, port, keep_serving)
+    except (sessions.SessionError, ReportError) as error:
+        raise click.ClickException(str(error)) from None
+    if verdict:
+        click.echo(f"revealed; verdict {verdict['verdict']}: {verdict['reason']}")
+
+
+def _score_in_terminal(session, listener: str | None, player: str | None) -> bool:
+    from bench_py.judge import terminal
+
+    who = listener or click.prompt("listener id")
+    chosen = player or terminal.default_player()
+    if chosen is None:
+        click.echo("no audio player found (ffplay, aplay, paplay): clips are not played; use --player", err=True)
+    return terminal.run(session, who, lambda q: click.prompt(q, default="", show_default=False), click.echo, chosen)
+
+
+def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
+    import asyncio
+
+    from bench_py.judge.server import ListeningServer, serve
+
+    server = ListeningServer(run_dir, exit_after_reveal=not keep_serving)
+    asyncio.run(serve(server, port, announce=lambda url: click.echo(f"listening page: {url}")))
+    return server.verdict
+
+
 @main.command("publish")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(

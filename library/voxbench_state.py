@@ -54,6 +54,10 @@ terminal:
   description: Whether the state is DONE or ERROR_ABORTED.
   returned: success
   type: bool
+files_written:
+  description: Whether the run has written its measurements and verdict (after its final state).
+  returned: success
+  type: bool
 phase:
   description: Live progress of the current phase (utterance n of N, last TTFA).
   returned: success
@@ -91,6 +95,7 @@ def main() -> None:
         changed=changed,
         state=str(state.state),
         terminal=state.terminal,
+        files_written=bool(state.changes.get("files_written")),
         phase=state.phase,
         reason=state.reason,
         history=state.history,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from bench_py.config.model import Config, Rule
@@ -88,12 +89,14 @@ def decide_with(
             f"{given} of {rule.min_scores} listening scores per side given",
             scores={side: len(v) for side, v in per_side.items()},
         )
-    means = {side: sum(v) / len(v) for side, v in per_side.items()}
+    # Exact arithmetic: scores are integers, so "difference exactly 0.5" must not fall to rounding.
+    exact = {side: Fraction(sum(Fraction(x) for x in v), len(v)) for side, v in per_side.items()}
+    means = {side: float(value) for side, value in exact.items()}
     summary = (bench.get("summary") or {}).get("candidate", {}).get(rule.voice_condition, {})
     ttfa_p50 = summary.get(rule.ttfa_metric, {}).get("p50")
     evidence = {"means": means, f"candidate_{rule.ttfa_metric}_p50": ttfa_p50}
     if (
-        means["candidate"] >= means["incumbent"] + rule.min_mean_margin
+        exact["candidate"] >= exact["incumbent"] + Fraction(str(rule.min_mean_margin))
         and ttfa_p50 is not None
         and ttfa_p50 <= rule.ttfa_p50_max_ms
     ):

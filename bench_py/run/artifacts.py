@@ -109,6 +109,9 @@ def _stage(worktree: Path, run_dir: Path, run_id: str, samples_dir: str, summary
         shutil.copyfile(wav, target)
         written.append(str(target.relative_to(worktree)))
     samples.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "reference.wav").is_file():  # the confirmed clip both sides cloned from
+        shutil.copyfile(run_dir / "reference.wav", samples / "reference.wav")
+        written.append(f"docs/{samples_dir}/reference.wav")
     (samples / "SUMMARY.md").write_text(summary, encoding="utf-8")
     written.append(f"docs/{samples_dir}/SUMMARY.md")
     attributes = worktree / ".gitattributes"

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from bench_py.run.state import State, StateStore, atomic_write_json
 
 class PhaseFailed(RuntimeError):
     """The phase could not do its work; the run has been moved to the state that says so."""
+
+
+REFERENCE_COPY = "reference.wav"
 
 
 def _read(run_dir: Path, name: str) -> dict[str, Any] | None:
@@ -121,6 +125,8 @@ class Run:
             self.store.transition(self.run_id, State.ERROR_ABORTED, f"preflight failed: {reason}")
             self.finish(aborted=True)
             raise PhaseFailed(reason)
+        # The verified clip travels with the run: the listening page plays it, the branch keeps it.
+        shutil.copyfile(self._reference_wav(), self.dir / REFERENCE_COPY)
         self.store.transition(self.run_id, State.BASELINE, f"preflight passed; rule sealed {result['rule']['sha256']}")
         return result
 
@@ -503,4 +509,6 @@ class Run:
 
         verdict = decide(measurements, self.config)
         files.write("verdict", self.dir / files.FILE_NAMES["verdict"], verdict)
+        # The watcher collects once this is set: the files above are complete.
+        self.store.update(self.run_id, changes={"files_written": _now()})
         return {"state": str(state.state), "verdict": verdict["verdict"], "measurements": str(self.dir)}

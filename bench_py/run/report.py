@@ -75,12 +75,20 @@ def recompute_verdict(run: RunFiles) -> dict[str, Any]:
 
 
 def revealed_scores(run: RunFiles) -> list[dict[str, Any]]:
-    """Scores with their sides: as written (hand-made files) or joined with a revealed mapping."""
+    """Scores with their sides: as written (files made by hand carry them), or, for a blind
+    session's answers, the latest per listener and clip joined with the revealed mapping.
+    Before the reveal a blind answer has no side and counts for nobody."""
     mapping = (run.session or {}).get("revealed_mapping") or {}
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     out = []
     for score in run.scores:
-        if "side" not in score and score["clip"] in mapping:
-            clip = mapping[score["clip"]]
+        if "side" in score:
+            out.append(score)
+        else:
+            latest[(score.get("session", ""), score["listener"], score["clip"])] = score
+    for score in latest.values():
+        clip = mapping.get(score["clip"])
+        if clip is not None:
             score = {**score, "side": clip["side"], "condition": clip["condition"], "utterance": clip["utterance"]}
         out.append(score)
     return out
@@ -258,6 +266,24 @@ def context(run: RunFiles) -> dict[str, Any]:
         "plots": [{"plot": p, "svg": render(p), "data": p.data()} for p in plots],
         "paths": (m.get("install_paths") or {}).get("paths", []),
     }
+
+
+def refresh_verdict(run_dir: Path) -> dict[str, Any]:
+    """After new scores or a reveal: derive verdict.json again from the files, then the report."""
+    run = load(run_dir)
+    try:
+        verdict = decide_from_files(run.measurements, revealed_scores(run))
+    except SealError as error:
+        raise ReportError(str(error)) from None
+    statistics_ = listening.summarize(revealed_scores(run), sealed_condition(run.measurements))
+    verdict = {**verdict, "statistics": statistics_}
+    files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
+    build(run_dir)
+    return verdict
+
+
+def sealed_condition(m: dict[str, Any]) -> str:
+    return (((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}).get("voice_condition", "cloned")
 
 
 def render_report(run: RunFiles) -> str:

@@ -17,8 +17,8 @@ from bench_py.run import files
 from bench_py.run.artifacts import branch_name
 from bench_py.run.publish import publish_run
 from bench_py.run.report import ReportError, build
-from tests.helpers import ROOT, bench_containers, chromium, console_errors
-from tests.integration.conftest import CANARY, make_bench_env
+from tests.helpers import chromium, console_errors
+from tests.integration.conftest import CANARY
 
 pytestmark = pytest.mark.docker
 BIN = Path(sys.executable).parent
@@ -27,40 +27,6 @@ NO_SMUDGE = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
 
 def git(*args: str, cwd: Path, env: dict | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env=env).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, production_standins, reference_path, docker_client):
-    """One fast-profile bench.yml run on the embedded default, published on its branch."""
-    tmp = tmp_path_factory.mktemp("results")
-    env = make_bench_env(tmp, production_standins, reference_path)
-    variables = {**env["extra"], "voxbench_config": {"profile": "fast", **env["config"]}}
-    (tmp / "vars.json").write_text(json.dumps(variables))
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, before - {0} or before)  # off the co-tenant's CPU, as in the embedded default
-    try:
-        result = subprocess.run(
-            [str(BIN / "ansible-playbook"), "bench.yml", "-e", f"@{tmp / 'vars.json'}", "-e", "gemma_mode=parallel"],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"},
-        )
-    finally:
-        os.sched_setaffinity(0, before)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert bench_containers(docker_client) == []
-    (run_dir,) = (tmp / "runs").iterdir()
-    checkout = Path(env["extra"]["voxbench_artifacts_repo"])
-    return {
-        "run_dir": run_dir,
-        "checkout": checkout,
-        "origin": checkout.parent / "origin.git",
-        "tmp": tmp,
-        "stdout": result.stdout,
-    }
 
 
 def test_the_branch_holds_the_run_with_wavs_in_lfs(finished_run, tmp_path):

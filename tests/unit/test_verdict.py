@@ -81,3 +81,101 @@ def test_the_sealed_rule_decides(candidate, incumbent, ttfa, verdict):
     result = decide(data, CONFIG, scores(candidate, incumbent))
     assert result["verdict"] == verdict
     assert result["rule_sha256"] == "a" * 64
+
+
+def _with_ttfa(ttfa):
+    return measurements(
+        bench={"candidate_timeout_fraction": 0.0, "summary": {"candidate": {"cloned": {"ttfa_ms": {"p50": ttfa}}}}}
+    )
+
+
+def _scores_from(candidate: list[int], incumbent: list[int], condition: str = "cloned", simulated: bool = False):
+    return [
+        {"side": side, "condition": condition, "score": value, "simulated": simulated}
+        for side, values in (("candidate", candidate), ("incumbent", incumbent))
+        for value in values
+    ]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "incumbent", "ttfa", "verdict"),
+    [
+        ([4, 3] * 5, [3] * 10, 300.0, "swap_candidate"),  # difference exactly 0.5
+        ([4, 3] * 5, [3] * 9 + [4], 300.0, "keep_chatterbox"),  # 0.4
+        ([4, 3, 4] * 4, [3, 3, 4] * 4, 300.0, "keep_chatterbox"),  # 1/3
+        ([5] * 10, [1] * 10, 500.0, "swap_candidate"),  # TTFA exactly at the limit
+        ([5] * 10, [1] * 10, 500.001, "keep_chatterbox"),
+        ([5] * 10, [1] * 10, None, "keep_chatterbox"),  # no TTFA measured: the rule cannot pass
+    ],
+)
+def test_exact_boundaries(candidate, incumbent, ttfa, verdict):
+    result = decide(_with_ttfa(ttfa), CONFIG, _scores_from(candidate, incumbent))
+    assert (result["verdict"], result["row"]) == (verdict, 7 if verdict == "swap_candidate" else 8)
+
+
+def test_simulated_and_preset_scores_neither_count_nor_move_the_means():
+    real = _scores_from([4] * 10, [3] * 10)
+    noise = _scores_from([1] * 50, [5] * 50, simulated=True) + _scores_from([1] * 10, [5] * 10, condition="preset")
+    result = decide(_with_ttfa(300.0), CONFIG, real + noise)
+    assert result["verdict"] == "swap_candidate"
+    assert result["evidence"]["means"] == {"candidate": 4.0, "incumbent": 3.0}
+    # Nine real scores per side plus any number of simulated ones: still pending.
+    pending = decide(
+        _with_ttfa(300.0), CONFIG, _scores_from([5] * 9, [1] * 9) + _scores_from([5] * 40, [1] * 40, simulated=True)
+    )
+    assert (pending["verdict"], pending["row"]) == ("pending_listening", 6)
+
+
+def test_a_preset_substitute_keeps_the_incumbent_whatever_the_scores():
+    paths = {
+        "selected": "2A",
+        "paths": [{"install_path": "2A", "streaming_capable": True, "status": "ready", "cloning": "preset_substitute"}],
+    }
+    result = decide(measurements(install_paths=paths), CONFIG, _scores_from([5] * 10, [1] * 10))
+    assert (result["verdict"], result["row"], result["reason"]) == ("keep_chatterbox", 5, "cloning_unsupported")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "verdict", "row"),
+    [
+        (["unsupported"], "keep_chatterbox_voxtral_tts_unsupported_upstream", 2),
+        (["disallowed_by_vendor", "disallowed_by_vendor"], "keep_chatterbox_voxtral_tts_unsupported_upstream", 2),
+        (["blocked", "unsupported", "unsupported", "unsupported"], "inconclusive", 3),
+        (["failed", "failed"], "inconclusive", 3),
+        ([], "inconclusive", 3),
+    ],
+)
+def test_path_status_mixes(statuses, verdict, row):
+    paths = [
+        {"install_path": f"2{c}", "streaming_capable": c in "AB", "status": s}
+        for c, s in zip("ABCD", statuses, strict=False)
+    ]
+    result = decide(
+        measurements(install_paths={"selected": None, "paths": paths}), CONFIG, _scores_from([5] * 10, [1] * 10)
+    )
+    assert (result["verdict"], result["row"]) == (verdict, row)
+
+
+def test_an_abort_outranks_everything_and_the_timeout_share_is_a_boundary():
+    aborted = decide(measurements(aborted=True, reason="gate"), CONFIG, _scores_from([5] * 10, [1] * 10))
+    assert (aborted["verdict"], aborted["row"]) == ("inconclusive", 1)
+    for fraction, row in ((0.15, 1), (0.149, 7)):
+        data = _with_ttfa(300.0)
+        data["bench"]["candidate_timeout_fraction"] = fraction
+        assert decide(data, CONFIG, _scores_from([5] * 10, [1] * 10))["row"] == row
+
+
+def test_the_rule_recorded_in_the_files_is_checked_against_its_seal():
+    from bench_py.judge.verdict import SealError, decide_from_files
+
+    sealed = CONFIG.rule.seal("voxtral", "chatterbox")
+    data = {
+        **_with_ttfa(300.0),
+        "preflight": {"rule": sealed},
+        "candidate": {"name": "voxtral"},
+        "incumbent": {"name": "chatterbox"},
+    }
+    assert decide_from_files(data, _scores_from([5] * 10, [1] * 10))["verdict"] == "swap_candidate"
+    data["preflight"]["rule"] = {**sealed, "thresholds": {**sealed["thresholds"], "min_scores": 1}}
+    with pytest.raises(SealError, match="changed after PREFLIGHT"):
+        decide_from_files(data, [])
