@@ -317,6 +317,28 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
     return server.verdict
 
 
+@main.command("proxies")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def proxies_command(run_dir: Path) -> None:
+    """Objective proxies of every saved take (similarity, ASR word error rate, loudness, duration),
+    written to RUN_DIR/proxies.json and shown in the report beside the verdict."""
+    from bench_py.judge import proxies
+    from bench_py.run.files import RunFileError
+    from bench_py.run.report import ReportError, build
+
+    try:
+        data = proxies.write(run_dir)
+        build(run_dir)
+    except (RunFileError, ReportError) as error:
+        raise click.ClickException(str(error)) from None
+    for side, conditions in sorted(data["summary"].items()):
+        for condition, p in sorted(conditions.items()):
+            click.echo(
+                f"{side:<10}{condition:<8} similarity {p['similarity']}  WER {p['wer']}  "
+                f"loudness {p['loudness_lufs']} LUFS  duration ratio {p['duration_ratio']}"
+            )
+
+
 @main.command("publish")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(

@@ -17,6 +17,13 @@ options:
     description: The run directory on the controller.
     type: path
     required: true
+  proxies:
+    description:
+      - First compute the objective proxies of the saved takes (speaker similarity, ASR word error
+        rate, loudness, duration ratio) into C(proxies.json), shown in the report beside the verdict.
+      - Needs the C(judge) extra (resemblyzer, pocketsphinx) on the controller.
+    type: bool
+    default: false
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -50,7 +57,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"run_dir": {"type": "path", "required": True}}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"run_dir": {"type": "path", "required": True}, "proxies": {"type": "bool", "default": False}},
+        supports_check_mode=True,
+    )
     from pathlib import Path
 
     from bench_py.run.measurements import MeasurementsError
@@ -63,6 +73,10 @@ def main() -> None:
         facts = figures(run_dir)
         report = run_dir / REPORT_NAME
         if not module.check_mode:
+            if module.params["proxies"] and not (run_dir / "proxies.json").is_file():
+                from bench_py.judge import proxies
+
+                proxies.write(run_dir)
             report, _ = build(run_dir)
     except (MeasurementsError, ResultsError, ReportError) as error:
         module.fail_json(msg=str(error))

@@ -34,6 +34,7 @@ RUN_FILES = {  # run directory name -> suffix after docs/<run_id>
     files.FILE_NAMES["scores"]: ".scores.jsonl",
     files.FILE_NAMES["corrections"]: ".corrections.jsonl",
     "report.html": ".report.html",
+    "proxies.json": ".proxies.json",
 }
 
 

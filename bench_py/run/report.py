@@ -36,6 +36,7 @@ class RunFiles:
     scores: list[dict[str, Any]]
     corrections: list[dict[str, Any]]
     session: dict[str, Any] | None
+    proxies: dict[str, Any] | None = None
 
 
 def load(run_dir: Path) -> RunFiles:
@@ -53,7 +54,9 @@ def load(run_dir: Path) -> RunFiles:
         raise ReportError(str(error)) from None
     session_path = run_dir / "scoring" / "session.json"
     session = json.loads(session_path.read_text()) if session_path.is_file() else None
-    return RunFiles(run_dir, measurements, stored, scores, corrections, session)
+    proxies_path = run_dir / "proxies.json"
+    proxies = json.loads(proxies_path.read_text()) if proxies_path.is_file() else None
+    return RunFiles(run_dir, measurements, stored, scores, corrections, session, proxies)
 
 
 def recompute_verdict(run: RunFiles) -> dict[str, Any]:
@@ -265,6 +268,7 @@ def context(run: RunFiles) -> dict[str, Any]:
         "retrospective": retrospective(m, scores, run.session),
         "plots": [{"plot": p, "svg": render(p), "data": p.data()} for p in plots],
         "paths": (m.get("install_paths") or {}).get("paths", []),
+        "proxies": run.proxies,
     }
 
 

@@ -47,6 +47,7 @@ def make_bench_env(tmp_path: Path, production_standins: dict, reference_path: Pa
         "voxbench_launcher_tmux_session": "voxbench-test",
         "voxbench_watcher_poll_s": 2,
         "voxbench_artifacts_repo": str(tmp_path / "artifacts" / "checkout"),
+        "voxbench_collector_proxies": False,  # computed once, on the shared finished run
     }
     return {"config": config, "extra": extra, "tmp": tmp_path, "token": token}
 
@@ -119,7 +120,11 @@ def finished_run(tmp_path_factory, production_standins, reference_path, docker_c
     the run directory before changing anything in it)."""
     tmp = tmp_path_factory.mktemp("results")
     env = make_bench_env(tmp, production_standins, reference_path)
-    variables = {**env["extra"], "voxbench_config": {"profile": "fast", **env["config"]}}
+    variables = {
+        **env["extra"],
+        "voxbench_collector_proxies": True,
+        "voxbench_config": {"profile": "fast", **env["config"]},
+    }
     (tmp / "vars.json").write_text(json.dumps(variables))
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, before - {0} or before)  # off the co-tenant's CPU, as in the embedded default

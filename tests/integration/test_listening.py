@@ -241,3 +241,17 @@ def test_score_yml_prints_the_url_waits_and_commits_the_scores(run_copy, finishe
         ["git", "show", "--name-only", "--format=%s", name], cwd=origin, capture_output=True, text=True, check=True
     ).stdout
     assert f"docs/{run_copy.name}.scores.jsonl" in changed and f"docs/{run_copy.name}.verdict.json" in changed
+
+
+def test_the_asr_proxy_hears_a_real_sentence_and_not_silence(tmp_path):
+    import numpy as np
+
+    from bench_py.audio import Pcm, read_wav_file
+    from bench_py.judge.proxies import PocketSphinxAsr, word_error_rate
+
+    sentence = "The train leaves at seven forty-five, so we should head out soon."
+    subprocess.run(["flite", "-t", sentence, "-o", str(tmp_path / "s.wav")], check=True)
+    asr = PocketSphinxAsr()
+    assert word_error_rate(sentence, asr.transcribe(read_wav_file(str(tmp_path / "s.wav")))) < 0.5
+    assert word_error_rate(sentence, asr.transcribe(Pcm(np.zeros(16000, dtype=np.int16), 16000))) > 0.8
+    assert word_error_rate("Seven forty-five.", "seven forty five") == 0.0

@@ -188,3 +188,24 @@ def test_a_rule_changed_after_preflight_is_refused(finished_run, tmp_path):
     (copy / "measurements.json").write_text(json.dumps(m))
     with pytest.raises(ReportError, match="the rule was changed after PREFLIGHT"):
         build(copy)
+
+
+def test_objective_proxies_sit_beside_the_verdict(finished_run):
+    run_dir = finished_run["run_dir"]
+    m = files.read("measurements", run_dir / "measurements.json")
+    proxies = json.loads((run_dir / "proxies.json").read_text())
+    saved = sorted(r["wav"] for recs in m["bench"]["records"].values() for r in recs if r.get("wav"))
+    assert sorted(t["wav"] for t in proxies["takes"]) == saved
+    by_key = {(t["side"], t["condition"], t["utterance"]): t for t in proxies["takes"]}
+    for (side, condition, utterance), take in by_key.items():
+        assert take["transcript"].strip()  # real speech was heard
+        assert 0.0 <= take["wer"] <= 2.0
+        assert -60.0 < take["loudness_lufs"] < 0.0
+        assert -1.0 <= take["similarity"] <= 1.0
+        other = by_key[("incumbent" if side == "candidate" else "candidate", condition, utterance)]
+        assert take["duration_ratio"] * other["duration_ratio"] == pytest.approx(1.0, rel=1e-3)
+    assert proxies["summary"]["candidate"]["cloned"]["wer"] < 1.0  # recognisable, not noise
+    html = (run_dir / "report.html").read_text()
+    assert 'id="proxies"' in html and proxies["asr"] in html
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert "proxies" not in json.dumps(verdict["evidence"])  # beside the verdict, never inside it

@@ -1,0 +1,184 @@
+"""Objective proxies shown beside the verdict, never inside it.
+
+For every saved take: speaker similarity to the reference (the one scorer in
+:mod:`bench_py.judge.similarity`), intelligibility as word error rate of an ASR transcript
+against the sentence (pocketsphinx in the embedded default; any :class:`Asr` plugs in),
+integrated loudness (EBU R128, ffmpeg's ebur128 filter), and duration against the other engine.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from bench_py.audio import Pcm, read_wav_file
+from bench_py.run.state import atomic_write_json
+
+PROXIES = "proxies.json"
+ASR_RATE = 16_000
+
+
+class Asr(Protocol):
+    name: str
+
+    def transcribe(self, pcm: Pcm) -> str: ...
+
+
+class PocketSphinxAsr:
+    """CMU PocketSphinx 5 with its bundled US English model: offline, CPU, about real time x10."""
+
+    def __init__(self) -> None:
+        from importlib.metadata import version
+
+        from pocketsphinx import Decoder
+
+        self.name = f"pocketsphinx {version('pocketsphinx')} (en-us)"
+        self._decoder = Decoder(samprate=ASR_RATE, logfn="/dev/null")
+
+    def transcribe(self, pcm: Pcm) -> str:
+        samples = to_rate(pcm, ASR_RATE)
+        self._decoder.start_utt()
+        self._decoder.process_raw(samples.tobytes(), full_utt=True)
+        self._decoder.end_utt()
+        hypothesis = self._decoder.hyp()
+        return hypothesis.hypstr if hypothesis else ""
+
+
+def to_rate(pcm: Pcm, rate: int) -> np.ndarray:
+    if pcm.rate == rate:
+        return pcm.samples.astype(np.int16)
+    divisor = np.gcd(rate, pcm.rate)
+    resampled = resample_poly(pcm.samples.astype(np.float64), rate // divisor, pcm.rate // divisor)
+    return np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+
+
+_NUMBERS = {  # enough for the default sentences; ASR engines write numbers as words
+    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
+    "8": "eight", "9": "nine", "10": "ten",
+}  # fmt: skip
+
+
+def normalize_words(text: str) -> str:
+    """Lower case, digits as words, hyphens as spaces, no punctuation: what WER compares."""
+    words = re.sub(r"[-/]", " ", text.lower())
+    words = re.sub(r"[^a-z0-9' ]", " ", words)
+    return " ".join(_NUMBERS.get(w, w) for w in words.split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    reference, hypothesis = normalize_words(reference), normalize_words(hypothesis)
+    if not reference:
+        return 0.0 if not hypothesis else 1.0
+    return float(jiwer.wer(reference, hypothesis or "<silence>"))
+
+
+def loudness_lufs(path: Path) -> float | None:
+    """Integrated loudness by ffmpeg's EBU R128 meter (None for silence)."""
+    result = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", result.stderr)  # the summary's is the last one
+    if not found or found[-1] == "-inf":
+        return None
+    return float(found[-1])
+
+
+@lru_cache(maxsize=1)
+def _default_asr() -> Asr:
+    return PocketSphinxAsr()
+
+
+def _similarity() -> Callable[[Pcm, Pcm], float] | str:
+    try:
+        from bench_py.judge.similarity import speaker_similarity
+    except ImportError as error:  # the judge extra (resemblyzer, torch) is not installed
+        return f"speaker similarity unavailable: {error}"
+    return speaker_similarity
+
+
+def compute(run_dir: Path, measurements: dict[str, Any], asr: Asr | None = None) -> dict[str, Any]:
+    """Proxies for every saved take of a run, and their means per side and condition."""
+    run_dir = Path(run_dir)
+    utterances = (measurements.get("bench") or {}).get("utterances") or []
+    reference_path = run_dir / "reference.wav"
+    reference = read_wav_file(str(reference_path)) if reference_path.is_file() else None
+    similarity = _similarity()
+    asr = asr or _default_asr()
+    takes = []
+    durations: dict[tuple[str, int], dict[str, float]] = {}
+    for side, records in sorted(((measurements.get("bench") or {}).get("records") or {}).items()):
+        for record in records:
+            if not record.get("wav") or record.get("warmup"):
+                continue
+            path = run_dir / record["wav"]
+            pcm = read_wav_file(str(path))
+            text = utterances[record["utterance"]] if record["utterance"] < len(utterances) else ""
+            transcript = asr.transcribe(pcm)
+            take: dict[str, Any] = {
+                "side": side,
+                "condition": record["condition"],
+                "utterance": record["utterance"],
+                "wav": record["wav"],
+                "duration_s": round(pcm.duration_s, 4),
+                "transcript": transcript,
+                "wer": round(word_error_rate(text, transcript), 4),
+                "loudness_lufs": loudness_lufs(path),
+                "similarity": None,
+            }
+            if reference is not None and callable(similarity):
+                try:
+                    take["similarity"] = round(similarity(pcm, reference), 4)
+                except ValueError as error:  # too little speech to embed
+                    take["similarity_error"] = str(error)
+            durations.setdefault((record["condition"], record["utterance"]), {})[side] = pcm.duration_s
+            takes.append(take)
+    for take in takes:
+        pair = durations[(take["condition"], take["utterance"])]
+        other = "incumbent" if take["side"] == "candidate" else "candidate"
+        take["duration_ratio"] = round(pair[take["side"]] / pair[other], 4) if pair.get(other) else None
+    summary: dict[str, dict[str, Any]] = {}
+    for side in sorted({t["side"] for t in takes}):
+        for condition in sorted({t["condition"] for t in takes}):
+            chosen = [t for t in takes if t["side"] == side and t["condition"] == condition]
+            if chosen:
+                summary.setdefault(side, {})[condition] = {
+                    key: _mean([t[key] for t in chosen])
+                    for key in ("similarity", "wer", "loudness_lufs", "duration_ratio")
+                }
+    return {
+        "asr": asr.name,
+        "similarity": "resemblyzer GE2E cosine to the reference clip" if callable(similarity) else similarity,
+        "loudness": "EBU R128 integrated (ffmpeg ebur128)",
+        "note": "objective proxies: reported beside the verdict, never used by the rule",
+        "takes": takes,
+        "summary": summary,
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 4) if present else None
+
+
+def write(run_dir: Path, asr: Asr | None = None) -> dict[str, Any]:
+    from bench_py.run import files
+
+    measurements = files.read("measurements", Path(run_dir) / files.FILE_NAMES["measurements"])
+    data = compute(run_dir, measurements, asr)
+    atomic_write_json(Path(run_dir) / PROXIES, data)
+    return data
