@@ -339,6 +339,127 @@ def proxies_command(run_dir: Path) -> None:
             )
 
 
+@main.group()
+def baseline() -> None:
+    """The incumbent's deferred takes (runs with skip_baseline or an unreachable incumbent)."""
+
+
+@baseline.command("resume")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--url", help="The incumbent's URL, when it differs from the run's configuration.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="The incumbent's token file on this machine.")
+@click.option("--limit", type=int, help="Take at most this many clips now (the rest next time).")
+def baseline_resume(run_dir: Path, url: str | None, token_file: str | None, limit: int | None) -> None:
+    """Take the incumbent's missing clips for a collected run; resumable, nothing taken twice."""
+    import socket
+
+    from bench_py.config.model import ConfigError, load_file
+    from bench_py.engines.http import incumbent_target
+    from bench_py.measure import deferred
+
+    try:
+        config = load_file(str(run_dir / "config.json"))
+        incumbent = config.incumbent.model_copy(update={"url": url}) if url else config.incumbent
+        reference = run_dir / "reference.wav"
+        if not reference.is_file():
+            raise click.ClickException(f"{reference} is missing: the cloned condition needs the run's reference clip")
+        target = incumbent_target(incumbent, str(reference), token_file)
+        result = deferred.resume(run_dir, target, limit=limit, where=socket.gethostname(), progress=click.echo)
+    except (ConfigError, deferred.DeferredError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{result['done']} of {result['owed']} incumbent takes saved ({result['taken']} now)")
+    if result["done"] < result["owed"]:
+        click.echo("run the same command again to take the rest")
+
+
+#: Exit code of ``voxbench prescreen`` when the decision is to stop before any host work.
+EXIT_PRESCREEN_ABORT = 4
+
+
+@main.command("prescreen")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="YAML overrides.")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The reference clip (default: the allowlisted one named in the configuration).",
+)
+@click.option("--yes", is_flag=True, help="Send without asking after the cost estimate.")
+@click.option("--estimate", is_flag=True, help="Print what would be sent and its estimated cost; send nothing.")
+@click.option("--answer", type=click.Choice(["abort", "continue"]), help="The answer when aborting is recommended.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Where the record prescreen-<stamp>.json goes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+def prescreen_command(
+    config_file: str | None,
+    reference: Path | None,
+    yes: bool,
+    estimate: bool,
+    answer: str | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Optional: clone a few sentences with Mistral's hosted API and compare them with the reference.
+
+    Prints the cost estimate before sending anything. When every take is far from the reference it
+    recommends stopping before any host work and records your answer; exit status 4 when the
+    decision is to stop. A pass never green-lights the swap: the open weights cannot clone.
+    """
+    import json
+
+    from bench_py.config.model import ConfigError, load
+    from bench_py.judge import prescreen
+    from bench_py.voice.references import ReferenceError, verify
+
+    try:
+        config = load({"gemma_mode": "parallel", **(_overrides(config_file, None) or {})})
+        if estimate:
+            plan = prescreen.plan(config)
+            click.echo(
+                json.dumps(plan, indent=2)
+                if as_json
+                else (
+                    f"would send {len(plan['texts'])} sentences, {plan['characters']} characters, to {plan['url']}: "
+                    f"estimated {plan['estimated_usd']:.4f} USD at {plan['price']}"
+                )
+            )
+            return
+        if reference is None:
+            reference = Path(verify(Path(config.reference.dir), config.reference.name)["path"])
+
+        def confirm(plan: dict) -> bool:
+            click.echo(
+                f"prescreen: {len(plan['texts'])} sentences, {plan['characters']} characters to {plan['url']} "
+                f"({plan['model']}), estimated {plan['estimated_usd']:.4f} USD at {plan['price']}",
+                err=as_json,
+            )
+            return yes or click.confirm("send them?", default=False)
+
+        def ask(recommendation: str) -> str:
+            click.echo(f"prescreen recommends: {recommendation}", err=as_json)
+            if answer:
+                return answer
+            return "abort" if click.confirm("stop here, before any host work?", default=True) else "continue"
+
+        out.mkdir(parents=True, exist_ok=True)
+        record = prescreen.run(config, reference, out, confirm=confirm, answer=ask)
+    except (ConfigError, ReferenceError, prescreen.PrescreenError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        if record["sent"]:
+            click.echo(f"similarities to the reference: {record['similarities']} (threshold {record['threshold']:g})")
+        click.echo(prescreen.CAVEAT)
+        click.echo(f"recorded in {record['file']}")
+    if record.get("sent") and not record["proceed"]:
+        sys.exit(EXIT_PRESCREEN_ABORT)
+
+
 @main.command("publish")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(

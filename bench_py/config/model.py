@@ -109,6 +109,7 @@ class Bench(_Strict):
     max_timeout_fraction: float = Field(gt=0, le=1)
     timeouts: Timeouts
     save_wavs: bool
+    skip_baseline: bool = False
     client_cpus: list[int] | None
     audible_threshold_dbfs: float = Field(lt=0)
     memory_interval_s: float = Field(gt=0)
@@ -176,6 +177,16 @@ class Paths(_Strict):
     token_file: str
 
 
+class Prescreen(_Strict):
+    url: str
+    model: str
+    key_file: str
+    utterances: int = Field(gt=0, le=10)
+    similarity_threshold: float = Field(ge=-1, le=1)
+    usd_per_1k_characters: float = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+
+
 class Config(_Strict):
     profile: str
     gemma_mode: GemmaMode
@@ -188,6 +199,7 @@ class Config(_Strict):
     preflight: Preflight
     teardown: Teardown
     paths: Paths
+    prescreen: Prescreen
 
 
 def default_config() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Condition = Literal["cloned", "preset"]
 
@@ -64,3 +64,36 @@ class ChatterboxTarget:
             body["voice"] = self.preset_voice
         headers = {self.token_header: self.token} if self.token else {}
         return SpeechRequest(self.url, body, headers)
+
+
+def incumbent_target(incumbent: Any, reference_wav: str, token_file: str | None = None) -> Any:
+    """The incumbent as configured (``config.incumbent``): a Chatterbox-style or OpenAI-style API.
+    The token is read from its file here, at call time, and never written anywhere."""
+    from pathlib import Path
+
+    path = token_file or incumbent.token_file
+    token = Path(path).expanduser().read_text().strip() if path else None
+    if incumbent.api == "chatterbox":
+        return ChatterboxTarget(incumbent.url, incumbent.preset_voice, reference_wav, token, incumbent.token_header)
+    return OpenAISpeechTarget(incumbent.url, incumbent.model, incumbent.preset_voice, reference_wav)
+
+
+@dataclass(frozen=True)
+class MistralHostedTarget:
+    """Mistral's hosted ``/v1/audio/speech``: cloning with base64 ``ref_audio`` (no data: URL),
+    SSE events carrying base64 float32 PCM in ``audio_data``, the key as a Bearer token."""
+
+    url: str
+    model: str
+    preset_voice: str
+    reference_wav: str
+    key: str = field(default="", repr=False)
+
+    def request(self, text: str, condition: Condition) -> SpeechRequest:
+        body: dict = {"model": self.model, "input": text, "response_format": "pcm", "stream": True}
+        if condition == "cloned":
+            body["ref_audio"] = base64.b64encode(Path(self.reference_wav).read_bytes()).decode()
+        else:
+            body["voice_id"] = self.preset_voice
+        headers = {"Authorization": f"Bearer {self.key}"}
+        return SpeechRequest(self.url, body, headers, response_format="pcm", sse=True, sample_format="f32le")

@@ -98,13 +98,18 @@ def normalize_clip(source: Path, target: Path) -> None:
     os.utime(target, (CLIP_MTIME, CLIP_MTIME))
 
 
-def _takes(measurements: dict[str, Any]) -> dict[tuple[int, str], dict[str, str]]:
-    """(utterance, condition) -> {side: wav path relative to the run} for takes both sides saved."""
+def _takes(run_dir: Path, measurements: dict[str, Any]) -> dict[tuple[int, str], dict[str, str]]:
+    """(utterance, condition) -> {side: wav path relative to the run} for takes both sides saved,
+    the incumbent's deferred takes (``voxbench baseline resume``) included."""
+    from bench_py.measure import deferred
+
     takes: dict[tuple[int, str], dict[str, str]] = {}
     for side, records in ((measurements.get("bench") or {}).get("records") or {}).items():
         for record in records:
             if record.get("wav") and not record.get("warmup"):
                 takes.setdefault((record["utterance"], record["condition"]), {}).setdefault(side, record["wav"])
+    for (utterance, condition), record in deferred.done(run_dir).items():
+        takes.setdefault((utterance, condition), {}).setdefault("incumbent", record["wav"])
     return {key: sides for key, sides in takes.items() if {"candidate", "incumbent"} <= set(sides)}
 
 
@@ -115,9 +120,12 @@ def create(run_dir: Path, *, force: bool = False) -> Session:
     if (scoring / SESSION).is_file() and not force:
         return load(run_dir)
     measurements = files.read("measurements", run_dir / files.FILE_NAMES["measurements"])
-    takes = _takes(measurements)
+    takes = _takes(run_dir, measurements)
     if not takes:
-        raise SessionError(f"{run_dir} has no utterance saved by both engines: nothing to compare")
+        hint = ""
+        if (measurements.get("bench") or {}).get("deferred_incumbent"):
+            hint = f"; the incumbent's takes were deferred: voxbench baseline resume {run_dir}"
+        raise SessionError(f"{run_dir} has no utterance saved by both engines: nothing to compare{hint}")
     utterances = (measurements.get("bench") or {}).get("utterances") or []
     seed = secrets.token_hex(32)
     rng = random.Random(seed)  # seeded from a CSPRNG; the seed is sealed, then revealed

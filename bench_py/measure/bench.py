@@ -55,7 +55,7 @@ class RequestRecord:
 Progress = Callable[[dict[str, Any]], None]
 
 
-async def _one(
+async def one_request(
     client: httpx.AsyncClient,
     target: Target,
     side: str,
@@ -63,9 +63,10 @@ async def _one(
     index: int,
     repetition: int,
     text: str,
-    audible_threshold_dbfs: float,
-    should_stop: Callable[[], None],
+    audible_threshold_dbfs: float = -40.0,
+    should_stop: Callable[[], None] = lambda: None,
 ) -> tuple[RequestRecord, Pcm]:
+    """One streamed request, measured; the record and the audio it returned."""
     should_stop()  # an abort (co-tenant gate, operator) stops the loop before the next request
     request = target.request(text, condition)
     result = await stream_speech(
@@ -115,7 +116,7 @@ async def run_side(
             for index, text in enumerate(utterances):
                 # Warmup belongs to the condition, before its first timed request, outside the loop.
                 runs = await bench_async(
-                    lambda c=condition, i=index, t=text: _one(
+                    lambda c=condition, i=index, t=text: one_request(
                         client, target, side, c, i, 0, t, audible_threshold_dbfs, should_stop
                     ),
                     n=repetitions,

@@ -98,6 +98,7 @@ class SseParser:
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             lines = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
+            names = [line[6:].strip().decode() for line in block.split(b"\n") if line.startswith(b"event:")]
             if not lines:
                 continue  # comments and keep-alives
             text = b"\n".join(lines).decode()
@@ -108,7 +109,11 @@ class SseParser:
                 payload = json.loads(text)
             except json.JSONDecodeError:
                 raise StreamDecodeError(f"SSE data is not JSON: {text[:80]!r}") from None
-            events.append(SseEvent(str(payload.get("type", "")), payload))
+            # OpenAI and vLLM-Omni name the event in the JSON; Mistral's hosted API in an event: line.
+            kind = payload.get("type") if isinstance(payload, dict) else None
+            events.append(
+                SseEvent(str(kind or (names[0] if names else "")), payload if isinstance(payload, dict) else {})
+            )
         return events
 
 

@@ -25,8 +25,9 @@ from bench_py import __version__
 from bench_py.audio import Pcm, median_f0, rms_dbfs
 from bench_py.config.model import Config
 from bench_py.engines import container
-from bench_py.engines.http import ChatterboxTarget, OpenAISpeechTarget
+from bench_py.engines.http import OpenAISpeechTarget, incumbent_target
 from bench_py.measure import bench, cotenant, memory
+from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
 from bench_py.run import files, preflight
@@ -284,15 +285,20 @@ class Run:
         return sources
 
     def _targets(self) -> dict[str, Any]:
-        inc = self.config.incumbent
-        token = None
-        if inc.token_file:
-            token = Path(inc.token_file).expanduser().read_text().strip()
-        if inc.api == "chatterbox":
-            incumbent: Any = ChatterboxTarget(inc.url, inc.preset_voice, self._reference_wav(), token, inc.token_header)
-        else:
-            incumbent = OpenAISpeechTarget(inc.url, inc.model, inc.preset_voice, self._reference_wav())
+        incumbent = incumbent_target(self.config.incumbent, self._reference_wav())
         return {"candidate": self._candidate_target(), "incumbent": incumbent}
+
+    def _incumbent_unreachable(self, target: Any, timeouts: httpx.Timeout) -> str | None:
+        """One short real request: None when the incumbent answers with audio, else why not."""
+
+        async def probe() -> tuple[Any, Any]:
+            async with httpx.AsyncClient(timeout=timeouts) as client:
+                return await bench.one_request(client, target, "incumbent", "preset", 0, -1, "Hello.")
+
+        record, _ = asyncio.run(probe())
+        if record.ok:
+            return None
+        return f"the incumbent at {self.config.incumbent.url} did not answer: {record.error or record.status}"
 
     def benching(self) -> dict[str, Any]:
         self.store.expect(self.run_id, State.BENCHING)
@@ -304,7 +310,19 @@ class Run:
         def progress(update: dict[str, Any]) -> None:
             self.store.update(self.run_id, phase={"name": "BENCHING", **update})
 
-        targets = self._targets()
+        deferred_reason = "skip_baseline is set" if cfg.skip_baseline else None
+        targets = {"candidate": self._candidate_target()}
+        if deferred_reason is None:
+            try:
+                targets = self._targets()
+                deferred_reason = self._incumbent_unreachable(targets["incumbent"], timeouts)
+            except OSError as error:  # e.g. its token file cannot be read
+                deferred_reason = f"the incumbent cannot be called: {error}"
+        deferred: list[str] = []
+        if deferred_reason:
+            targets = {"candidate": targets["candidate"]}
+            deferred = deferred_baseline.write_list(self.dir, cfg.utterances, list(cfg.conditions), deferred_reason)
+            progress({"side": "incumbent", "deferred": deferred_reason})
         if cfg.client_cpus:
             os.sched_setaffinity(0, set(cfg.client_cpus))  # keep the client off the co-tenant's CPUs
         try:
@@ -332,6 +350,8 @@ class Run:
             "summary": {side: bench.summarize_side(rs) for side, rs in records.items()},
             "candidate_timeout_fraction": fraction,
             "phase3_passed": fraction < cfg.max_timeout_fraction,
+            "deferred_incumbent": deferred,
+            "deferred_reason": deferred_reason,
         }
         _write(self.dir, "bench", result)
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")

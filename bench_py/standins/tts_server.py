@@ -182,6 +182,8 @@ class TtsServer:
             app.router.add_post("/v1/audio/speech", self.openai_speech)
             app.router.add_get("/v1/audio/voices", self.voices)
             app.router.add_get("/v1/models", self.models)
+        elif self.api == "mistral-hosted":
+            app.router.add_post("/v1/audio/speech", self.hosted_speech)
         else:
             app.router.add_post("/tts", self.chatterbox_tts)
         if self._admin:
@@ -262,8 +264,12 @@ class TtsServer:
         response_format: str,
         sse: bool,
         extra_headers: dict[str, str],
+        hosted: bool = False,
     ) -> web.StreamResponse:
-        """Stream synthesized audio; nothing is buffered beyond one chunk."""
+        """Stream synthesized audio; nothing is buffered beyond one chunk.
+
+        ``hosted``: Mistral's hosted dialect: SSE events named by ``event:`` lines with base64
+        ``audio_data``, and ``pcm`` meaning float32 little-endian samples."""
         started = request["started"]
         knobs = dataclasses.replace(self.knobs)  # a request sees one consistent set of knobs
         response = web.StreamResponse(
@@ -279,7 +285,10 @@ class TtsServer:
         first_bytes = wav_header(OUTPUT_RATE) if response_format == "wav" else b""
 
         async def write(payload: bytes) -> None:
-            if sse:
+            if sse and hosted:
+                data = json.dumps({"audio_data": base64.b64encode(payload).decode()})
+                await response.write(f"event: speech.audio.delta\ndata: {data}\n\n".encode())
+            elif sse:
                 event = {"type": "speech.audio.delta", "audio": base64.b64encode(payload).decode()}
                 await response.write(f"data: {json.dumps(event)}\n\n".encode())
             else:
@@ -297,16 +306,19 @@ class TtsServer:
                 await pacer.before(1000 * len(chunk) / OUTPUT_RATE)
                 if not response.prepared:
                     await response.prepare(request)
-                await write(first_bytes + chunk.astype("<i2").tobytes())
+                encoded = (
+                    (chunk / 32768.0).astype("<f4") if hosted and response_format == "pcm" else chunk.astype("<i2")
+                )
+                await write(first_bytes + encoded.tobytes())
                 first_bytes = b""
                 samples_sent += len(chunk)
             if not response.prepared:
                 await response.prepare(request)
-            if sse:
-                done = {
-                    "type": "speech.audio.done",
-                    "usage": {"input_characters": len(text), "output_samples": samples_sent},
-                }
+            usage = {"input_characters": len(text), "output_samples": samples_sent}
+            if sse and hosted:
+                await response.write(f"event: speech.audio.done\ndata: {json.dumps({'usage': usage})}\n\n".encode())
+            elif sse:
+                done = {"type": "speech.audio.done", "usage": usage}
                 await response.write(f"data: {json.dumps(done)}\n\n".encode())
             await response.write_eof()
         except EngineError as error:
@@ -367,6 +379,32 @@ class TtsServer:
         return await self._send(
             request, params, text, content_type, response_format, sse, {"X-Sample-Rate": str(OUTPUT_RATE)}
         )
+
+    # -- Mistral's hosted face (for the optional prescreen) ---------------------------------
+    async def hosted_speech(self, request: web.Request) -> web.StreamResponse:
+        if self._token is not None and request.headers.get("Authorization") != f"Bearer {self._token}":
+            raise RequestError("missing or wrong API key (Authorization: Bearer ...)", status=401, code="unauthorized")
+        body = await _json_body(request)
+        text = body.get("input")
+        if not isinstance(text, str) or not text.strip():
+            raise RequestError("'input' must be a non-empty string", "input")
+        if body.get("model") != self.model:
+            raise RequestError(f"unknown model {body.get('model')!r}; this server serves '{self.model}'", "model", 404)
+        response_format = body.get("response_format", "mp3")
+        if response_format not in RESPONSE_FORMATS:
+            raise RequestError("this stand-in serves response_format pcm (float32) or wav", "response_format")
+        reference = decode_reference(body["ref_audio"], "ref_audio") if body.get("ref_audio") else None
+        self._require_ready()
+        params = self._voice_params(body.get("voice_id", self.engine.presets()[0]), reference, "voice_id", 1.0)
+        if body.get("stream"):
+            return await self._send(request, params, text, "audio/pcm", response_format, True, {}, hosted=True)
+        pieces = [chunk async for chunk in audio_stream(self.engine, text, params, dataclasses.replace(self.knobs))]
+        samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+        if response_format == "pcm":
+            payload = (samples / 32768.0).astype("<f4").tobytes()
+        else:
+            payload = wav_header(OUTPUT_RATE, 2 * len(samples)) + samples.astype("<i2").tobytes()
+        return web.json_response({"audio_data": base64.b64encode(payload).decode()})
 
     # -- Chatterbox face ----------------------------------------------------------------------
     async def chatterbox_tts(self, request: web.Request) -> web.StreamResponse:
@@ -434,7 +472,12 @@ def _read_secret(path: str, what: str) -> str:
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="voxbench-standin-tts", description=__doc__.split("\n\n")[0])
     cli.add_argument("--engine", default="espeak-ng", choices=("espeak-ng", "flite", "festival"))
-    cli.add_argument("--api", default="openai", choices=("openai", "chatterbox"))
+    cli.add_argument(
+        "--api",
+        default="openai",
+        choices=("openai", "chatterbox", "mistral-hosted"),
+        help="openai: vLLM-Omni's API; chatterbox: the incumbent's; mistral-hosted: Mistral's hosted speech API",
+    )
     cli.add_argument("--host", default="127.0.0.1")
     cli.add_argument("--port", type=int, default=8091)
     cli.add_argument(
@@ -442,7 +485,9 @@ def parser() -> argparse.ArgumentParser:
         default="mistralai/Voxtral-4B-TTS-2603",
         help="model name the OpenAI face answers to (others get 404)",
     )
-    cli.add_argument("--token-file", help="chatterbox face: file holding the token clients must send")
+    cli.add_argument(
+        "--token-file", help="chatterbox: the token clients must send; mistral-hosted: the API key (Bearer)"
+    )
     cli.add_argument("--admin", action="store_true", help="serve GET/POST /admin/knobs to change knobs live")
     for field in dataclasses.fields(Knobs):
         flag = "--" + field.name.replace("_", "-")

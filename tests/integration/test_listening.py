@@ -255,3 +255,44 @@ def test_the_asr_proxy_hears_a_real_sentence_and_not_silence(tmp_path):
     assert word_error_rate(sentence, asr.transcribe(read_wav_file(str(tmp_path / "s.wav")))) < 0.5
     assert word_error_rate(sentence, asr.transcribe(Pcm(np.zeros(16000, dtype=np.int16), 16000))) > 0.8
     assert word_error_rate("Seven forty-five.", "seven forty five") == 0.0
+
+
+def test_a_skipped_baseline_is_deferred_then_resumed_resumably(bench_env):
+    variables = {**bench_env["extra"], "voxbench_config": {"profile": "fast", **bench_env["config"]}}
+    (bench_env["tmp"] / "vars.json").write_text(json.dumps(variables))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "bench.yml", "-e", f"@{bench_env['tmp'] / 'vars.json'}",
+         "-e", "gemma_mode=parallel", "-e", "skip_baseline=true"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    (run_dir,) = (bench_env["tmp"] / "runs").iterdir()
+    m = files.read("measurements", run_dir / "measurements.json")
+    assert "incumbent" not in m["bench"]["records"] and m["bench"]["deferred_reason"] == "skip_baseline is set"
+    owed = (run_dir / "deferred-baseline-utterances.txt").read_text().splitlines()
+    assert len([line for line in owed if line.startswith("u")]) == 4 == len(m["bench"]["deferred_incumbent"])
+    voxbench = str(BIN / "voxbench")
+    early = subprocess.run([voxbench, "score", str(run_dir), "--abandon"], capture_output=True, text=True)
+    assert early.returncode == 1 and "voxbench baseline resume" in early.stderr
+    first = subprocess.run(
+        [voxbench, "baseline", "resume", str(run_dir), "--limit", "1"], capture_output=True, text=True
+    )
+    assert first.returncode == 0 and "1 of 4 incumbent takes saved (1 now)" in first.stdout, first.stderr
+    rest = subprocess.run(
+        [str(BIN / "ansible-playbook"), "baseline.yml", "-e", f"run_dir={run_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert rest.returncode == 0 and "4 of 4 incumbent takes saved (3 now)" in rest.stdout, rest.stdout[-2000:]
+    again = subprocess.run([voxbench, "baseline", "resume", str(run_dir)], capture_output=True, text=True)
+    assert "4 of 4 incumbent takes saved (0 now)" in again.stdout  # nothing taken twice
+    assert len((run_dir / "deferred-baseline.jsonl").read_text().splitlines()) == 4
+    scored = subprocess.run(
+        [voxbench, "score", str(run_dir), "--simulate", "1", "--abandon"], capture_output=True, text=True
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert len(sessions.load(run_dir).data["pairs"]) == 4
+    from bench_py.run.retrospective import retrospective
+
+    row = next(r for r in retrospective(m) if r["safeguard"] == "deferred baseline")
+    assert row["status"] == "HIT"
