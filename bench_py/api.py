@@ -165,3 +165,190 @@ def run_bench(
         str(Path(runner.config.artifact_dir)),
         events,
     )
+
+
+# -- The other verbs -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlaybookResult:
+    """A playbook's outcome: status, rc, and every ``ansible_facts`` a task returned, per host."""
+
+    playbook: str
+    status: str
+    rc: int
+    facts: dict[str, dict[str, Any]]
+    events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    run_id: str
+    verdict: str
+    verdict_detail: dict[str, Any]
+    figures: dict[str, Any]
+    report: str
+    summary: list[str]
+
+
+def _facts(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for event in events:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok":
+            facts = (data.get("res") or {}).get("ansible_facts")
+            if facts:
+                out.setdefault(str(data.get("host")), {}).update(facts)
+    return out
+
+
+def _run(playbook: str, extra_vars: dict[str, Any], **kwargs: Any) -> PlaybookResult:
+    runner, events = run_playbook(playbook, extra_vars=extra_vars, **kwargs)
+    failure = _first_failure(events)
+    if runner.status != "successful":
+        raise failure or VoxbenchError(f"{playbook} ended {runner.status} (rc {runner.rc})", rc=runner.rc)
+    return PlaybookResult(playbook, runner.status, runner.rc, _facts(events), events)
+
+
+def setup(
+    *,
+    token_file: str | None = None,
+    inventory: str | None = None,
+    limit: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    event_handler: Callable[[dict[str, Any]], Any] | None = None,
+) -> PlaybookResult:
+    """Run ``setup.yml``: packages, runtime, token file, orphan sweep (idempotent).
+
+    ``token_file`` is the path of the Hugging Face token on the controller; only the path travels
+    through ansible-runner, never the token."""
+    variables = dict(extra_vars or {})
+    if token_file:
+        variables["voxbench_token_source_file"] = token_file
+    return _run("setup.yml", variables, inventory=inventory, limit=limit, event_handler=event_handler)
+
+
+bench = run_bench
+
+
+def report(run_dir: str | Path, *, private_data_dir: str | None = None) -> ReportResult:
+    """Run ``report.yml``: rebuild the report and recompute the verdict from the run's files alone."""
+    result = _run("report.yml", {"run_dir": str(Path(run_dir).resolve())}, private_data_dir=private_data_dir)
+    facts = result.facts.get("localhost", {}).get("voxbench_results")
+    if facts is None:
+        raise VoxbenchError("report.yml returned no results")
+    ok = next(
+        e["event_data"]["res"]
+        for e in result.events
+        if e.get("event") == "runner_on_ok" and e["event_data"].get("task_action") == "voxbench_results"
+    )
+    return ReportResult(
+        facts["run_id"], facts["verdict"], facts["verdict_detail"], facts, ok["report"], ok.get("summary", [])
+    )
+
+
+def status(*, inventory: str | None = None, limit: str | None = None, config: dict[str, Any] | None = None) -> dict:
+    """Run ``status.yml``: per host, the run holding it and the newest runs."""
+    variables = {"voxbench_config": config} if config else {}
+    result = _run("status.yml", variables, inventory=inventory, limit=limit)
+    return {host: facts["voxbench_status"] for host, facts in result.facts.items() if "voxbench_status" in facts}
+
+
+def teardown(
+    *,
+    inventory: str | None = None,
+    limit: str | None = None,
+    reason: str = "operator abort through the API",
+    config: dict[str, Any] | None = None,
+) -> PlaybookResult:
+    """Run ``abort.yml``: the run in progress on each host tears down and ends ERROR_ABORTED."""
+    variables: dict[str, Any] = {"voxbench_abort_reason": reason}
+    if config:
+        variables["voxbench_config"] = config
+    return _run("abort.yml", variables, inventory=inventory, limit=limit)
+
+
+def score(
+    run_dir: str | Path,
+    *,
+    on_url: Callable[[str], Any] | None = None,
+    timeout_s: int = 86400,
+    extra_vars: dict[str, Any] | None = None,
+    private_data_dir: str | None = None,
+) -> PlaybookResult:
+    """Run ``score.yml``: serve the blind listening page, call ``on_url`` with its address (token
+    included) as soon as it is up, wait for the reveal, then commit on the benchmark branch."""
+    import base64
+    import json
+
+    def handler(event: dict[str, Any]) -> None:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and data.get("task_action") in ("ansible.builtin.slurp", "slurp"):
+            content = (data.get("res") or {}).get("content")
+            if content and on_url:
+                on_url(json.loads(base64.b64decode(content))["url"])
+
+    variables = {"run_dir": str(Path(run_dir).resolve()), "voxbench_score_timeout_s": timeout_s, **(extra_vars or {})}
+    return _run("score.yml", variables, event_handler=handler, private_data_dir=private_data_dir)
+
+
+def attach_command(host: str | None, inventory: str, session: str = "voxbench") -> list[str]:
+    """The command that attaches to a host's tmux session: local for a local connection, else ssh -t.
+    ``host`` may be omitted when the inventory's ``gpu_hosts`` has exactly one host."""
+    import json
+    import subprocess
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", inventory, "--list"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ValueError(f"cannot read the inventory {inventory}: {result.stderr.strip()[-200:]}")
+    data = json.loads(result.stdout)
+    hosts = data.get("gpu_hosts", {}).get("hosts", [])
+    if host is None:
+        if len(hosts) != 1:
+            raise ValueError(f"name the host to attach to: one of {', '.join(hosts) or '(none in gpu_hosts)'}")
+        host = hosts[0]
+    hostvars = data.get("_meta", {}).get("hostvars", {}).get(host)
+    if hostvars is None:
+        raise ValueError(f"{host} is not in the inventory {inventory}")
+    tmux = ["tmux", "attach-session", "-t", session]
+    if hostvars.get("ansible_connection") == "local":
+        return tmux
+    target = hostvars.get("ansible_host", host)
+    if hostvars.get("ansible_user"):
+        target = f"{hostvars['ansible_user']}@{target}"
+    ssh = ["ssh", "-t"]
+    if hostvars.get("ansible_port"):
+        ssh += ["-p", str(hostvars["ansible_port"])]
+    if hostvars.get("ansible_ssh_private_key_file"):
+        ssh += ["-i", str(hostvars["ansible_ssh_private_key_file"])]
+    return [*ssh, target, *tmux]
+
+
+def extract(
+    film: str | Path,
+    subtitles: str | Path,
+    *,
+    speaker: str | None = None,
+    example: str | Path | None = None,
+    cluster: int | None = None,
+    out_dir: str | Path | None = None,
+    confirm_rank: int | None = None,
+    reference_name: str | None = None,
+    references_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run ``extract.yml`` (Phase A0): the ranked clips (or the clusters to listen to), and the
+    allowlist entry when ``confirm_rank`` confirmed one."""
+    variables: dict[str, Any] = {"film": str(Path(film).resolve()), "subtitles": str(Path(subtitles).resolve())}
+    optional = {
+        "speaker": speaker,
+        "example": str(Path(example).resolve()) if example else None,
+        "cluster": cluster,
+        "voxbench_extract_out_dir": str(Path(out_dir).resolve()) if out_dir else None,
+        "confirm_rank": confirm_rank,
+        "reference_name": reference_name,
+        "voxbench_extract_references_dir": str(Path(references_dir).resolve()) if references_dir else None,
+    }
+    variables.update({k: v for k, v in optional.items() if v is not None})
+    result = _run("extract.yml", variables)
+    return result.facts.get("localhost", {})["voxbench_extraction"]

@@ -132,7 +132,9 @@ EXIT_DONE, EXIT_FAILED, EXIT_ABORTED, EXIT_CANCELLED = 0, 1, 3, 130
     metavar="KEY=VALUE",
     help="An extra variable for the playbooks (VALUE read as YAML); repeatable.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run's figures as JSON (docs/schemas/cli-bench.v0.json)."
+)
 def bench_command(
     gemma_mode: str,
     inventory: str | None,
@@ -154,25 +156,136 @@ def bench_command(
         # Ctrl-C (or SIGTERM) is an operator abort: stop following, then tell the hosts to abort.
         interrupted.append(signum)
 
+    from bench_py.progress import RunProgress
+
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        result = run_bench(
-            gemma_mode,
-            config=_overrides(config_file, profile),
-            extra_vars=_variables(variables),
-            inventory=inventory,
-            limit=limit,
-            cancel_callback=lambda: bool(interrupted),
-        )
+        with RunProgress(enabled=None if not as_json else False) as progress:
+            result = run_bench(
+                gemma_mode,
+                config=_overrides(config_file, profile),
+                extra_vars=_variables(variables),
+                inventory=inventory,
+                limit=limit,
+                cancel_callback=lambda: bool(interrupted),
+                event_handler=progress,
+            )
     except Cancelled as error:
         click.echo(f"voxbench: {error}", err=True)
         sys.exit(EXIT_CANCELLED)
     except VoxbenchError as error:
         click.echo(f"voxbench: {error}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(json.dumps(result.figures, indent=2) if as_json else "\n".join(result.summary))
+    if as_json:
+        output = {
+            "schema": "voxbench/cli-bench/v0",
+            "run_id": result.run_id,
+            "final_state": result.final_state,
+            "verdict": result.verdict,
+            "figures": result.figures,
+        }
+        click.echo(json.dumps(output, indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(result.summary))
     sys.exit(EXIT_DONE if result.final_state == "DONE" else EXIT_ABORTED)
+
+
+@main.command("setup")
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--limit", "-l", help="Only these hosts.")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The Hugging Face token on this machine (copied to each host as a 0600 file; only its path is passed).",
+)
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="An extra variable; repeatable.")
+def setup_command(inventory: str | None, limit: str | None, token_file: str | None, variables: tuple[str, ...]) -> None:
+    """Run setup.yml: prepare each GPU host (idempotent: a second run changes nothing)."""
+    from bench_py.api import VoxbenchError, setup
+    from bench_py.progress import RunProgress
+
+    try:
+        with RunProgress() as progress:
+            result = setup(
+                token_file=token_file,
+                inventory=inventory,
+                limit=limit,
+                extra_vars=_variables(variables),
+                event_handler=progress,
+            )
+    except VoxbenchError as error:
+        click.echo(f"voxbench: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    hosts = sorted(h for h in result.facts if h != "localhost") or sorted(result.facts)
+    click.echo(f"setup {result.status} on {', '.join(hosts) or 'no host'}")
+
+
+@main.command("status")
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--limit", "-l", help="Only these hosts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (docs/schemas/cli-status.v0.json).")
+def status_command(inventory: str | None, limit: str | None, as_json: bool) -> None:
+    """What is running on each GPU host, and its newest runs."""
+    import json
+
+    from bench_py.api import VoxbenchError, status
+
+    try:
+        hosts = status(inventory=inventory, limit=limit)
+    except VoxbenchError as error:
+        click.echo(f"voxbench: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps({"schema": "voxbench/cli-status/v0", "hosts": hosts}, indent=2, sort_keys=True))
+        return
+    from bench_py.progress import describe
+
+    for host, info in sorted(hosts.items()):
+        click.echo(f"{host}: {'running ' + info['holder'] if info['holder'] else 'no run in progress'}")
+        for run in info["runs"]:
+            extra = describe(run["phase"], run["state"]) if not run["terminal"] else (run["reason"] or "")
+            collected = "" if run["collected"] or not run["terminal"] else "  (not collected: bench.yml fetches it)"
+            click.echo(f"  {run['run_id']}  {run['state']:<13} {extra}{collected}")
+
+
+@main.command("teardown")
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--limit", "-l", help="Only these hosts.")
+@click.option("--reason", default="operator abort (voxbench teardown)", show_default=True)
+def teardown_command(inventory: str | None, limit: str | None, reason: str) -> None:
+    """Abort the run in progress on each host: it tears down, restores the co-tenant, ends ERROR_ABORTED."""
+    from bench_py.api import VoxbenchError, teardown
+
+    try:
+        teardown(inventory=inventory, limit=limit, reason=reason)
+    except VoxbenchError as error:
+        click.echo(f"voxbench: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo("the runs in progress were told to abort and have torn down")
+
+
+@main.command("attach")
+@click.argument("host", required=False)
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--session", default="voxbench", show_default=True, help="The tmux session runs live in.")
+@click.option("--print", "print_only", is_flag=True, help="Print the command instead of running it.")
+def attach_command(host: str | None, inventory: str | None, session: str, print_only: bool) -> None:
+    """Attach to the host's tmux session where the run's phases execute (detach: Ctrl-b d)."""
+    import os
+    import shlex
+
+    from bench_py.api import PROJECT_DIR
+    from bench_py.api import attach_command as build
+
+    try:
+        argv = build(host, inventory or str(PROJECT_DIR / "inventory" / "local"), session)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if print_only:
+        click.echo(shlex.join(argv))
+        return
+    os.execvp(argv[0], argv)
 
 
 @main.command("cleanup")
@@ -460,6 +573,136 @@ def prescreen_command(
         sys.exit(EXIT_PRESCREEN_ABORT)
 
 
+@main.command("extract")
+@click.argument("film", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("subtitles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the ranked clips and candidates.json go (nothing is written elsewhere).",
+)
+@click.option("--speaker", help="The speaker's name in <v Name> spans (subtitles that name speakers).")
+@click.option(
+    "--example",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A clip of the target voice: ranks by similarity to it (subtitles without names).",
+)
+@click.option(
+    "--cluster", "cluster_choice", type=int, help="The speaker cluster you picked (see `voxbench voices list`)."
+)
+@click.option("--top", default=5, show_default=True, help="How many of the best clips to cut.")
+@click.option("--json", "as_json", is_flag=True, help="Print candidates.json.")
+def extract_command(
+    film: Path, subtitles: Path, out_dir: Path, speaker: str | None, example: Path | None,
+    cluster_choice: int | None, top: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Phase A0: rank reference clips of one speaker in a film with WebVTT subtitles, cut the best.
+
+    Without --speaker or --example on subtitles that name nobody, the speakers are clustered and
+    one clip per cluster is written to OUT/clusters/: listen, then run again with --cluster N.
+    """
+    import json
+
+    from bench_py.voice import extract, vtt
+
+    try:
+        result = extract.extract(
+            film, subtitles, out_dir, speaker=speaker, example=example, cluster_choice=cluster_choice, top=top,
+            progress=lambda line: click.echo(line, err=True),
+        )  # fmt: skip
+    except (extract.ExtractError, vtt.VttError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _list_extraction(result.to_json(), out_dir)
+
+
+def _list_extraction(data: dict, out_dir: Path) -> None:
+    click.echo(f"subtitles: {data['format']} ({data['format_reason']})")
+    if data["mode"] == "choose-cluster":
+        click.echo("speakers found (listen to each, then run again with --cluster N):")
+        for entry in data["clusters"]:
+            click.echo(
+                f"  cluster {entry['cluster']}: {entry['speech_s']} s of speech  {out_dir / (entry.get('file') or '')}"
+            )
+        return
+    for entry in data["candidates"]:
+        if entry.get("file"):
+            click.echo(
+                f"  {entry['rank']:>2}. {entry['file']:<16} {entry['end'] - entry['start']:5.1f} s  "
+                f"similarity {entry['similarity']:.3f}  SNR {entry['snr_db']:.0f} dB"
+            )
+    click.echo(
+        f"listen: voxbench voices play {out_dir} RANK; keep one: voxbench voices confirm {out_dir} RANK --name NAME"
+    )
+
+
+@main.group()
+def voices() -> None:
+    """List, play and confirm the clips `voxbench extract` proposed."""
+
+
+@voices.command("list")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def voices_list(out_dir: Path) -> None:
+    """The ranked candidates (or the speaker clusters) of an extraction."""
+    from bench_py.voice import extract
+
+    try:
+        _list_extraction(extract.load(out_dir), out_dir)
+    except extract.ExtractError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@voices.command("play")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("rank", type=int)
+@click.option("--player", help="Command that plays a WAV (default: ffplay, aplay or paplay).")
+def voices_play(out_dir: Path, rank: int, player: str | None) -> None:
+    """Play candidate RANK."""
+    from bench_py.judge.terminal import default_player
+    from bench_py.voice import confirm, extract
+
+    try:
+        chosen = confirm.candidate(out_dir, rank)
+    except extract.ExtractError as error:
+        raise click.ClickException(str(error)) from None
+    command = player or default_player()
+    if command is None:
+        raise click.ClickException(f"no audio player found; open {chosen['path']} yourself or pass --player")
+    confirm.play(Path(chosen["path"]), command)
+
+
+@voices.command("confirm")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("rank", type=int)
+@click.option("--name", required=True, help="The reference's name (configuration: reference.name).")
+@click.option(
+    "--references",
+    "references_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("voice-references"),
+    show_default=True,
+    help="The references store (and its metadata.json).",
+)
+@click.option("--by", "confirmed_by", help="Who listened and confirmed (default: this user).")
+def voices_confirm(out_dir: Path, rank: int, name: str, references_dir: Path, confirmed_by: str | None) -> None:
+    """Confirm candidate RANK: it enters the allowlist with its hash and provenance."""
+    from bench_py.voice import confirm, extract, references
+
+    try:
+        entry = confirm.confirm(out_dir, rank, name, references_dir, confirmed_by)
+    except (extract.ExtractError, references.ReferenceError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{name}: {entry['file']} ({entry['duration_s']} s, sha256 {entry['sha256'][:12]}…) "
+        f"is allowed in {references_dir}"
+    )
+
+
 @main.command("publish")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -551,6 +794,35 @@ def demo_prepare(project_dir: Path) -> None:
     from bench_py.standins.demo import prepare
 
     prepare(load({"gemma_mode": "parallel"}), project_dir, say=lambda line: click.echo(line, err=True))
+
+
+@demo.command("film")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cache/demo-film"),
+    show_default=True,
+)
+@click.option("--seed", default=0, show_default=True, help="The same seed gives the same film.")
+@click.option("--lines", default=30, show_default=True, help="Lines of dialogue.")
+def demo_film(out_dir: Path, seed: int, lines: int) -> None:
+    """Generate the film stand-in for Phase A0 (several real voices, subtitles in four formats, ground truth)."""
+    import json
+
+    from bench_py.standins.film import FORMATS, generate
+
+    truth_path = out_dir / "truth.json"
+    if truth_path.is_file():
+        truth = json.loads(truth_path.read_text())
+        if truth.get("seed") == seed and len(truth.get("lines", [])) == lines:
+            click.echo(f"film stand-in {out_dir / truth['film']} is up to date")
+            return
+    truth = generate(out_dir, seed=seed, lines=lines)
+    click.echo(
+        f"film stand-in {out_dir / truth['film']}: {truth['duration_s']:.0f} s, target {truth['target']}, "
+        f"subtitles {', '.join(f'film.{k}.vtt' for k in FORMATS)}"
+    )
 
 
 if __name__ == "__main__":

@@ -70,14 +70,15 @@ def main() -> None:
     run_dir = Path(module.params["run_dir"])
     before = (run_dir / REPORT_NAME).read_bytes() if (run_dir / REPORT_NAME).is_file() else None
     try:
-        facts = figures(run_dir)
+        figures(run_dir)  # a missing or invalid measurements file fails here, naming it
         report = run_dir / REPORT_NAME
         if not module.check_mode:
             if module.params["proxies"] and not (run_dir / "proxies.json").is_file():
                 from bench_py.judge import proxies
 
                 proxies.write(run_dir)
-            report, _ = build(run_dir)
+            report, _ = build(run_dir)  # derives verdict.json again when its inputs changed
+        facts = figures(run_dir)
     except (MeasurementsError, ResultsError, ReportError) as error:
         module.fail_json(msg=str(error))
     changed = not module.check_mode and report.read_bytes() != before

@@ -32,6 +32,11 @@ def sealed_rule(measurements: dict[str, Any]) -> Rule:
 
 def decide_from_files(measurements: dict[str, Any], scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Recompute the verdict from a run's files alone (the rule comes from the sealed record)."""
+    sealed = (measurements.get("preflight") or {}).get("rule") or {}
+    if "thresholds" not in sealed and measurements.get("aborted"):
+        # Aborted before the rule was sealed: row 1 needs no rule.
+        reason = f"the run ended ERROR_ABORTED: {measurements.get('reason')}"
+        return {"verdict": "inconclusive", "row": 1, "reason": reason, "rule_sha256": None, "evidence": {}}
     rule = sealed_rule(measurements)
     return decide_with(measurements, rule, measurements["candidate"]["name"], measurements["incumbent"]["name"], scores)
 

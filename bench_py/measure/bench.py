@@ -16,6 +16,7 @@ import httpx
 
 from bench_py.audio import Pcm, write_wav_file
 from bench_py.engines.http import Condition, SpeechRequest
+from bench_py.measure import netstamp
 from bench_py.measure.client import stream_speech
 from bench_py.measure.stats import summarize
 from bench_py.measure.timing import bench_async
@@ -49,6 +50,7 @@ class RequestRecord:
     underrun_ms: float
     audible_threshold_dbfs: float
     arrivals: list[list[float]]  # [ms since send, samples in that read]: the raw stream timeline
+    clock: str  # "kernel" (receive stamps) or "monotonic" (read in user space)
     wav: str | None = None
 
 
@@ -111,7 +113,7 @@ async def run_side(
 ) -> list[RequestRecord]:
     """Warm up each condition, then time every utterance ``repetitions`` times."""
     records: list[RequestRecord] = []
-    async with httpx.AsyncClient(timeout=timeouts) as client:
+    async with netstamp.client(timeouts) as client:
         for condition in conditions:
             for index, text in enumerate(utterances):
                 # Warmup belongs to the condition, before its first timed request, outside the loop.
@@ -226,7 +228,7 @@ async def run_load(
     from bench_py.measure import load
 
     request = target.request(text, "preset")
-    async with httpx.AsyncClient(timeout=timeouts, limits=httpx.Limits(max_connections=limit * 2)) as client:
+    async with netstamp.client(timeouts, httpx.Limits(max_connections=limit * 2)) as client:
 
         async def one(_index: int):
             should_stop()

@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 
 from bench_py.audio import OUTPUT_RATE
+from bench_py.measure import netstamp
 from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, decoder_for_response
 from bench_py.measure.timing import chunk_stats, underruns
 
@@ -49,6 +50,7 @@ class StreamResult:
     error: str | None = None
     timed_out: bool = False
     audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS
+    clock: str = "monotonic"  # "kernel": arrivals are the kernel's receive stamps (see netstamp)
 
     @property
     def audio_s(self) -> float:
@@ -77,6 +79,7 @@ class StreamResult:
             "chunks": chunk_stats(self.arrivals, self.rate),
             # The raw timeline (ms since send, samples in that read): every chunk figure derives from it.
             "arrivals": [[round(ms, 3), n] for ms, n in self.arrivals],
+            "clock": self.clock,
             "underruns": stalls,
             "underrun_ms": stall_ms,
         }
@@ -104,6 +107,7 @@ async def stream_speech(
     ttfb = ttfa = audible = None
     status, response_headers, error, timed_out = 0, {}, None, False
     decoder = None
+    clock = netstamp.Clock()
     sent = time.monotonic()
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:
@@ -116,7 +120,8 @@ async def stream_speech(
                     response.headers.get("content-type"), response_format, sse, sample_format
                 )
                 async for chunk in response.aiter_raw():
-                    now = (time.monotonic() - sent) * 1000
+                    # When the bytes reached this machine (the kernel's stamp), not when we read them.
+                    now = (clock.arrival(response) - sent) * 1000
                     ttfb = now if ttfb is None else ttfb
                     samples = decoder.feed(chunk)
                     if len(samples):
@@ -150,4 +155,5 @@ async def stream_speech(
         error,
         timed_out,
         audible_threshold_dbfs,
+        "kernel" if clock.kernel else "monotonic",
     )

@@ -35,10 +35,13 @@ class RunFileError(ValueError):
     """A run file does not match its schema or cannot be parsed; the message names the field."""
 
 
+OUTPUTS = ("cli-bench", "cli-status")  # the CLI's --json outputs
+
+
 @lru_cache(maxsize=16)
 def schema(kind: str, version: str = VERSION) -> dict[str, Any]:
-    if kind not in KINDS:
-        raise RunFileError(f"unknown run file kind {kind!r}; known: {', '.join(KINDS)}")
+    if kind not in KINDS + OUTPUTS:
+        raise RunFileError(f"unknown schema {kind!r}; known: {', '.join(KINDS + OUTPUTS)}")
     text = resources.files("bench_py.run").joinpath(f"schemas/{kind}.{version}.json").read_text()
     return json.loads(text)
 

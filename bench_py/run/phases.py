@@ -30,7 +30,7 @@ from bench_py.measure import bench, cotenant, memory
 from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
-from bench_py.run import files, preflight
+from bench_py.run import preflight
 from bench_py.run.abort import Aborted, check_abort, read_abort, request_abort
 from bench_py.run.measurements import write_measurements
 from bench_py.run.state import State, StateStore, atomic_write_json
@@ -525,10 +525,9 @@ class Run:
             "abort": read_abort(self.dir),
         }
         write_measurements(self.dir / "measurements.json", measurements)
-        from bench_py.judge.verdict import decide
+        from bench_py.run.report import write_verdict
 
-        verdict = decide(measurements, self.config)
-        files.write("verdict", self.dir / files.FILE_NAMES["verdict"], verdict)
+        verdict = write_verdict(self.dir)
         # The watcher collects once this is set: the files above are complete.
         self.store.update(self.run_id, changes={"files_written": _now()})
         return {"state": str(state.state), "verdict": verdict["verdict"], "measurements": str(self.dir)}

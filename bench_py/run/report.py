@@ -7,6 +7,8 @@ Identical files give byte-identical reports: nothing here reads a clock or an un
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import statistics
 from dataclasses import dataclass
@@ -59,21 +61,51 @@ def load(run_dir: Path) -> RunFiles:
     return RunFiles(run_dir, measurements, stored, scores, corrections, session, proxies)
 
 
-def recompute_verdict(run: RunFiles) -> dict[str, Any]:
-    """The verdict from the files; a stored verdict that differs is an error, never overwritten."""
+VERDICT_INPUTS = ("measurements.json", "scores.jsonl", "scoring/session.json")
+
+
+def verdict_inputs(run_dir: Path) -> dict[str, str | None]:
+    """The sha256 of every file the verdict is derived from (None: absent)."""
+    out: dict[str, str | None] = {}
+    for name in VERDICT_INPUTS:
+        path = Path(run_dir) / name
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return out
+
+
+def derive(run: RunFiles) -> dict[str, Any]:
+    """The verdict the files give now, with the listening statistics and the inputs' hashes."""
+    scores = revealed_scores(run)
     try:
-        verdict = decide_from_files(run.measurements, revealed_scores(run))
+        verdict = decide_from_files(run.measurements, scores)
     except SealError as error:
         raise ReportError(str(error)) from None
-    if run.stored_verdict is not None:
+    statistics_ = listening.summarize(scores, sealed_condition(run.measurements))
+    return {**verdict, "statistics": statistics_, "inputs": verdict_inputs(run.run_dir)}
+
+
+def recompute_verdict(run: RunFiles) -> dict[str, Any]:
+    """The verdict from the files. A stored verdict derived from these very inputs must agree
+    (a mismatch is an error, never overwritten); one derived from older inputs (scores given or
+    a session revealed since) is stale, and the caller writes the new one."""
+    verdict = derive(run)
+    stored = run.stored_verdict
+    if stored is not None and stored.get("inputs") == verdict["inputs"]:
         keys = ("verdict", "row", "reason", "rule_sha256")
-        stored = {k: run.stored_verdict.get(k) for k in keys}
+        before = {k: stored.get(k) for k in keys}
         fresh = {k: verdict.get(k) for k in keys}
-        if stored != fresh:
+        if before != fresh:
             raise ReportError(
-                f"verdict.json says {stored['verdict']} (row {stored['row']}) but the files give "
+                f"verdict.json says {before['verdict']} (row {before['row']}) but the files give "
                 f"{fresh['verdict']} (row {fresh['row']}): {fresh['reason']}"
             )
+    return verdict
+
+
+def write_verdict(run_dir: Path) -> dict[str, Any]:
+    """Derive verdict.json from the run's files (validated, atomic); refuses a tampered one."""
+    verdict = recompute_verdict(load(run_dir))
+    files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
     return verdict
 
 
@@ -274,15 +306,7 @@ def context(run: RunFiles) -> dict[str, Any]:
 
 def refresh_verdict(run_dir: Path) -> dict[str, Any]:
     """After new scores or a reveal: derive verdict.json again from the files, then the report."""
-    run = load(run_dir)
-    try:
-        verdict = decide_from_files(run.measurements, revealed_scores(run))
-    except SealError as error:
-        raise ReportError(str(error)) from None
-    statistics_ = listening.summarize(revealed_scores(run), sealed_condition(run.measurements))
-    verdict = {**verdict, "statistics": statistics_}
-    files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
-    build(run_dir)
+    _, verdict = build(run_dir)
     return verdict
 
 
@@ -295,11 +319,16 @@ def render_report(run: RunFiles) -> str:
 
 
 def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write the report (atomically) and return its path and the recomputed verdict."""
+    """Write the report (atomically) and return its path and the recomputed verdict. A stale
+    verdict.json (its inputs changed since) is derived again first; a tampered one is an error."""
     run = load(run_dir)
+    verdict = recompute_verdict(run)
+    if run.stored_verdict != verdict:
+        files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
+        run = dataclasses.replace(run, stored_verdict=verdict)
     text = render_report(run)
     target = Path(out) if out else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
-    return target, recompute_verdict(run)
+    return target, verdict

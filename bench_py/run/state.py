@@ -298,6 +298,30 @@ class StateStore:
                 candidates.append((state.created_at, state.run_id))
         return max(candidates)[1] if candidates else None
 
+    def summaries(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest runs on this host, newest first: id, state, progress, whether collected."""
+        runs_dir = self.root / "runs"
+        found = []
+        for state_file in runs_dir.glob("*/state.json") if runs_dir.is_dir() else []:
+            try:
+                state = self.load(state_file.parent.name)
+            except (StateError, ValueError, KeyError):
+                continue
+            found.append(
+                {
+                    "run_id": state.run_id,
+                    "state": str(state.state),
+                    "terminal": state.terminal,
+                    "reason": state.reason,
+                    "phase": state.phase,
+                    "created_at": state.created_at,
+                    "updated_at": state.updated_at,
+                    "collected": bool(state.changes.get("collected")),
+                    "dispatcher_alive": None if state.terminal else self.dispatcher_alive(state),
+                }
+            )
+        return sorted(found, key=lambda s: s["created_at"], reverse=True)[:limit]
+
     def mark_collected(self, run_id: str) -> bool:
         """Record that the controller fetched this run; returns whether anything changed."""
         if self.load(run_id).changes.get("collected"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,19 +33,30 @@ def sha256_file(path: Path) -> str:
 
 
 def _read(directory: Path) -> dict[str, Any]:
+    """The allowlist. A file the production TTS already reads may hold other keys: they are kept
+    as they are, and voxbench's entries live under ``clips`` (added when missing)."""
     try:
         data = json.loads((directory / METADATA).read_text())
     except FileNotFoundError:
         return {"version": 1, "clips": {}}
     except json.JSONDecodeError as error:
         raise ReferenceError(f"{directory / METADATA} is not valid JSON ({error}); restore it from git") from None
-    if not isinstance(data.get("clips"), dict):
-        raise ReferenceError(f"{directory / METADATA} has no 'clips' mapping; restore it from git")
+    if not isinstance(data, dict):
+        raise ReferenceError(f"{directory / METADATA} is not a JSON object; voxbench only merges into an object")
+    clips = data.setdefault("clips", {})
+    if not isinstance(clips, dict):
+        raise ReferenceError(f"{directory / METADATA} has a 'clips' key that is not a mapping; rename it first")
     return data
 
 
-def add_confirmed(directory: Path, name: str, clip: Path, source: str) -> dict[str, Any]:
-    """Copy ``clip`` into the store as ``<name>.wav`` and allow it (the user confirmed it)."""
+def add_confirmed(
+    directory: Path, name: str, clip: Path, source: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Copy ``clip`` into the store as ``<name>.wav`` and allow it (the user confirmed it).
+    ``details`` (source file hash and span, speaker, who confirmed) are recorded with it; an
+    existing entry of another name and every other key of the file are kept."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or ".." in name:
+        raise ReferenceError(f"{name!r} is not a clip name: use letters, digits, '.', '_' and '-'")
     directory.mkdir(parents=True, exist_ok=True)
     pcm = read_wav_file(str(clip))
     target = directory / f"{name}.wav"
@@ -58,6 +70,7 @@ def add_confirmed(directory: Path, name: str, clip: Path, source: str) -> dict[s
         "sample_rate": pcm.rate,
         "source": source,
         "confirmed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **(details or {}),
     }
     data["clips"][name] = entry
     atomic_write_json(directory / METADATA, data)

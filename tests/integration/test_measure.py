@@ -133,3 +133,34 @@ def test_cgroup_memory_of_a_real_container(docker_client, standin_images, test_r
         assert results["meminfo"]["available"]
     finally:
         container.remove(force=True)
+
+
+def test_kernel_receive_stamps_ignore_a_busy_event_loop(candidate_url, knobs):
+    """The first audio arrives ~150 ms after the request while the client's event loop is blocked
+    for 400 ms: the kernel's receive stamp still says ~150 ms; a timer read in user space says
+    400+. This is what keeps TTFA exact with 64 streams on two cores."""
+    from bench_py.measure import netstamp
+
+    knobs(first_audio_delay_ms=150.0, header_first=True)
+
+    async def measure(make_client):
+        async with make_client() as client:
+
+            async def block_the_loop():
+                await asyncio.sleep(0.02)  # the request is out; now the loop is busy elsewhere
+                import time
+
+                time.sleep(0.4)
+
+            blocker = asyncio.create_task(block_the_loop())
+            result = await stream_speech(client, f"{candidate_url}/v1/audio/speech", {**BODY, "stream_format": "audio"})
+            await blocker
+            return result
+
+    stamped = asyncio.run(measure(lambda: netstamp.client(httpx.Timeout(30.0))))
+    plain = asyncio.run(measure(lambda: httpx.AsyncClient(timeout=httpx.Timeout(30.0))))
+    assert stamped.ok and plain.ok, (stamped.error, plain.error)
+    assert stamped.clock == "kernel" and plain.clock == "monotonic"
+    assert 150 <= stamped.ttfa_ms < 300, stamped.ttfa_ms
+    assert plain.ttfa_ms >= 400, plain.ttfa_ms
+    assert stamped.total_ms >= stamped.ttfa_ms

@@ -1,0 +1,48 @@
+"""Listening to extracted candidates and confirming one into the references allowlist."""
+
+from __future__ import annotations
+
+import getpass
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench_py.voice import extract, references
+
+
+def candidate(out_dir: Path, rank: int) -> dict[str, Any]:
+    data = extract.load(out_dir)
+    for entry in data["candidates"]:
+        if entry["rank"] == rank:
+            if not entry.get("file"):
+                raise extract.ExtractError(
+                    f"candidate {rank} was ranked but not cut; extract again with a larger --top"
+                )
+            return {**entry, "path": str(extract.inside(Path(out_dir), entry["file"]))}
+    raise extract.ExtractError(f"there is no candidate {rank}; `voxbench voices list {out_dir}` shows them")
+
+
+def play(path: Path, player: str) -> None:
+    subprocess.run([*shlex.split(player), str(path)], check=False)
+
+
+def confirm(
+    out_dir: Path, rank: int, name: str, references_dir: Path, confirmed_by: str | None = None
+) -> dict[str, Any]:
+    """Copy the chosen clip into the references store with its provenance (the allowlist entry)."""
+    data = extract.load(out_dir)
+    chosen = candidate(out_dir, rank)
+    details = {
+        "speaker": chosen.get("speaker") or data.get("speaker"),
+        "source_file": Path(data["film"]).name,
+        "source_sha256": data["film_sha256"],
+        "source_span_s": [chosen["start"], chosen["end"]],
+        "subtitles": Path(data["subtitles"]).name,
+        "subtitle_format": data["format"],
+        "similarity": chosen["similarity"],
+        "confirmed_by": confirmed_by or getpass.getuser(),
+        "added_by": "voxbench",
+    }
+    source = f"{Path(data['film']).name} {chosen['start']:.2f}-{chosen['end']:.2f} s"
+    return references.add_confirmed(Path(references_dir), name, Path(chosen["path"]), source, details)

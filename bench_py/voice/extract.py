@@ -1,0 +1,480 @@
+"""Phase A0: from a film and its subtitles to ranked reference clips of one speaker.
+
+parse the subtitles (format detected, with the reason) → speech regions (subtitle turns refined
+by an energy voice-activity detector; silence gaps split them) → which regions are the target
+(named spans, or the cluster closest to an example clip, or a cluster the user picks) → merge
+adjacent regions into 5–15 s segments, dropping any that overlap another speaker or music →
+rank by speaker similarity (the shared scorer in :mod:`bench_py.judge.similarity`) and quality
+(SNR, clipping, length) → cut the best with ffmpeg (input seeking), loudness-normalized.
+
+Nothing is written outside the output directory: clip names come from integers only
+(``<start_s>-<end_s>.wav``, ``-<k>`` on a clash) and every path is resolved and checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench_py.audio import Pcm, read_wav_file
+from bench_py.voice import vtt
+
+ANALYSIS_RATE = 16_000
+CLIP_RATE = 24_000
+FRAME_S = 0.02
+MIN_SEGMENT_S, MAX_SEGMENT_S = 5.0, 15.0
+MERGE_GAP_S = 1.0
+MIN_REGION_S = 0.6
+CANDIDATES = "candidates.json"
+
+
+class ExtractError(ValueError):
+    """The film or its subtitles cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class Region:
+    start: float
+    end: float
+    speaker: str | None
+    line: int
+    overlapped: bool = False  # another speaker or music at the same time
+    embedding: Any = field(default=None, repr=False)
+    cluster: int | None = None
+
+
+@dataclass
+class Candidate:
+    start: float
+    end: float
+    speaker: str | None
+    similarity: float
+    snr_db: float
+    clipped: float
+    score: float
+    lines: list[int]
+    file: str | None = None
+    rank: int | None = None
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise ExtractError(f"{tool} is missing: install it (apt-get install ffmpeg)")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_audio(film: Path, rate: int = ANALYSIS_RATE) -> np.ndarray:
+    """The film's first audio stream as mono int16 at ``rate``."""
+    ffmpeg = _need("ffmpeg")
+    if not Path(film).is_file():
+        raise ExtractError(f"{film} does not exist")
+    result = subprocess.run(
+        [ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(film), "-map", "0:a:0", "-vn", "-ac", "1",
+         "-ar", str(rate), "-f", "s16le", "-"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        if any("matches no streams" in line or "does not contain any stream" in line for line in said):
+            raise ExtractError(f"{Path(film).name} has no audio stream: nothing to extract")
+        raise ExtractError(f"ffmpeg cannot read {Path(film).name}: {said[-1] if said else result.returncode}")
+    samples = np.frombuffer(result.stdout, dtype="<i2")
+    if len(samples) < rate:
+        raise ExtractError(f"{Path(film).name} has under 1 s of audio")
+    return samples
+
+
+def frame_levels(samples: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
+    """RMS level in dBFS of each 20 ms frame."""
+    size = int(rate * FRAME_S)
+    usable = len(samples) // size * size
+    frames = samples[:usable].astype(np.float32).reshape(-1, size) / 32768.0
+    return 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-10)
+
+
+def speech_frames(levels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Energy VAD: frames 12 dB over the noise floor (the 10th percentile level); the floor."""
+    floor = float(np.percentile(levels, 10))
+    threshold = max(floor + 12.0, -55.0)
+    speech = levels > threshold
+    # Close gaps shorter than 200 ms (stops and plosives), drop blips shorter than 100 ms.
+    speech = _close(speech, int(0.2 / FRAME_S))
+    speech = ~_close(~speech, int(0.1 / FRAME_S))
+    return speech, floor
+
+
+def _close(mask: np.ndarray, width: int) -> np.ndarray:
+    """Fill runs of False no longer than ``width`` frames that have True on both sides."""
+    out = mask.copy()
+    for begin, finish in _runs(~mask):
+        if begin > 0 and finish < len(mask) and finish - begin <= width:
+            out[begin:finish] = True
+    return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    padded = np.concatenate([[False], mask, [False]])
+    changes = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(changes[::2], changes[1::2], strict=True))
+
+
+def regions(subs: vtt.Subtitles, speech: np.ndarray) -> list[Region]:
+    """Subtitle turns cut to where there is speech; silence inside a turn splits it."""
+    out: list[Region] = []
+    for turn in subs.turns:
+        first = max(0, int((turn.start - 0.2) / FRAME_S))
+        last = min(len(speech), int((turn.end + 0.3) / FRAME_S))
+        for begin, finish in _runs(speech[first:last]):
+            start, end = (first + begin) * FRAME_S, (first + finish) * FRAME_S
+            if end - start >= MIN_REGION_S:
+                out.append(Region(round(float(start), 2), round(float(end), 2), turn.speaker, turn.line))
+    out.sort(key=lambda r: r.start)
+    _mark_overlaps(out, subs)
+    return out
+
+
+def _mark_overlaps(found: list[Region], subs: vtt.Subtitles) -> None:
+    turns = subs.turns
+    for region in found:
+        for a, b in subs.music:
+            if a < region.end and region.start < b:
+                region.overlapped = True
+        for turn in turns:
+            if turn.line == region.line or not (turn.start < region.end - 0.1 and region.start + 0.1 < turn.end):
+                continue
+            if subs.format == "voice" and turn.speaker == region.speaker:
+                continue
+            if subs.format in ("voice", "dash") and turn.line == region.line:
+                continue
+            region.overlapped = True
+
+
+def _embedders() -> tuple[Callable[[Pcm], np.ndarray], Callable[[list[Pcm]], list[Any]]]:
+    from bench_py.judge.similarity import embed, embed_many
+
+    return embed, embed_many
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _slice(samples: np.ndarray, start: float, end: float) -> Pcm:
+    return Pcm(samples[int(start * ANALYSIS_RATE) : int(end * ANALYSIS_RATE)], ANALYSIS_RATE)
+
+
+def embed_regions(found: list[Region], samples: np.ndarray, embed_many: Callable[[list[Pcm]], list[Any]]) -> None:
+    """One embedding per region, in batches (None: too little speech once silence is trimmed)."""
+    for region, vector in zip(found, embed_many([_slice(samples, r.start, r.end) for r in found]), strict=True):
+        region.embedding = vector
+
+
+def cluster(found: list[Region], threshold: float = 0.3) -> dict[int, list[Region]]:
+    """Agglomerative clustering of region embeddings (average linkage, cosine distance)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    usable = [r for r in found if r.embedding is not None]
+    if len(usable) < 2:
+        for r in usable:
+            r.cluster = 1
+        return {1: usable} if usable else {}
+    matrix = np.stack([r.embedding for r in usable])
+    labels = fcluster(linkage(matrix, method="average", metric="cosine"), t=threshold, criterion="distance")
+    groups: dict[int, list[Region]] = {}
+    for region, label in zip(usable, labels, strict=True):
+        region.cluster = int(label)
+        groups.setdefault(int(label), []).append(region)
+    # Number clusters by size, largest first, so "cluster 1" means the same thing in every listing.
+    ordered = sorted(groups.values(), key=lambda g: (-sum(r.end - r.start for r in g), g[0].start))
+    renumbered = {}
+    for number, group in enumerate(ordered, start=1):
+        for region in group:
+            region.cluster = number
+        renumbered[number] = group
+    return renumbered
+
+
+def merge(chosen: list[Region], everyone: list[Region]) -> list[list[Region]]:
+    """Adjacent chosen regions (gap ≤ 1 s, nobody else in between) into runs of at most 15 s."""
+    chosen_ids = {id(r) for r in chosen}
+    ordered = sorted(everyone, key=lambda r: r.start)
+    runs: list[list[Region]] = []
+    current: list[Region] = []
+    for region in ordered:
+        if id(region) not in chosen_ids:
+            if current and region.start < current[-1].end + MERGE_GAP_S:
+                runs.append(current)
+                current = []
+            continue
+        if current and (region.start - current[-1].end > MERGE_GAP_S or region.end - current[0].start > MAX_SEGMENT_S):
+            runs.append(current)
+            current = []
+        current.append(region)
+    if current:
+        runs.append(current)
+    return runs
+
+
+def quality(samples: np.ndarray, start: float, end: float, floor_db: float) -> tuple[float, float]:
+    """(SNR in dB over the film's noise floor, clipped fraction) of a stretch."""
+    piece = _slice(samples, start, end).samples.astype(np.float32)
+    level = 10 * np.log10(float(np.mean((piece / 32768.0) ** 2)) + 1e-10)
+    clipped = float(np.mean(np.abs(piece) >= 32000)) if len(piece) else 0.0
+    return level - floor_db, clipped
+
+
+def rank(
+    runs: list[list[Region]], samples: np.ndarray, floor_db: float, target: np.ndarray,
+    embed_many: Callable[[list[Pcm]], list[Any]],
+) -> tuple[list[Candidate], list[dict[str, Any]]]:  # fmt: skip
+    """Score each 5–15 s segment; return the ranked candidates and the rejected with reasons."""
+    candidates, rejected, usable = [], [], []
+    for run in runs:
+        start, end = run[0].start, run[-1].end
+        where = {"start": start, "end": end, "lines": sorted({r.line for r in run})}
+        if any(r.overlapped for r in run):
+            rejected.append({**where, "reason": "overlaps another speaker or music"})
+        elif end - start < MIN_SEGMENT_S:
+            rejected.append({**where, "reason": f"{end - start:.1f} s is under {MIN_SEGMENT_S:g} s"})
+        else:
+            usable.append((run, where))
+    vectors = embed_many([_slice(samples, w["start"], w["end"]) for _, w in usable])
+    for (run, where), vector in zip(usable, vectors, strict=True):
+        start, end = where["start"], where["end"]
+        if vector is None:
+            rejected.append({**where, "reason": "under 0.5 s of speech once silence is trimmed"})
+            continue
+        similarity = _cosine(vector, target)
+        snr, clipped = quality(samples, start, end, floor_db)
+        length_fit = 1.0 - min(abs((end - start) - 10.0) / 10.0, 1.0)
+        score = similarity + 0.05 * min(max(snr, 0.0), 30.0) / 30.0 + 0.02 * length_fit - 2.0 * clipped
+        candidates.append(
+            Candidate(
+                float(start),
+                float(end),
+                run[0].speaker,
+                round(similarity, 4),
+                round(float(snr), 1),
+                round(clipped, 5),
+                round(score, 4),
+                where["lines"],
+            )
+        )
+    candidates.sort(key=lambda c: (-c.score, c.start))
+    for number, candidate in enumerate(candidates, start=1):
+        candidate.rank = number
+    return candidates, rejected
+
+
+def clip_name(start: float, end: float, taken: set[str]) -> str:
+    """``<start_s>-<end_s>.wav`` from integers only; ``-<k>`` when whole seconds clash."""
+    base = f"{int(start)}-{int(end)}"
+    name, k = f"{base}.wav", 2
+    while name in taken:
+        name, k = f"{base}-{k}.wav", k + 1
+    taken.add(name)
+    return name
+
+
+def inside(directory: Path, name: str) -> Path:
+    target = (directory / name).resolve()
+    if target.parent != directory.resolve():
+        raise ExtractError(f"refusing to write {name!r} outside {directory}")
+    return target
+
+
+def cut(film: Path, start: float, end: float, target: Path) -> str | None:
+    """Cut one clip with input seeking, loudness-normalized; None when it is good, else why not."""
+    duration = end - start
+    tmp = target.with_name(f".{target.name}.tmp.wav")
+    result = subprocess.run(
+        [_need("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{duration:.3f}",
+         "-i", str(film), "-vn", "-ac", "1", "-ar", str(CLIP_RATE), "-af", "loudnorm=I=-23:TP=-2:LRA=11",
+         "-ar", str(CLIP_RATE), "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact", str(tmp)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        return f"ffmpeg failed: {result.stderr.strip()[-200:]}"
+    size = tmp.stat().st_size
+    got = read_wav_file(str(tmp)).duration_s if size > 44 else 0.0
+    if size <= 2048:
+        tmp.unlink()
+        return f"the clip is {size} bytes (needs more than 2048)"
+    if abs(got - duration) > 0.25:
+        tmp.unlink()
+        return f"the clip decodes to {got:.2f} s, not the {duration:.2f} s asked for"
+    tmp.replace(target)
+    return None
+
+
+@dataclass
+class Extraction:
+    film: str
+    film_sha256: str
+    subtitles: str
+    format: str
+    format_reason: str
+    speaker: str | None
+    mode: str  # named | example | cluster | choose-cluster
+    candidates: list[Candidate]
+    rejected: list[dict[str, Any]]
+    skipped_cues: list[dict[str, Any]]
+    clusters: list[dict[str, Any]]
+    timings_s: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema"] = "voxbench/extraction/v0"
+        return data
+
+
+def extract(
+    film: Path,
+    subtitles: Path,
+    out_dir: Path,
+    *,
+    speaker: str | None = None,
+    example: Path | None = None,
+    cluster_choice: int | None = None,
+    top: int = 5,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> Extraction:
+    """Rank a speaker's segments in a film and cut the best ``top`` into ``out_dir``."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 3)
+        clock = now
+        progress(f"{stage}: {timings[stage]:.2f} s")
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subs = vtt.read(Path(subtitles))
+    lap("parse")
+    samples = load_audio(Path(film))
+    lap("decode")
+    levels = frame_levels(samples)
+    speech, floor = speech_frames(levels)
+    found = regions(subs, speech)
+    if not found:
+        raise ExtractError("no speech where the subtitles have cues: do they belong to this film?")
+    lap("segment")
+    embed, embed_many = _embedders()
+    clusters_out: list[dict[str, Any]] = []
+    if speaker is not None:
+        if subs.format != "voice":
+            raise ExtractError(
+                f"the subtitles name no speakers ({subs.reason}); give an example clip (--example) or pick a cluster"
+            )
+        wanted = speaker.casefold()
+        chosen = [r for r in found if r.speaker and r.speaker.casefold() == wanted]
+        if not chosen:
+            raise ExtractError(f"{speaker!r} never speaks in these subtitles; they name: {', '.join(subs.speakers())}")
+        mode = "example" if example else "named"
+        runs = merge(chosen, found)
+        if example:
+            target = embed(read_wav_file(str(example)))
+        else:
+            pieces = [
+                embed(_slice(samples, run[0].start, run[-1].end)) for run in runs if run[-1].end - run[0].start >= 1.0
+            ]
+            if not pieces:
+                raise ExtractError(f"{speaker!r} has no stretch of speech over 1 s to learn the voice from")
+            target = np.mean(pieces, axis=0)
+        lap("embed")
+    else:
+        embed_regions(found, samples, embed_many)
+        groups = cluster(found)
+        lap("embed")
+        for number, group in groups.items():
+            representative = max(group, key=lambda r: r.end - r.start)
+            clusters_out.append(
+                {"cluster": number, "regions": len(group), "speech_s": round(sum(r.end - r.start for r in group), 1),
+                 "representative": {"start": representative.start, "end": representative.end}}
+            )  # fmt: skip
+        if example is not None:
+            reference = embed(read_wav_file(str(example)))
+            centroids = {n: np.mean([r.embedding for r in g], axis=0) for n, g in groups.items()}
+            best = max(centroids, key=lambda n: _cosine(centroids[n], reference))
+            chosen, target, mode = groups[best], reference, "example"
+        elif cluster_choice is not None:
+            if cluster_choice not in groups:
+                raise ExtractError(f"there is no cluster {cluster_choice}; there are {len(groups)}")
+            chosen = groups[cluster_choice]
+            target = np.mean([r.embedding for r in chosen], axis=0)
+            mode = "cluster"
+        else:
+            _write_representatives(film, out_dir, clusters_out)
+            result = Extraction(
+                str(film), sha256_file(Path(film)), str(subtitles), subs.format, subs.reason, None, "choose-cluster",
+                [], [], [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings,
+            )  # fmt: skip
+            _save(out_dir, result)
+            return result
+        runs = merge(chosen, found)
+    candidates, rejected = rank(runs, samples, floor, target, embed_many)
+    lap("rank")
+    taken: set[str] = set()
+    kept = []
+    for candidate in candidates:
+        if len(kept) >= top:
+            break
+        name = clip_name(candidate.start, candidate.end, taken)
+        reason = cut(Path(film), candidate.start, candidate.end, inside(out_dir, name))
+        if reason:
+            rejected.append({"start": candidate.start, "end": candidate.end, "reason": reason})
+            continue
+        candidate.file = name
+        kept.append(candidate)
+    lap("extract")
+    result = Extraction(
+        str(film), sha256_file(Path(film)), str(subtitles), subs.format, subs.reason, speaker, mode, candidates,
+        rejected, [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings,
+    )  # fmt: skip
+    _save(out_dir, result)
+    return result
+
+
+def _write_representatives(film: Path, out_dir: Path, clusters: list[dict[str, Any]]) -> None:
+    folder = out_dir / "clusters"
+    folder.mkdir(exist_ok=True)
+    for entry in clusters:
+        rep = entry["representative"]
+        name = f"cluster-{int(entry['cluster'])}.wav"
+        reason = cut(Path(film), rep["start"], rep["end"], inside(folder, name))
+        entry["file"] = None if reason else f"clusters/{name}"
+
+
+def _save(out_dir: Path, result: Extraction) -> None:
+    from bench_py.run.state import atomic_write_json
+
+    atomic_write_json(out_dir / CANDIDATES, result.to_json())
+
+
+def load(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / CANDIDATES
+    if not path.is_file():
+        raise ExtractError(f"{path} is missing: run voxbench extract first")
+    return json.loads(path.read_text())

@@ -1,0 +1,104 @@
+#!/usr/bin/python
+"""Phase A0: rank a speaker's reference clips in a film, optionally confirm one."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: voxbench_extract
+short_description: Rank reference clips of one speaker in a film with WebVTT subtitles
+description:
+  - Detects the subtitles' format (voice spans, dash turns, YouTube auto-subtitles, none) and says
+    why, segments the speech, ranks 5-15 s segments of the target speaker by speaker similarity and
+    quality, and cuts the best into I(out_dir). Returns them as the fact C(voxbench_extraction).
+  - With I(confirm_rank), the chosen clip enters the references allowlist (a listener has confirmed it).
+options:
+  film: {description: The video or audio file., type: path, required: true}
+  subtitles: {description: Its WebVTT subtitles., type: path, required: true}
+  out_dir: {description: Where clips and candidates.json go; nothing is written elsewhere., type: path, required: true}
+  speaker: {description: The target's name in voice spans., type: str}
+  example: {description: A clip of the target voice (subtitles that name nobody)., type: path}
+  cluster: {description: The speaker cluster picked after listening to the representatives., type: int}
+  top: {description: How many clips to cut., type: int, default: 5}
+  confirm_rank: {description: Confirm this candidate into the references store., type: int}
+  reference_name: {description: The confirmed clip's name in the allowlist., type: str}
+  references_dir: {description: The references store (its metadata.json is merged into, never replaced)., type: path}
+  confirmed_by: {description: Who listened and confirmed., type: str}
+attributes:
+  check_mode: {support: none}
+  diff_mode: {support: none}
+  idempotent: {support: partial, details: the ranking is deterministic; confirmation rewrites the entry}
+author: voxbench maintainers
+"""
+
+EXAMPLES = r"""
+- name: Rank Samantha's clips
+  voxbench_extract:
+    film: ~/films/her.mp4
+    subtitles: ~/films/her.en.vtt
+    out_dir: runs/extract-her
+    speaker: Samantha
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(voxbench_extraction) with the format, its reason, the ranked candidates (or clusters) and timings.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "film": {"type": "path", "required": True},
+            "subtitles": {"type": "path", "required": True},
+            "out_dir": {"type": "path", "required": True},
+            "speaker": {"type": "str"},
+            "example": {"type": "path"},
+            "cluster": {"type": "int"},
+            "top": {"type": "int", "default": 5},
+            "confirm_rank": {"type": "int"},
+            "reference_name": {"type": "str"},
+            "references_dir": {"type": "path"},
+            "confirmed_by": {"type": "str"},
+        },
+        required_by={"confirm_rank": ("reference_name", "references_dir")},
+    )
+    from pathlib import Path
+
+    from bench_py.voice import confirm, extract, references, vtt
+
+    p = module.params
+    try:
+        result = extract.extract(
+            Path(p["film"]), Path(p["subtitles"]), Path(p["out_dir"]), speaker=p["speaker"],
+            example=Path(p["example"]) if p["example"] else None, cluster_choice=p["cluster"], top=p["top"],
+        )  # fmt: skip
+        data = result.to_json()
+        confirmed = None
+        if p["confirm_rank"] is not None:
+            entry = confirm.confirm(
+                Path(p["out_dir"]), p["confirm_rank"], p["reference_name"], Path(p["references_dir"]), p["confirmed_by"]
+            )
+            confirmed = {**entry, "path": str(Path(p["references_dir"]) / entry["file"])}
+    except (extract.ExtractError, vtt.VttError, references.ReferenceError) as error:
+        module.fail_json(msg=str(error))
+    facts = {
+        "format": data["format"],
+        "format_reason": data["format_reason"],
+        "mode": data["mode"],
+        "candidates": [c for c in data["candidates"] if c.get("file")],
+        "clusters": data["clusters"],
+        "rejected": len(data["rejected"]),
+        "skipped_cues": data["skipped_cues"],
+        "timings_s": data["timings_s"],
+        "out_dir": p["out_dir"],
+        "confirmed": confirmed,
+    }
+    module.exit_json(changed=True, ansible_facts={"voxbench_extraction": facts})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""ansible-playbook, the voxbench CLI and the Python API agree on the embedded default (fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench_py import api
+from bench_py.run import files
+from tests.helpers import ROOT, bench_containers
+
+pytestmark = pytest.mark.docker
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+
+
+def crafted_scores(utterances: int) -> list[dict]:
+    """Ten non-simulated answers per side in the cloned condition, written by hand (sides named)."""
+    rows = []
+    for n in range(10):
+        for side, score in (("candidate", 5), ("incumbent", 2)):
+            rows.append(
+                {"schema": "voxbench/scores/v0", "listener": f"l{n // utterances}", "simulated": False,
+                 "pair": f"p{n}", "clip": f"{side}-{n}", "utterance": n % utterances, "condition": "cloned",
+                 "side": side, "score": score, "at": "2026-11-26T10:00:00+00:00"}
+            )  # fmt: skip
+    return rows
+
+
+def with_scores(run_dir: Path, tmp: Path) -> Path:
+    copy = tmp / run_dir.name
+    shutil.copytree(run_dir, copy)
+    m = files.read("measurements", copy / "measurements.json")
+    for row in crafted_scores(len(m["bench"]["utterances"])):
+        files.append("scores", copy / "scores.jsonl", row)
+    return copy
+
+
+def test_the_three_ways_agree(finished_run, bench_env, tmp_path, docker_client):
+    # 1. ansible-playbook: the shared finished run (bench.yml), then report.yml on it.
+    ansible_run = with_scores(finished_run["run_dir"], tmp_path / "a")
+    report = subprocess.run(
+        [str(BIN / "ansible-playbook"), "report.yml", "-e", f"run_dir={ansible_run}"],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout[-2000:]
+    by_ansible = files.read("verdict", ansible_run / "verdict.json")
+    # 2. The CLI: voxbench bench --json (schema-valid), then voxbench report --json.
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({**bench_env["config"], "profile": "fast"}))
+    variables = [f"--var={k}={json.dumps(v)}" for k, v in bench_env["extra"].items()]
+    cli = subprocess.run(
+        [str(BIN / "voxbench"), "bench", "--gemma-mode", "parallel", "--config", str(config), "--json", *variables],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    output = json.loads(cli.stdout)
+    jsonschema.validate(output, files.schema("cli-bench"))
+    cli_run = with_scores(Path(output["figures"]["run_dir"]), tmp_path / "c")
+    recomputed = subprocess.run(
+        [str(BIN / "voxbench"), "report", str(cli_run), "--json"], capture_output=True, text=True
+    )
+    assert recomputed.returncode == 0, recomputed.stderr
+    by_cli = json.loads(recomputed.stdout)
+    # 3. Python: api.bench, then api.report.
+    shutil.rmtree(bench_env["tmp"] / "runs")
+    result = api.bench("parallel", config={**bench_env["config"], "profile": "fast"}, extra_vars=bench_env["extra"],
+                       private_data_dir=str(tmp_path / "runner"))  # fmt: skip
+    assert result.final_state == "DONE"
+    api_run = with_scores(Path(result.figures["run_dir"]), tmp_path / "p")
+    by_api = api.report(api_run).verdict_detail
+    # The same utterance ids, rule, rule inputs from the scores, and verdict, whichever way.
+    utterances = {
+        json.dumps(files.read("measurements", r / "measurements.json")["bench"]["utterances"])
+        for r in (ansible_run, cli_run, api_run)
+    }
+    assert len(utterances) == 1
+    for verdict in (by_ansible, by_cli, by_api):
+        assert (verdict["verdict"], verdict["row"]) == ("swap_candidate", 7)
+        assert verdict["evidence"]["means"] == {"candidate": 5.0, "incumbent": 2.0}
+        assert verdict["rule_sha256"] == by_ansible["rule_sha256"]
+        assert verdict["evidence"]["candidate_ttfa_ms_p50"] <= 500
+    assert bench_containers(docker_client) == []
+
+
+def test_an_api_cancel_is_an_operator_abort(bench_env, tmp_path, docker_client):
+    benching = threading.Event()
+
+    def watch(event: dict) -> None:
+        data = event.get("event_data", {})
+        if data.get("task_action") == "voxbench_state" and (data.get("res") or {}).get("state") == "BENCHING":
+            benching.set()
+
+    with pytest.raises(api.Cancelled, match=r"abort\.yml ended successful"):
+        api.bench(
+            "parallel",
+            config={**bench_env["config"], "profile": "full"},
+            extra_vars=bench_env["extra"],
+            event_handler=watch,
+            cancel_callback=benching.is_set,
+            private_data_dir=str(tmp_path / "runner"),
+        )
+    (run_dir,) = (bench_env["tmp"] / "state" / "runs").iterdir()
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["state"] == "ERROR_ABORTED" and "operator" in state["reason"]
+    assert bench_containers(docker_client) == []
+    statuses = api.status(config=bench_env["config"])
+    assert statuses["localhost"]["holder"] is None
+    assert statuses["localhost"]["runs"][0]["state"] == "ERROR_ABORTED"
+    jsonschema.validate({"schema": "voxbench/cli-status/v0", "hosts": statuses}, files.schema("cli-status"))
+
+
+def test_a_configuration_error_names_the_bad_key(bench_env, tmp_path):
+    with pytest.raises(api.VoxbenchError, match=r"bench\.repetitons: unknown key"):
+        api.bench("parallel", config={"bench": {"repetitons": 2}}, extra_vars=bench_env["extra"],
+                  private_data_dir=str(tmp_path / "runner"))  # fmt: skip
