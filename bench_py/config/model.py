@@ -42,6 +42,8 @@ class Candidate(_Strict):
     cpuset_cpus: str | None
     network_mode: str | None
     standin: bool
+    cloning_probe: bool = True
+    cloning_probe_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class Incumbent(_Strict):

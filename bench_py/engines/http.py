@@ -36,10 +36,13 @@ class OpenAISpeechTarget:
     model: str
     preset_voice: str
     reference_wav: str
+    substitute_voice: str | None = None  # an engine that cannot clone: the closest preset stands in
 
     def request(self, text: str, condition: Condition) -> SpeechRequest:
         body = {"model": self.model, "input": text, "response_format": "pcm", "stream": True, "stream_format": "audio"}
-        if condition == "cloned":
+        if condition == "cloned" and self.substitute_voice:
+            body["voice"] = self.substitute_voice
+        elif condition == "cloned":
             body["ref_audio"] = data_url(self.reference_wav)
         else:
             body["voice"] = self.preset_voice

@@ -77,6 +77,8 @@ def agreement_alpha(scores: list[dict[str, Any]]) -> float | None:
         grid[listeners.index(s["listener"]), clips.index(s["clip"])] = s["score"]
     if len({v for v in grid[~np.isnan(grid)]}) < 2:
         return None
+    if not np.any(np.sum(~np.isnan(grid), axis=0) >= 2):
+        return None  # no clip was scored by two listeners: there is no agreement to measure
     value = float(
         krippendorff.alpha(reliability_data=grid, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5])
     )

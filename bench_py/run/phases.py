@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -22,7 +23,7 @@ import httpx
 import numpy as np
 
 from bench_py import __version__
-from bench_py.audio import Pcm, median_f0, rms_dbfs
+from bench_py.audio import Pcm, median_f0, read_wav_file, rms_dbfs, write_wav_file
 from bench_py.config.model import Config
 from bench_py.engines import container
 from bench_py.engines.http import OpenAISpeechTarget, incumbent_target
@@ -191,8 +192,15 @@ class Run:
 
     def _candidate_target(self) -> OpenAISpeechTarget:
         cfg = self.config.candidate
+        selected = next(
+            (p for p in (_read(self.dir, "candidate") or {}).get("paths", []) if p.get("status") == "ok"), {}
+        )
         return OpenAISpeechTarget(
-            f"http://127.0.0.1:{cfg.port}/v1/audio/speech", cfg.model, cfg.preset_voice, self._reference_wav()
+            f"http://127.0.0.1:{cfg.port}/v1/audio/speech",
+            cfg.model,
+            cfg.preset_voice,
+            self._reference_wav(),
+            selected.get("substitute_voice"),
         )
 
     def starting(self) -> dict[str, Any]:
@@ -220,7 +228,9 @@ class Run:
                     path["sanity"] = self._sanity_check()
                     if not path["sanity"]["ok"]:
                         raise container.StartError(f"the audio sanity check failed: {path['sanity']['reason']}")
-                    path["status"] = "ready"
+                    if self.config.candidate.cloning_probe:
+                        path.update(self._probe_cloning(client, spec))
+                    path["status"] = "ok"
                 finally:
                     self._record_gate("STARTING", gate)
         except Aborted as error:
@@ -234,6 +244,83 @@ class Run:
         _write(self.dir, "candidate", {"paths": [path], "selected": "2A"})
         self.store.transition(self.run_id, State.BENCHING, "install path 2A ready and its audio is sane")
         return {"state": State.BENCHING, "paths": [path]}
+
+    def _probe_cloning(self, client: Any, spec: container.ContainerSpec) -> dict[str, Any]:
+        """One short, disposable ref_audio request. An engine that cannot clone errors or dies: it
+        is restarted, and the preset closest to the reference stands in for the cloned condition."""
+        cfg = self.config.candidate
+        request = self._candidate_target().request("Hello, this is a cloning probe.", "cloned")
+        probe: dict[str, Any] = {"request": "ref_audio, one short sentence", "timeout_s": cfg.cloning_probe_timeout_s}
+        try:
+            response = httpx.post(request.url, json=request.body, timeout=cfg.cloning_probe_timeout_s)
+            samples = len(response.content) // 2 if response.status_code == 200 else 0
+            probe.update(status=response.status_code, audio_s=round(samples / 24000, 3))
+            if response.status_code != 200:
+                probe["error"] = response.text[:300]
+        except httpx.HTTPError as error:
+            probe.update(status=None, error=f"{type(error).__name__}: {error}")
+        supported = probe.get("status") == 200 and probe.get("audio_s", 0) > 0.3
+        probe["supported"] = supported
+        if supported:
+            return {"cloning": "native", "cloning_probe": probe}
+        engine = client.containers.get(spec.name)
+        engine.reload()
+        probe["engine_state_after"] = engine.status
+        probe["evidence"] = [
+            line
+            for line in engine.logs(tail=40).decode(errors="replace").splitlines()
+            if "Error" in line or "Traceback" in line
+        ][-5:]
+        if engine.status != "running":
+            engine.restart(timeout=int(self.config.teardown.grace_s))
+            container.wait_ready(client, spec, cfg.ready_timeout_s, self._check_abort)
+            probe["restarted"] = True
+        sweep = self._preset_sweep()
+        return {
+            "cloning": "preset_substitute",
+            "cloning_probe": probe,
+            "preset_sweep": sweep,
+            "substitute_voice": sweep["chosen"],
+        }
+
+    def _preset_sweep(self) -> dict[str, Any]:
+        """Every preset voice says one phrase; the one closest to the reference (the shared
+        speaker-similarity scorer) becomes the cloned condition's substitute."""
+        cfg = self.config.candidate
+        base = f"http://127.0.0.1:{cfg.port}"
+        voices = httpx.get(f"{base}/v1/audio/voices", timeout=30).json().get("voices", [])
+        phrase = "I can feel the fear that you carry around, and I wish I could help you let go of it."
+        folder = self.dir / "preset-sweep"
+        folder.mkdir(exist_ok=True)
+        reference = read_wav_file(self._reference_wav())
+        try:
+            from bench_py.judge.similarity import speaker_similarity
+        except ImportError as error:  # no judge extra on this host: keep the configured preset
+            speaker_similarity, unavailable = None, f"speaker similarity unavailable here: {error}"
+        else:
+            unavailable = None
+        scores: dict[str, float | None] = {}
+        for voice in voices:
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
+                continue  # a name that cannot be a file name is skipped, never used in a path
+            body = {"model": cfg.model, "input": phrase, "voice": voice, "response_format": "pcm"}
+            response = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
+            if response.status_code != 200:
+                scores[voice] = None
+                continue
+            samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
+            pcm = Pcm(samples.copy(), int(response.headers.get("x-sample-rate", 24000)))
+            write_wav_file(str(folder / f"{voice}.wav"), pcm)
+            scores[voice] = round(speaker_similarity(pcm, reference), 4) if speaker_similarity else None
+        ranked = sorted((v for v in scores if scores[v] is not None), key=lambda v: -scores[v])  # type: ignore[operator]
+        chosen = ranked[0] if ranked else cfg.preset_voice
+        return {
+            "phrase": phrase,
+            "scores": scores,
+            "chosen": chosen,
+            "wavs": "preset-sweep/",
+            "unavailable": unavailable,
+        }
 
     def _sanity_check(self) -> dict[str, Any]:
         """One synthesis: speech must be there (not silent, voiced, not clipped) before timing it."""
@@ -264,7 +351,7 @@ class Run:
     def _memory_sources(self) -> list[Any]:
         """Every memory view of the candidate: NVML per process and device, its cgroup, the host."""
         candidate = _read(self.dir, "candidate") or {}
-        ready = next((p for p in candidate.get("paths", []) if p.get("status") == "ready"), {})
+        ready = next((p for p in candidate.get("paths", []) if p.get("status") == "ok"), {})
         container_id = (ready.get("container") or {}).get("id")
         client = preflight.docker_client(self.config.preflight.docker_url)
 

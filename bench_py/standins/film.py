@@ -62,13 +62,13 @@ def _sentence(rng: random.Random) -> str:
 
 
 def script(seed: int, lines: int) -> list[tuple[str, str]]:
-    """Who says what: the target speaks in runs of 1–4 lines (long stretches to cut clips from)."""
+    """Who says what: the target speaks in runs of 2–4 lines (long stretches to cut clips from)."""
     rng = random.Random(seed)
     others = [name for name in VOICES if name != TARGET]
     out: list[tuple[str, str]] = []
     while len(out) < lines:
         if rng.random() < 0.4:
-            out.extend((TARGET, _sentence(rng)) for _ in range(rng.randint(1, 4)))
+            out.extend((TARGET, _sentence(rng)) for _ in range(rng.randint(2, 4)))
         else:
             out.append((rng.choice(others), _sentence(rng)))
     return out[:lines]

@@ -56,6 +56,7 @@ class Knobs:
     stall_after_ms: float = 0.0  # after this much audio has been sent ...
     stall_ms: float = 0.0  # ... pause once for this long (a mid-stream stall)
     noise: bool = False  # send white noise of the speech's length instead of speech
+    clone_crash: bool = False  # a ref_audio request kills the server, as the open Voxtral weights do
 
     def update(self, changes: dict[str, object]) -> None:
         names = {f.name: f.type for f in dataclasses.fields(self)}
@@ -371,6 +372,15 @@ class TtsServer:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise RequestError("'seed' must be an integer", "seed")
         reference = decode_reference(body["ref_audio"], "ref_audio") if body.get("ref_audio") is not None else None
+        if reference is not None and self.knobs.clone_crash:
+            # What the manual run saw: the open weights lack the audio encoder; ref_audio raises
+            # inside the engine and takes the server down (a container restart was needed).
+            log.error(
+                'Traceback (most recent call last):\n  File "voxtral_tts/audio_encoder.py", line 88, in encode\n'
+                "ValueError: ref_audio needs the audio encoder, whose weights are not in this checkpoint"
+            )
+            logging.shutdown()
+            os._exit(70)
         self._require_ready()
         params = self._voice_params(body.get("voice", self.engine.presets()[0]), reference, "voice", float(speed))
         # vLLM-Omni streams SSE when asked to stream without naming a format.

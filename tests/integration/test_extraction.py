@@ -23,7 +23,7 @@ def films(session_dir):
     out = {}
     for seed in SEEDS:
         folder = session_dir / f"film-{seed}"
-        out[seed] = (folder, generate(folder, seed=seed, lines=45))
+        out[seed] = (folder, generate(folder, seed=seed, lines=60))
     return out
 
 

@@ -194,8 +194,9 @@ def test_simulated_listeners_never_decide(run_copy):
     assert all(r["simulated"] for r in files.read_records("scores", run_copy / "scores.jsonl"))
 
 
-def test_score_yml_prints_the_url_waits_and_commits_the_scores(run_copy, finished_run):
-    checkout = finished_run["checkout"]
+def test_score_yml_prints_the_url_waits_and_commits_the_scores(run_copy):
+    # Its own repository (created on first use): the shared run's branch stays as other tests expect it.
+    checkout = run_copy.parent / "artifacts" / "checkout"
     process = subprocess.Popen(
         [
             str(BIN / "ansible-playbook"),
@@ -235,7 +236,7 @@ def test_score_yml_prints_the_url_waits_and_commits_the_scores(run_copy, finishe
     assert "revealed; verdict pending_listening" in output
     branch = [line for line in output.splitlines() if "branch voxtral-bench-" in line]
     assert branch, output[-2000:]
-    origin = finished_run["origin"]
+    origin = checkout.parent / "origin.git"
     name = branch[0].split("branch ", 1)[1].split()[0]
     changed = subprocess.run(
         ["git", "show", "--name-only", "--format=%s", name], cwd=origin, capture_output=True, text=True, check=True

@@ -15,7 +15,7 @@ def measurements(**overrides):
         "preflight": {"rule": {"sha256": "a" * 64}},
         "install_paths": {
             "selected": "2A",
-            "paths": [{"install_path": "2A", "streaming_capable": True, "status": "ready"}],
+            "paths": [{"install_path": "2A", "streaming_capable": True, "status": "ok"}],
         },
         "bench": {"candidate_timeout_fraction": 0.0, "summary": {"candidate": {"cloned": {"ttfa_ms": {"p50": 300.0}}}}},
     }
@@ -57,7 +57,7 @@ def test_no_install_path_reached_benching(statuses, verdict, row):
 
 
 def test_only_batch_paths_worked():
-    paths = {"selected": "2D", "paths": [{"install_path": "2D", "streaming_capable": False, "status": "ready"}]}
+    paths = {"selected": "2D", "paths": [{"install_path": "2D", "streaming_capable": False, "status": "ok"}]}
     assert decide(measurements(install_paths=paths), CONFIG)["verdict"] == "aarch64_vllm_omni_unverified"
 
 
@@ -129,7 +129,7 @@ def test_simulated_and_preset_scores_neither_count_nor_move_the_means():
 def test_a_preset_substitute_keeps_the_incumbent_whatever_the_scores():
     paths = {
         "selected": "2A",
-        "paths": [{"install_path": "2A", "streaming_capable": True, "status": "ready", "cloning": "preset_substitute"}],
+        "paths": [{"install_path": "2A", "streaming_capable": True, "status": "ok", "cloning": "preset_substitute"}],
     }
     result = decide(measurements(install_paths=paths), CONFIG, _scores_from([5] * 10, [1] * 10))
     assert (result["verdict"], result["row"], result["reason"]) == ("keep_chatterbox", 5, "cloning_unsupported")
