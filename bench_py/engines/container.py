@@ -129,6 +129,20 @@ def wait_ready(
     raise StartError(f"the candidate did not answer {url} within {timeout_s:g} s ({last}); log tail:\n{tail}")
 
 
+def save_logs(client: docker.DockerClient, run_id: str, dest: Path) -> dict[str, str]:
+    """Every run container's log, kept in the run directory before the container goes."""
+    dest.mkdir(parents=True, exist_ok=True)
+    logs: dict[str, str] = {}
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}):
+        try:
+            text = container.logs(timestamps=False).decode(errors="replace")
+        except docker.errors.APIError:
+            continue
+        (dest / f"{container.name}.log").write_text(text, encoding="utf-8")
+        logs[container.name] = text
+    return logs
+
+
 def remove_run_containers(client: docker.DockerClient, run_id: str, grace_s: float) -> dict[str, Any]:
     """``docker stop`` (grace) → ``docker rm -f`` → verify with inspect, for every container of the run."""
     removed, errors = [], []

@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 from bench_py import __version__
 from bench_py.audio import Pcm, median_f0, read_wav_file, rms_dbfs, write_wav_file
 from bench_py.config.model import Config
-from bench_py.engines import container
+from bench_py.engines import container, diagnostics
 from bench_py.engines.http import OpenAISpeechTarget, incumbent_target
 from bench_py.measure import bench, cotenant, memory
 from bench_py.measure import deferred as deferred_baseline
@@ -264,14 +265,14 @@ class Run:
         if supported:
             return {"cloning": "native", "cloning_probe": probe}
         engine = client.containers.get(spec.name)
-        engine.reload()
-        probe["engine_state_after"] = engine.status
+        alive = self._settle(engine, f"http://127.0.0.1:{cfg.port}/health")
+        probe["engine_state_after"] = engine.status if not alive else "running"
         probe["evidence"] = [
             line
             for line in engine.logs(tail=40).decode(errors="replace").splitlines()
             if "Error" in line or "Traceback" in line
         ][-5:]
-        if engine.status != "running":
+        if not alive:
             engine.restart(timeout=int(self.config.teardown.grace_s))
             container.wait_ready(client, spec, cfg.ready_timeout_s, self._check_abort)
             probe["restarted"] = True
@@ -282,6 +283,23 @@ class Run:
             "preset_sweep": sweep,
             "substitute_voice": sweep["chosen"],
         }
+
+    @staticmethod
+    def _settle(engine: Any, health_url: str, within_s: float = 10.0) -> bool:
+        """After a failed probe: is the engine still up and answering? A dying process can look
+        "running" for a moment, so wait until it either answers /health or is gone."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            engine.reload()
+            if engine.status != "running":
+                return False
+            try:
+                if httpx.get(health_url, timeout=1.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        return False
 
     def _preset_sweep(self) -> dict[str, Any]:
         """Every preset voice says one phrase; the one closest to the reference (the shared
@@ -387,16 +405,10 @@ class Run:
             return None
         return f"the incumbent at {self.config.incumbent.url} did not answer: {record.error or record.status}"
 
-    def benching(self) -> dict[str, Any]:
-        self.store.expect(self.run_id, State.BENCHING)
+    def _benching_targets(self, timeouts: httpx.Timeout, progress: Any) -> tuple[dict[str, Any], list[str], str | None]:
+        """Both sides, or the candidate alone when the incumbent is skipped or does not answer
+        (its takes are then listed for `voxbench baseline resume`)."""
         cfg = self.config.bench
-        timeouts = httpx.Timeout(
-            connect=cfg.timeouts.connect, read=cfg.timeouts.read, write=cfg.timeouts.write, pool=cfg.timeouts.pool
-        )
-
-        def progress(update: dict[str, Any]) -> None:
-            self.store.update(self.run_id, phase={"name": "BENCHING", **update})
-
         deferred_reason = "skip_baseline is set" if cfg.skip_baseline else None
         targets = {"candidate": self._candidate_target()}
         if deferred_reason is None:
@@ -410,15 +422,27 @@ class Run:
             targets = {"candidate": targets["candidate"]}
             deferred = deferred_baseline.write_list(self.dir, cfg.utterances, list(cfg.conditions), deferred_reason)
             progress({"side": "incumbent", "deferred": deferred_reason})
+        return targets, deferred, deferred_reason
+
+    def benching(self) -> dict[str, Any]:
+        self.store.expect(self.run_id, State.BENCHING)
+        cfg = self.config.bench
+        timeouts = httpx.Timeout(
+            connect=cfg.timeouts.connect, read=cfg.timeouts.read, write=cfg.timeouts.write, pool=cfg.timeouts.pool
+        )
+
+        def progress(update: dict[str, Any]) -> None:
+            self.store.update(self.run_id, phase={"name": "BENCHING", **update})
+
         if cfg.client_cpus:
             os.sched_setaffinity(0, set(cfg.client_cpus))  # keep the client off the co-tenant's CPUs
         try:
-            with (
-                self._gate("BENCHING") as gate,
-                MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler,
-            ):
+            # The gate watches from the first moment of BENCHING, the incumbent's probe included.
+            with self._gate("BENCHING") as gate:
                 try:
-                    records, load_result = self._timed_loops(targets, timeouts, progress)
+                    targets, deferred, deferred_reason = self._benching_targets(timeouts, progress)
+                    with MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler:
+                        records, load_result = self._timed_loops(targets, timeouts, progress)
                 finally:
                     self._record_gate("BENCHING", gate)
         except Aborted as error:
@@ -482,10 +506,24 @@ class Run:
     def _teardown_actions(self) -> dict[str, Any]:
         """Remove the run's engines, restore a paused co-tenant, then measure its recovery."""
         client = preflight.docker_client(self.config.preflight.docker_url)
+        logs = container.save_logs(client, self.run_id, self.dir / "logs")
+        context = {
+            "image": self.config.candidate.image,
+            "host_arch": platform.machine(),
+            "model": self.config.candidate.model,
+        }
+        kernel_errors = diagnostics.write_report(self.dir, logs, context)
         removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
         restore = self._restore_cotenant()
         post = self._postflight(answered_after_restart=restore is not None)
-        result = {"at": _now(), "removal": removal, "cotenant_restore": restore, "postflight": post}
+        result = {
+            "at": _now(),
+            "removal": removal,
+            "cotenant_restore": restore,
+            "postflight": post,
+            "engine_logs": sorted(f"logs/{name}.log" for name in logs),
+            "kernel_errors": kernel_errors,
+        }
         _write(self.dir, "teardown", result)
         return result
 

@@ -66,6 +66,7 @@ def figures_from(measurements: dict[str, Any], verdict: dict[str, Any], run_dir:
             "postflight_p50_ms": postflight.get("p50_ms"),
             "postflight_ratio": postflight.get("ratio"),
         },
+        "kernel_errors": (measurements.get("teardown") or {}).get("kernel_errors"),
         "containers_removed": removal.get("removed", []),
         "containers_remaining": removal.get("remaining", []),
         "standins": {
@@ -104,6 +105,9 @@ def summary_lines(facts: dict[str, Any]) -> list[str]:
     lines.append(
         f"teardown  removed {len(facts['containers_removed'])} container(s), {len(facts['containers_remaining'])} left"
     )
+    kernel = facts.get("kernel_errors")
+    if kernel:
+        lines.append(f"kernel    {kernel['errors']} kernel error(s) in the engine's log: {kernel['file']}")
     lines.append(f"files     {facts['run_dir']}")
     return lines
 

@@ -42,6 +42,14 @@ UNSUPPORTED_FORMATS = ("mp3", "opus", "aac", "flac")
 STREAM_FORMATS = ("audio", "sse")
 MAX_INPUT_CHARS = 4096
 TOKEN_HEADER = "X-Internal-Token"
+#: What engines print on a GPU their runtime-compiled kernels do not know (the manual run's sm_121).
+NVRTC_TRACEBACK = """engine versions: torch 2.9.0+cu130, cuda 13.0, vllm 0.18.0
+Traceback (most recent call last):
+  File "/opt/engine/vocoder.py", line 212, in decode
+    spectrum = torch.istft(frames, n_fft=1024, hop_length=256, return_complex=False)
+  File "/usr/lib/python3/dist-packages/torch/functional.py", line 715, in istft
+    return _VF.istft(input, n_fft, hop_length, win_length, window, center, normalized, onesided, length)
+RuntimeError: nvrtc: error: invalid value for --gpu-architecture (-arch): compute_121 (jiterator: complex_abs_kernel)"""
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Knobs:
     stall_ms: float = 0.0  # ... pause once for this long (a mid-stream stall)
     noise: bool = False  # send white noise of the speech's length instead of speech
     clone_crash: bool = False  # a ref_audio request kills the server, as the open Voxtral weights do
+    nvrtc_error: bool = False  # log an NVRTC kernel-compilation traceback (as on GB10) and carry on
 
     def update(self, changes: dict[str, object]) -> None:
         names = {f.name: f.type for f in dataclasses.fields(self)}
@@ -382,6 +391,9 @@ class TtsServer:
             logging.shutdown()
             os._exit(70)
         self._require_ready()
+        if self.knobs.nvrtc_error and not getattr(self, "_nvrtc_logged", False):
+            self._nvrtc_logged = True
+            log.error(NVRTC_TRACEBACK)
         params = self._voice_params(body.get("voice", self.engine.presets()[0]), reference, "voice", float(speed))
         # vLLM-Omni streams SSE when asked to stream without naming a format.
         sse = stream_format == "sse" or (stream and stream_format is None)

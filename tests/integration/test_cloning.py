@@ -20,7 +20,8 @@ BIN = Path(sys.executable).parent
 
 
 def test_a_candidate_that_crashes_on_ref_audio_gets_a_preset_substitute(bench_env, docker_client):
-    command = [*default_config()["candidate"]["command"], "--clone-crash"]
+    # The same engine also logs an NVRTC kernel error (as on GB10): one run shows both traps.
+    command = [*default_config()["candidate"]["command"], "--clone-crash", "--nvrtc-error"]
     variables = {
         **bench_env["extra"],
         "voxbench_config": {"profile": "fast", **bench_env["config"],
@@ -49,3 +50,8 @@ def test_a_candidate_that_crashes_on_ref_audio_gets_a_preset_substitute(bench_en
     verdict = files.read("verdict", run_dir / "verdict.json")
     assert (verdict["verdict"], verdict["row"], verdict["reason"]) == ("keep_chatterbox", 5, "cloning_unsupported")
     assert bench_containers(docker_client) == []
+    kernel = m["teardown"]["kernel_errors"]
+    assert kernel["file"] == "voxtral_nvrtc_diagnostic.log" and kernel["errors"] >= 1
+    report = (run_dir / kernel["file"]).read_text()
+    assert "RuntimeError: nvrtc: error" in report and "operation: istft" in report and "torch" in report
+    assert all((run_dir / name).is_file() for name in m["teardown"]["engine_logs"])  # engine logs kept

@@ -52,6 +52,19 @@ def wait_for_state(env: dict, wanted: set[str], timeout_s: float = 120) -> str:
     raise TimeoutError(f"no run reached {wanted} within {timeout_s} s")
 
 
+def wait_for_timed_requests(env: dict, run_id: str, timeout_s: float = 120) -> None:
+    """Until BENCHING reports its first timed utterance: its gate has been probing since the
+    phase's module started (the state turns BENCHING a moment before that, at the end of STARTING)."""
+    store = StateStore(env["config"]["paths"]["state_dir"])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        phase = store.load(run_id).phase or {}
+        if phase.get("name") == "BENCHING" and phase.get("utterance"):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id} reported no timed request within {timeout_s} s")
+
+
 def wait_terminal(env: dict, run_id: str, timeout_s: float = 180) -> str:
     store = StateStore(env["config"]["paths"]["state_dir"])
     deadline = time.monotonic() + timeout_s
@@ -90,7 +103,8 @@ def test_a_slowed_cotenant_trips_the_gate_within_two_probe_intervals(bench_env, 
         },
     )
     run_id = wait_for_state(bench_env, {"BENCHING"})
-    time.sleep(1.0)
+    wait_for_timed_requests(bench_env, run_id)
+    time.sleep(1.0)  # at least two healthy probes in the gate's window
     degrade(factor=4.0)
     slowed_at = dt.datetime.now(dt.UTC)
     run_dir = Path(bench_env["config"]["paths"]["state_dir"]) / "runs" / run_id
