@@ -46,8 +46,8 @@ demo: venv docker
 	$(BIN)/voxbench demo prepare
 	# Phase A0 on the film stand-in: rank SAMANTHA's clips from the film and its <v> subtitles.
 	$(BIN)/voxbench demo film
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(PIN_OFF_CPU0) $(BIN)/ansible-playbook extract.yml -e film=.cache/demo-film/film.mp4 \
-	  -e subtitles=.cache/demo-film/film.voice.vtt -e speaker=SAMANTHA -e voxbench_extract_out_dir=$(CURDIR)/runs/extract-demo
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PIN_OFF_CPU0) $(BIN)/ansible-playbook extract.yml -e film=$(CURDIR)/.cache/demo-film/film.mp4 \
+	  -e subtitles=$(CURDIR)/.cache/demo-film/film.voice.vtt -e speaker=SAMANTHA -e voxbench_extract_out_dir=$(CURDIR)/runs/extract-demo
 	# The co-tenant stand-in has CPU 0 to itself (inventory/local): keep this controller off it too.
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PIN_OFF_CPU0) $(BIN)/ansible-playbook bench.yml -e gemma_mode=parallel $(DEMO_ARGS)
 
