@@ -277,14 +277,15 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def context(run: RunFiles) -> dict[str, Any]:
+def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
+    """What the template shows; ``verdict`` is the one :func:`recompute_verdict` just derived
+    (with its listening statistics), not computed a second time here."""
     m = run.measurements
-    verdict = recompute_verdict(run)
     rule = (m.get("preflight") or {}).get("rule") or {}
     condition = (rule.get("thresholds") or {}).get("voice_condition", "cloned")
     metric = (rule.get("thresholds") or {}).get("ttfa_metric", "ttfa_ms")
     scores = revealed_scores(run)
-    listening_summary = listening.summarize(scores, condition)
+    listening_summary = verdict["statistics"]
     plots = [ttfa_cdf_plot(m, metric), latency_plot(m), chunk_plot(m, condition), cotenant_plot(m), *memory_plots(m)]
     if any(listening_summary["n"].values()):
         plots.append(score_plot(listening_summary))
@@ -314,8 +315,8 @@ def sealed_condition(m: dict[str, Any]) -> str:
     return (((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}).get("voice_condition", "cloned")
 
 
-def render_report(run: RunFiles) -> str:
-    return _environment().get_template("report.html.j2").render(**context(run))
+def render_report(run: RunFiles, verdict: dict[str, Any]) -> str:
+    return _environment().get_template("report.html.j2").render(**context(run, verdict))
 
 
 def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
@@ -326,7 +327,7 @@ def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]
     if run.stored_verdict != verdict:
         files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
         run = dataclasses.replace(run, stored_verdict=verdict)
-    text = render_report(run)
+    text = render_report(run, verdict)
     target = Path(out) if out else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

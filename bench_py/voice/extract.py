@@ -13,7 +13,6 @@ Nothing is written outside the output directory: clip names come from integers o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ import numpy as np
 
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.voice import vtt
+from bench_py.voice.references import sha256_file
 
 ANALYSIS_RATE = 16_000
 CLIP_RATE = 24_000
@@ -71,14 +71,6 @@ def _need(tool: str) -> str:
     if path is None:
         raise ExtractError(f"{tool} is missing: install it (apt-get install ffmpeg)")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_audio(film: Path, rate: int = ANALYSIS_RATE) -> np.ndarray:
