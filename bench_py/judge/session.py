@@ -113,6 +113,17 @@ def _takes(run_dir: Path, measurements: dict[str, Any]) -> dict[tuple[int, str],
     return {key: sides for key, sides in takes.items() if {"candidate", "incumbent"} <= set(sides)}
 
 
+def _counterbalanced(rng: random.Random, count: int) -> list[str]:
+    """Which engine plays A in each of ``count`` pairs: each is A in half of them (a coin decides
+    the odd one), in a random order. Independent coin flips would let one engine be A throughout
+    a short session, and listeners favour one position."""
+    firsts = ["candidate", "incumbent"] * (count // 2)
+    if count % 2:
+        firsts.append(rng.choice(["candidate", "incumbent"]))
+    rng.shuffle(firsts)
+    return firsts
+
+
 def create(run_dir: Path, *, force: bool = False) -> Session:
     """Build the blind session of a collected run (idempotent: an existing one is returned)."""
     run_dir = Path(run_dir)
@@ -136,9 +147,8 @@ def create(run_dir: Path, *, force: bool = False) -> Session:
     (tmp / "clips").mkdir(parents=True)
     mapping: dict[str, Any] = {}
     pairs = []
-    for index, (utterance, condition) in enumerate(keys):
-        sides = ["candidate", "incumbent"]
-        rng.shuffle(sides)
+    for index, ((utterance, condition), first) in enumerate(zip(keys, _counterbalanced(rng, len(keys)), strict=True)):
+        sides = [first, "incumbent" if first == "candidate" else "candidate"]
         ids = [secrets.token_hex(8) for _ in sides]
         for clip_id, side in zip(ids, sides, strict=True):
             normalize_clip(run_dir / takes[(utterance, condition)][side], tmp / "clips" / f"{clip_id}.wav")
@@ -155,7 +165,8 @@ def create(run_dir: Path, *, force: bool = False) -> Session:
         "mapping_sha256": mapping_digest(salt, mapping),
         "rule_sha256": ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256"),
         "reference": (run_dir / "reference.wav").is_file(),
-        "method": "pair and A/B order from random.Random seeded by 32 bytes of secrets.token_hex; "
+        "method": "pair order and a counterbalanced A/B order (each engine is A in half the pairs) from "
+        "random.Random seeded by 32 bytes of secrets.token_hex; "
         f"clips loudness-normalized to {LOUDNESS_LUFS:g} LUFS (ffmpeg loudnorm), PCM16 mono {CLIP_RATE} Hz, "
         "metadata stripped",
     }

@@ -100,8 +100,8 @@ def test_the_page_is_blind_resumable_and_reveals(run_copy):
     verdict = files.read("verdict", run_copy / "verdict.json")
     assert verdict["verdict"] == "pending_listening"  # 2 cloned pairs < the rule's 10: the rule says so, not the page
     assert verdict["statistics"]["n"] == {"candidate": 2, "incumbent": 2}
-    sides = {revealed["revealed_mapping"][p["a"]]["side"] for p in pairs}
-    assert sides == {"candidate", "incumbent"} or len(pairs) < 3  # A is not always the same engine
+    firsts = [revealed["revealed_mapping"][p["a"]]["side"] for p in pairs]
+    assert min(firsts.count("candidate"), firsts.count("incumbent")) == len(pairs) // 2  # counterbalanced A/B
 
 
 def _wait(driver, css: str, timeout: float = 15.0):

@@ -139,23 +139,21 @@ def test_kernel_receive_stamps_ignore_a_busy_event_loop(candidate_url, knobs):
     """The first audio arrives ~150 ms after the request while the client's event loop is blocked
     for 400 ms: the kernel's receive stamp still says ~150 ms; a timer read in user space says
     400+. This is what keeps TTFA exact with 64 streams on two cores."""
+    import time
+
     from bench_py.measure import netstamp
 
     knobs(first_audio_delay_ms=150.0, header_first=True)
 
+    async def block_the_loop(response):
+        # The response head is in, so the request surely went out; the audio is still ~150 ms
+        # away and will wait in the socket buffer while the loop is busy elsewhere.
+        time.sleep(0.4)
+
     async def measure(make_client):
         async with make_client() as client:
-
-            async def block_the_loop():
-                await asyncio.sleep(0.02)  # the request is out; now the loop is busy elsewhere
-                import time
-
-                time.sleep(0.4)
-
-            blocker = asyncio.create_task(block_the_loop())
-            result = await stream_speech(client, f"{candidate_url}/v1/audio/speech", {**BODY, "stream_format": "audio"})
-            await blocker
-            return result
+            client.event_hooks = {"response": [block_the_loop]}
+            return await stream_speech(client, f"{candidate_url}/v1/audio/speech", {**BODY, "stream_format": "audio"})
 
     stamped = asyncio.run(measure(lambda: netstamp.client(httpx.Timeout(30.0))))
     plain = asyncio.run(measure(lambda: httpx.AsyncClient(timeout=httpx.Timeout(30.0))))
