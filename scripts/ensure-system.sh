@@ -17,6 +17,7 @@ REQUIRED=(
   "tmux tmux"
   "git-lfs git-lfs"
   "debootstrap debootstrap"
+  "docker-registry docker-registry"
   "chromium chromium"
   "chromedriver chromium-driver"
 )

@@ -28,6 +28,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+InstallPathName = Literal["2A", "2B", "2C", "2D"]
+
+
+class ProcessPath(_Strict):
+    """2B: the engine as a supervised host process (a tmux session)."""
+
+    command: list[str] = Field(min_length=1)  # {python} {port} {model} are filled in
+    stop_grace_s: float = Field(default=10.0, gt=0)
+
+
+class InProcessPath(_Strict):
+    """2C: a model loaded into the benchmark's own process."""
+
+    loader: Literal["espeak-ng", "transformers"]
+    model_path: str | None = None  # transformers: a local model directory (from_pretrained)
+    voice: str | None = None  # the preset voice (espeak-ng: a voice name)
+
+
+class BatchPath(_Strict):
+    """2D: a command-line synthesizer run once per utterance."""
+
+    command: list[str] = Field(min_length=1)  # {text_file} {wav} {voice} are filled in
+    voice: str
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class License(_Strict):
+    model_card: str | None = None  # README.md with `license:` front matter, or a config.json
+    allowed: list[str] | None = None  # refuse every path unless the model's license is listed
+
+
 class Candidate(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     model: str
@@ -44,6 +75,19 @@ class Candidate(_Strict):
     standin: bool
     cloning_probe: bool = True
     cloning_probe_timeout_s: float = Field(default=30.0, gt=0)
+    install_paths: list[InstallPathName] = Field(min_length=1)
+    pull: bool = False
+    process: ProcessPath
+    in_process: InProcessPath
+    batch: BatchPath
+    license: License = License()
+
+    @field_validator("install_paths")
+    @classmethod
+    def _distinct_paths(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each install path may be listed once")
+        return value
 
 
 class Incumbent(_Strict):

@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import httpx
 
 LABEL_RUN = "io.voxbench.run-id"
@@ -43,6 +44,7 @@ class ContainerSpec:
     expires_in_s: float = 6 * 3600
     cpuset_cpus: str | None = None
     network_mode: str | None = None  # "container:<name>": share that namespace; no port is published
+    gpus: bool = False  # the NVIDIA runtime is there: request every GPU through a device request
 
     @property
     def name(self) -> str:
@@ -76,7 +78,13 @@ class ContainerSpec:
             **({"cpuset_cpus": self.cpuset_cpus} if self.cpuset_cpus else {}),
             "volumes": {str(self.token_file.expanduser().resolve()): {"bind": self.token_mount, "mode": "ro"}},
             "environment": {"HF_TOKEN_PATH": self.token_mount},
+            **({"device_requests": [self.gpu_request()]} if self.gpus else {}),
         }
+
+    @staticmethod
+    def gpu_request() -> docker.types.DeviceRequest:
+        """``docker run --gpus all``, as the Docker SDK spells it."""
+        return docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
 
 
 def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:

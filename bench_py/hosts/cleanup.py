@@ -95,11 +95,20 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
         if not dry_run:
             if client is not None:
                 entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
+            entry["processes"] = _stop_run_processes(state.changes.get("processes"))
             entry["cotenant_restarted"] = _restore_paused_cotenant(store, run_id)
             store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")
         log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
         recovered.append(entry)
     return recovered
+
+
+def _stop_run_processes(recorded: Any) -> list[dict[str, Any]]:
+    """The run's 2B engine sessions, by the names and pids its state file recorded."""
+    from bench_py.engines.paths import stop_session
+
+    recorded = [recorded] if isinstance(recorded, dict) else recorded or []
+    return [stop_session(p["session"], p.get("pid"), grace_s=10) for p in recorded]
 
 
 def _restore_paused_cotenant(store: StateStore, run_id: str) -> bool | None:

@@ -7,23 +7,34 @@ Timeouts are recorded as such, never dropped.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
 
 from bench_py.audio import Pcm, write_wav_file
 from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure import netstamp
-from bench_py.measure.client import stream_speech
+from bench_py.measure.client import chunk_stats, stream_speech
 from bench_py.measure.stats import summarize
 from bench_py.measure.timing import bench_async
 
 
 class Target(Protocol):
     def request(self, text: str, condition: Condition) -> SpeechRequest: ...
+
+
+class LocalTarget(Protocol):
+    """An engine without a stream (install paths 2C, 2D): only the whole synthesis can be timed."""
+
+    streaming: bool  # False
+
+    def synthesize(self, text: str, condition: Condition) -> Pcm: ...
 
 
 @dataclass
@@ -70,7 +81,9 @@ async def one_request(
 ) -> tuple[RequestRecord, Pcm]:
     """One streamed request, measured; the record and the audio it returned."""
     should_stop()  # an abort (co-tenant gate, operator) stops the loop before the next request
-    request = target.request(text, condition)
+    if getattr(target, "streaming", True) is False:
+        return await _one_synthesis(target, side, condition, index, repetition, text, audible_threshold_dbfs)  # type: ignore[arg-type]
+    request = target.request(text, condition)  # type: ignore[union-attr]
     result = await stream_speech(
         client,
         request.url,
@@ -96,6 +109,54 @@ async def one_request(
         **result.metrics(),
     )
     return record, Pcm(result.samples, result.rate)
+
+
+async def _one_synthesis(
+    target: LocalTarget,
+    side: str,
+    condition: Condition,
+    index: int,
+    repetition: int,
+    text: str,
+    audible_threshold_dbfs: float,
+) -> tuple[RequestRecord, Pcm]:
+    """A whole synthesis in a worker thread, timed from call to return: ``total_ms`` is the
+    total synthesis latency; there is no first byte, so TTFB, TTFA and chunks stay empty."""
+    started = time.monotonic()
+    error, timed_out = None, False
+    try:
+        pcm = await asyncio.to_thread(target.synthesize, text, condition)
+    except Exception as failure:  # the engine's own error is the record's evidence
+        timed_out = isinstance(failure, subprocess.TimeoutExpired)
+        error, pcm = f"{type(failure).__name__}: {failure}"[:500], Pcm(np.zeros(0, np.int16), 24000)
+    total_ms = (time.monotonic() - started) * 1000
+    audio_s = pcm.duration_s
+    record = RequestRecord(
+        side=side,
+        condition=condition,
+        utterance=index,
+        repetition=repetition,
+        warmup=repetition < 0,
+        status=0,
+        ok=error is None and len(pcm.samples) > 0,
+        timed_out=timed_out,
+        error=error,
+        ttfb_ms=None,
+        ttfa_ms=None,
+        ttfa_audible_ms=None,
+        total_ms=total_ms,
+        audio_s=audio_s,
+        samples=len(pcm.samples),
+        sample_rate=pcm.rate,
+        rtf=total_ms / 1000 / audio_s if audio_s > 0 else None,
+        chunks=chunk_stats([], pcm.rate),
+        underruns=0,
+        underrun_ms=0.0,
+        audible_threshold_dbfs=audible_threshold_dbfs,
+        arrivals=[],
+        clock="monotonic",
+    )
+    return record, pcm
 
 
 async def run_side(
@@ -167,6 +228,8 @@ def summarize_side(records: Sequence[RequestRecord]) -> dict[str, Any]:
             "rtf": summarize([r.rtf for r in ok]),
             "audio_s": summarize([r.audio_s for r in ok]),
         }
+        if ok and all(r.ttfa_ms is None for r in ok):  # 2C/2D: the whole synthesis is the only latency
+            out[condition]["total_synthesis_latency_ms"] = summarize([r.total_ms for r in ok])
     return out
 
 

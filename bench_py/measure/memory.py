@@ -5,6 +5,7 @@ Sources, tried side by side (a benchmark on unified memory needs more than one v
 * ``nvml_process`` — NVML per-process GPU memory, summed over the engine's processes;
 * ``nvml_device`` — NVML device memory in use (GB10 boards answer "Not Supported");
 * ``cgroup`` — the container's cgroup memory (v1 ``memory.usage_in_bytes``, v2 ``memory.current``);
+* ``process_rss`` — resident memory of the engine's processes (install paths 2B and 2C);
 * ``meminfo`` — the host's ``MemTotal - MemAvailable`` from ``/proc/meminfo``.
 
 A source that cannot be read is recorded as unavailable, with the reason, never as zero.
@@ -150,6 +151,28 @@ class NvmlProcessSource:
             raise SourceUnavailable(f"NVML per-process memory: {error}") from None
         if not seen:
             raise SourceUnavailable(f"NVML lists none of the engine's processes {sorted(wanted)[:8]}")
+        return total
+
+
+@dataclass
+class ProcessRssSource:
+    """Resident set size (``VmRSS``) of the given processes, from ``/proc/<pid>/status``."""
+
+    pids: Callable[[], Iterable[int]]
+    name: str = "process_rss"
+
+    def read(self) -> int:
+        total, seen = 0, False
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        seen = True
+            except OSError:
+                continue
+        if not seen:
+            raise SourceUnavailable("none of the engine's processes is readable in /proc")
         return total
 
 

@@ -16,7 +16,6 @@ import platform
 import re
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ import httpx
 import numpy as np
 
 from bench_py import __version__
-from bench_py.audio import Pcm, median_f0, read_wav_file, rms_dbfs, write_wav_file
+from bench_py.audio import Pcm, read_wav_file, write_wav_file
 from bench_py.config.model import Config
-from bench_py.engines import container, diagnostics
-from bench_py.engines.http import OpenAISpeechTarget, incumbent_target
+from bench_py.engines import container, diagnostics, paths, sanity
+from bench_py.engines.http import incumbent_target
 from bench_py.measure import bench, cotenant, memory
 from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
@@ -170,18 +169,15 @@ class Run:
             raise PhaseFailed(f"could not pause the co-tenant: {error}") from None
 
     # -- STARTING -----------------------------------------------------------------------------
-    def _spec(self) -> container.ContainerSpec:
-        cfg = self.config.candidate
-        return container.ContainerSpec(
+    def _path_context(self) -> paths.Context:
+        return paths.Context(
             self.run_id,
-            cfg.image,
-            cfg.command,
-            cfg.container_port,
-            cfg.port,
+            self.config.candidate,
             Path(self.config.paths.token_file).expanduser(),
-            cfg.hf_token_mount,
-            cpuset_cpus=cfg.cpuset_cpus,
-            network_mode=cfg.network_mode,
+            self.dir,
+            self.config.preflight.docker_url,
+            self._check_abort,
+            lambda change: self.store.update(self.run_id, changes=change),
         )
 
     def _reference_wav(self) -> str:
@@ -191,66 +187,107 @@ class Run:
                 return check["detail"]["path"]
         raise PhaseFailed("the preflight record has no verified reference clip")
 
-    def _candidate_target(self) -> OpenAISpeechTarget:
-        cfg = self.config.candidate
-        selected = next(
-            (p for p in (_read(self.dir, "candidate") or {}).get("paths", []) if p.get("status") == "ok"), {}
-        )
-        return OpenAISpeechTarget(
-            f"http://127.0.0.1:{cfg.port}/v1/audio/speech",
-            cfg.model,
-            cfg.preset_voice,
-            self._reference_wav(),
-            selected.get("substitute_voice"),
-        )
+    def _selected(self) -> dict[str, Any]:
+        return next((p for p in (_read(self.dir, "candidate") or {}).get("paths", []) if p.get("status") == "ok"), {})
+
+    def _candidate_target(self) -> Any:
+        """What the timed loops call, for the install path that passed (the HTTP API for 2A/2B)."""
+        selected = self._selected()
+        path = paths.make(selected.get("install_path", "2A"), self._path_context())
+        return path.target(selected.get("substitute_voice"))
 
     def starting(self) -> dict[str, Any]:
+        """Try the install paths in the configured order; the first that comes up with sane audio
+        wins, the rest are recorded as skipped. Every path that did not work is stopped at once."""
         self.store.expect(self.run_id, State.STARTING)
-        spec = self._spec()
-        client = preflight.docker_client(self.config.preflight.docker_url)
-        # Recorded before it exists, so recovery knows what to look for if we die mid-start.
-        self.store.update(self.run_id, changes={"containers": spec.name})
-        path = {
-            "install_path": "2A",
-            "kind": "container",
-            "streaming_capable": True,
-            "status": "failed",
-            "cpuset_cpus": spec.cpuset_cpus,
-            "network_mode": spec.network_mode,
-        }
+        cfg = self.config.candidate
+        ctx = self._path_context()
+        license_check = paths.license_verdict(cfg)
+        records: list[dict[str, Any]] = []
+        selected: str | None = None
+
+        def save() -> None:
+            _write(
+                self.dir,
+                "candidate",
+                {"paths": records, "selected": selected, "order": list(cfg.install_paths), "license": license_check},
+            )
+
         try:
             with self._gate("STARTING") as gate:
                 try:
-                    self._check_abort()
-                    started = container.start(client, spec)
-                    path.update(container=started)
-                    ready = container.wait_ready(client, spec, self.config.candidate.ready_timeout_s, self._check_abort)
-                    path["ready_after_s"] = round(ready, 3)
-                    path["sanity"] = self._sanity_check()
-                    if not path["sanity"]["ok"]:
-                        raise container.StartError(f"the audio sanity check failed: {path['sanity']['reason']}")
-                    if self.config.candidate.cloning_probe:
-                        path.update(self._probe_cloning(client, spec))
-                    path["status"] = "ok"
+                    for name in cfg.install_paths:
+                        record: dict[str, Any] = {
+                            "install_path": name,
+                            "kind": paths.PATH_KINDS[name],
+                            "streaming_capable": paths.STREAMING[name],
+                            "status": "failed",
+                        }
+                        records.append(record)
+                        if selected:
+                            record.update(status="skipped", reason=f"install path {selected} passed first")
+                        elif license_check and not license_check["allowed"]:
+                            record.update(status="disallowed_by_vendor", reason=license_check["reason"])
+                        else:
+                            self._check_abort()
+                            self.store.update(self.run_id, phase={"name": "STARTING", "install_path": name})
+                            if self._try_path(name, ctx, record):
+                                selected = name
+                        save()
                 finally:
                     self._record_gate("STARTING", gate)
         except Aborted as error:
-            _write(self.dir, "candidate", {"paths": [path], "selected": None})
+            save()
             raise self._aborted(error) from None
-        except container.StartError as error:
-            path["evidence"] = str(error)
-            _write(self.dir, "candidate", {"paths": [path], "selected": None})
-            self.store.transition(self.run_id, State.TEARDOWN, f"no install path worked: 2A failed: {error}")
-            return {"state": State.TEARDOWN, "paths": [path]}
-        _write(self.dir, "candidate", {"paths": [path], "selected": "2A"})
-        self.store.transition(self.run_id, State.BENCHING, "install path 2A ready and its audio is sane")
-        return {"state": State.BENCHING, "paths": [path]}
+        if not selected:
+            summary = "; ".join(f"{r['install_path']} {r['status']}: {r.get('reason')}" for r in records)
+            self.store.transition(self.run_id, State.TEARDOWN, f"no install path worked: {summary}")
+            return {"state": State.TEARDOWN, "paths": records}
+        self.store.transition(self.run_id, State.BENCHING, f"install path {selected} ready and its audio is sane")
+        return {"state": State.BENCHING, "paths": records}
 
-    def _probe_cloning(self, client: Any, spec: container.ContainerSpec) -> dict[str, Any]:
+    def _try_path(self, name: str, ctx: paths.Context, record: dict[str, Any]) -> bool:
+        """Start one path, check its audio, probe cloning; on failure stop it and say why."""
+        path: paths.InstallPath | None = None
+        try:
+            path = paths.make(name, ctx)
+            record.update(path.start())
+            record["token"] = "file (HF_TOKEN_PATH)"
+            record["sanity"] = self._sanity_check(path.target())
+            if not record["sanity"]["ok"]:
+                lines = path.log_lines()
+                raise paths.PathError(
+                    paths.classify_log(lines),
+                    f"the audio sanity check failed: {record['sanity']['reason']}",
+                    paths.interesting(lines),
+                )
+            if not path.streaming_capable:
+                record.update(
+                    cloning="preset_substitute",
+                    cloning_probe={"supported": False, "reason": "this install path takes no reference audio"},
+                    substitute_voice=None,
+                )
+            elif self.config.candidate.cloning_probe:
+                record.update(self._probe_cloning(path))
+            record["status"] = "ok"
+            return True
+        except paths.PathError as error:
+            record.update(status=error.status, reason=error.reason, evidence=error.evidence)
+        except Aborted:
+            if path is not None:
+                record["teardown"] = path.stop()
+            raise
+        except Exception as error:  # an engine's unexpected failure is this path's evidence, not a crash
+            record.update(status="failed", reason=f"{type(error).__name__}: {error}")
+        if path is not None:
+            record["teardown"] = path.stop()
+        return False
+
+    def _probe_cloning(self, path: Any) -> dict[str, Any]:
         """One short, disposable ref_audio request. An engine that cannot clone errors or dies: it
         is restarted, and the preset closest to the reference stands in for the cloned condition."""
         cfg = self.config.candidate
-        request = self._candidate_target().request("Hello, this is a cloning probe.", "cloned")
+        request = path.target().request("Hello, this is a cloning probe.", "cloned")
         probe: dict[str, Any] = {"request": "ref_audio, one short sentence", "timeout_s": cfg.cloning_probe_timeout_s}
         try:
             response = httpx.post(request.url, json=request.body, timeout=cfg.cloning_probe_timeout_s)
@@ -264,17 +301,11 @@ class Run:
         probe["supported"] = supported
         if supported:
             return {"cloning": "native", "cloning_probe": probe}
-        engine = client.containers.get(spec.name)
-        alive = self._settle(engine, f"http://127.0.0.1:{cfg.port}/health")
-        probe["engine_state_after"] = engine.status if not alive else "running"
-        probe["evidence"] = [
-            line
-            for line in engine.logs(tail=40).decode(errors="replace").splitlines()
-            if "Error" in line or "Traceback" in line
-        ][-5:]
+        alive = path.alive()
+        probe["engine_state_after"] = "running" if alive else "exited"
+        probe["evidence"] = [line for line in path.log_lines() if "Error" in line or "Traceback" in line][-5:]
         if not alive:
-            engine.restart(timeout=int(self.config.teardown.grace_s))
-            container.wait_ready(client, spec, cfg.ready_timeout_s, self._check_abort)
+            path.restart()
             probe["restarted"] = True
         sweep = self._preset_sweep()
         return {
@@ -283,23 +314,6 @@ class Run:
             "preset_sweep": sweep,
             "substitute_voice": sweep["chosen"],
         }
-
-    @staticmethod
-    def _settle(engine: Any, health_url: str, within_s: float = 10.0) -> bool:
-        """After a failed probe: is the engine still up and answering? A dying process can look
-        "running" for a moment, so wait until it either answers /health or is gone."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            engine.reload()
-            if engine.status != "running":
-                return False
-            try:
-                if httpx.get(health_url, timeout=1.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        return False
 
     def _preset_sweep(self) -> dict[str, Any]:
         """Every preset voice says one phrase; the one closest to the reference (the shared
@@ -340,52 +354,49 @@ class Run:
             "unavailable": unavailable,
         }
 
-    def _sanity_check(self) -> dict[str, Any]:
-        """One synthesis: speech must be there (not silent, voiced, not clipped) before timing it."""
-        target = self._candidate_target()
-        request = target.request("This is a short sanity check of the candidate's voice.", "preset")
-        response = httpx.post(request.url, json=request.body, timeout=60)
+    def _sanity_check(self, target: Any) -> dict[str, Any]:
+        """One synthesis: speech must be there (not silent, not noise, not clipped) before timing it."""
+        text = "This is a short sanity check of the candidate's voice."
+        if getattr(target, "streaming", True) is False:
+            return sanity.check(target.synthesize(text, "preset"))
+        request = target.request(text, "preset")
+        try:
+            response = httpx.post(request.url, json=request.body, timeout=60)
+        except httpx.HTTPError as error:
+            return {"ok": False, "reason": f"no answer to the sanity request ({type(error).__name__}: {error})"}
         if response.status_code != 200:
             return {"ok": False, "reason": f"HTTP {response.status_code}: {response.text[:200]}"}
         samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
-        pcm = Pcm(samples, int(response.headers.get("x-sample-rate", 24000)))
-        level, f0 = rms_dbfs(samples), median_f0(pcm)
-        clipped = float(np.mean(np.abs(samples.astype(np.int32)) >= 32767)) if len(samples) else 0.0
-        facts = {
-            "audio_s": round(pcm.duration_s, 3),
-            "rms_dbfs": round(level, 1),
-            "median_f0_hz": f0,
-            "clipped_fraction": round(clipped, 5),
-        }
-        if pcm.duration_s < 0.5 or level < -50:
-            return {"ok": False, "reason": "silent or empty audio", **facts}
-        if f0 is None:
-            return {"ok": False, "reason": "no voiced frames: noise, not speech", **facts}
-        if clipped > 0.01:
-            return {"ok": False, "reason": "clipped audio", **facts}
-        return {"ok": True, **facts}
+        return sanity.check(Pcm(samples, int(response.headers.get("x-sample-rate", 24000))))
 
     # -- BENCHING -----------------------------------------------------------------------------
     def _memory_sources(self) -> list[Any]:
         """Every memory view of the candidate: NVML per process and device, its cgroup, the host."""
-        candidate = _read(self.dir, "candidate") or {}
-        ready = next((p for p in candidate.get("paths", []) if p.get("status") == "ok"), {})
+        ready = self._selected()
         container_id = (ready.get("container") or {}).get("id")
-        client = preflight.docker_client(self.config.preflight.docker_url)
+        if container_id:
+            client = preflight.docker_client(self.config.preflight.docker_url)
 
-        def engine_pids() -> list[int]:
-            if not container_id:
-                return []
-            top = client.containers.get(container_id).top(ps_args="-eo pid")
-            return [int(row[0]) for row in top.get("Processes", [])]
+            def engine_pids() -> list[int]:
+                top = client.containers.get(container_id).top(ps_args="-eo pid")
+                return [int(row[0]) for row in top.get("Processes", [])]
+        else:  # 2B: the engine's process; 2C: this process; 2D: each synthesis is a short-lived command
+            # (2C loads the model again in this, the timing process: STARTING's pid is gone.)
+            own = [os.getpid()] if ready.get("install_path") == "2C" else []
+            fixed = [p for p in [(ready.get("process") or {}).get("pid")] if p] + own
+
+            def engine_pids() -> list[int]:
+                return fixed
 
         sources: list[Any] = [memory.NvmlProcessSource(engine_pids), memory.NvmlDeviceSource()]
         try:
             if not container_id:
-                raise memory.SourceUnavailable("no candidate container")
+                raise memory.SourceUnavailable(f"install path {ready.get('install_path')} runs no container")
             sources.append(memory.CgroupSource(memory.cgroup_memory_file(container_id)))
         except memory.SourceUnavailable as error:
             sources.append(memory.UnavailableSource("cgroup", str(error)))
+        if not container_id and engine_pids():
+            sources.append(memory.ProcessRssSource(engine_pids))
         sources.append(memory.MeminfoSource())
         return sources
 
@@ -448,7 +459,11 @@ class Run:
         except Aborted as error:
             raise self._aborted(error) from None
         fraction = bench.timeout_fraction(records["candidate"])
+        selected = self._selected()
         result = {
+            # Every figure below came through this path; 2C/2D have no stream, so no TTFA.
+            "install_path": selected.get("install_path"),
+            "streaming_capable": selected.get("streaming_capable"),
             "memory": {"scope": "candidate during BENCHING (timed loops and load)", "sources": sampler.results()},
             "load": load_result,
             "client_cpus": cfg.client_cpus,
@@ -483,7 +498,9 @@ class Run:
             self._check_abort,
         )
         load_result = None
-        if cfg.load.enabled:
+        if cfg.load.enabled and getattr(targets["candidate"], "streaming", True) is False:
+            load_result = {"skipped": "the install path does not stream; a load sweep measures streams"}
+        elif cfg.load.enabled:
             progress({"side": "candidate", "load": "concurrency sweep"})
             load = cfg.load
             load_result = asyncio.run(
@@ -507,6 +524,11 @@ class Run:
         """Remove the run's engines, restore a paused co-tenant, then measure its recovery."""
         client = preflight.docker_client(self.config.preflight.docker_url)
         logs = container.save_logs(client, self.run_id, self.dir / "logs")
+        processes = self._stop_processes()
+        for session in processes:  # 2B engines wrote their logs into the run directory
+            log_file = self.dir / "logs" / f"{session['session']}.log"
+            if log_file.is_file():
+                logs[session["session"]] = log_file.read_text(errors="replace")
         context = {
             "image": self.config.candidate.image,
             "host_arch": platform.machine(),
@@ -514,6 +536,8 @@ class Run:
         }
         kernel_errors = diagnostics.write_report(self.dir, logs, context)
         removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
+        removal["processes"] = processes
+        removal["verified"] = removal["verified"] and all(p["verified"] for p in processes)
         restore = self._restore_cotenant()
         post = self._postflight(answered_after_restart=restore is not None)
         result = {
@@ -526,6 +550,13 @@ class Run:
         }
         _write(self.dir, "teardown", result)
         return result
+
+    def _stop_processes(self) -> list[dict[str, Any]]:
+        """Every engine process this run started (2B), from the state file: TERM → KILL → verify."""
+        recorded = self.store.load(self.run_id).changes.get("processes") or []
+        recorded = [recorded] if isinstance(recorded, dict) else recorded
+        grace = self.config.candidate.process.stop_grace_s
+        return [paths.stop_session(p["session"], p.get("pid"), grace) for p in recorded]
 
     def _restore_cotenant(self) -> dict[str, Any] | None:
         """pause-gemma: start the co-tenant again (always, even when the run failed) and time the outage."""

@@ -92,7 +92,9 @@ class RunState:
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     history: list[dict[str, Any]] = field(default_factory=list)
-    changes: dict[str, Any] = field(default_factory=lambda: {"containers": [], "cotenant_paused": None})
+    changes: dict[str, Any] = field(
+        default_factory=lambda: {"containers": [], "processes": [], "cotenant_paused": None}
+    )
     reason: str | None = None
     phase: dict[str, Any] = field(default_factory=dict)  # live progress of the current phase
 

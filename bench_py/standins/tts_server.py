@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ class Knobs:
     noise: bool = False  # send white noise of the speech's length instead of speech
     clone_crash: bool = False  # a ref_audio request kills the server, as the open Voxtral weights do
     nvrtc_error: bool = False  # log an NVRTC kernel-compilation traceback (as on GB10) and carry on
+    startup_delay_ms: float = 0.0  # /health says "starting" this long after calibration (slow model load)
+    die_after_requests: float = 0.0  # the process exits on this speech request (0: never): dies in warmup
+    refuse_model: bool = False  # exit at start saying the model's architecture is not supported
 
     def update(self, changes: dict[str, object]) -> None:
         names = {f.name: f.type for f in dataclasses.fields(self)}
@@ -213,9 +217,19 @@ class TtsServer:
         return response
 
     async def _prepare(self, _app: web.Application) -> None:
+        if self.knobs.refuse_model:
+            # What vLLM prints for an architecture it has no implementation of, then exits.
+            log.error(
+                "ValueError: Model architectures ['VoxtralTTSForConditionalGeneration'] are not supported for now. "
+                "Supported architectures: ['LlamaForCausalLM', 'Qwen2ForCausalLM']"
+            )
+            logging.shutdown()
+            os._exit(1)
+
         async def calibrate() -> None:
             started = time.monotonic()
             await self.engine.prepare()
+            await asyncio.sleep(self.knobs.startup_delay_ms / 1000)
             self._ready = True
             log.info("%s ready after %.1f s of calibration", self.engine.name, time.monotonic() - started)
 
@@ -381,6 +395,11 @@ class TtsServer:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise RequestError("'seed' must be an integer", "seed")
         reference = decode_reference(body["ref_audio"], "ref_audio") if body.get("ref_audio") is not None else None
+        self._speech_requests = getattr(self, "_speech_requests", 0) + 1
+        if self.knobs.die_after_requests and self._speech_requests >= self.knobs.die_after_requests:
+            log.error("RuntimeError: CUDA error: an illegal memory access was encountered (engine died)")
+            logging.shutdown()
+            os._exit(71)
         if reference is not None and self.knobs.clone_crash:
             # What the manual run saw: the open weights lack the audio encoder; ref_audio raises
             # inside the engine and takes the server down (a container restart was needed).
@@ -529,7 +548,13 @@ def main(argv: list[str] | None = None) -> None:
     hf_token_path = os.environ.get("HF_TOKEN_PATH")
     hf_token_present = bool(hf_token_path) and bool(_read_secret(hf_token_path, "HF token"))
     app = build_app(make_engine(args.engine), args.api, knobs, args.model, token, args.admin, hf_token_present)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    # Bind before starting: a taken port must end the process at once, as real servers do
+    # (aiohttp binds after startup and would wait on the calibration task first).
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as error:
+        raise SystemExit(f"cannot listen on {args.host}:{args.port}: {error.strerror} [Errno {error.errno}]") from None
+    web.run_app(app, sock=sock, print=None, access_log=None)
 
 
 if __name__ == "__main__":

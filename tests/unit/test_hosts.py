@@ -44,7 +44,13 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
     assert store.load("RUN-LOST").state == State.BASELINE  # a dry run changes nothing
     closed = recover(store, None)
     assert closed == [
-        {"run_id": "RUN-LOST", "was": "BASELINE", "reason": "dispatcher_lost", "cotenant_restarted": None}
+        {
+            "run_id": "RUN-LOST",
+            "was": "BASELINE",
+            "reason": "dispatcher_lost",
+            "processes": [],
+            "cotenant_restarted": None,
+        }
     ]
     state = store.load("RUN-LOST")
     assert state.state == State.ERROR_ABORTED and state.reason.startswith("dispatcher_lost")

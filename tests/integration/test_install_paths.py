@@ -1,0 +1,227 @@
+"""Install paths 2A–2D on the embedded default: statuses with evidence, the right latency
+semantics per path, a foreign-platform image blocked without being run, the noise gate, the
+license gate, and a canary token that never shows up anywhere while a run goes on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from bench_py.run.measurements import read_measurements
+from bench_py.standins import registry
+from tests.helpers import bench_containers, free_port
+from tests.integration.conftest import CANARY
+from tests.integration.test_pipeline import playbook
+
+pytestmark = pytest.mark.docker
+
+DEFAULT_2A_COMMAND = [
+    "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
+    "--engine", "espeak-ng", "--model", "mistralai/Voxtral-4B-TTS-2603",
+]  # fmt: skip
+
+REFUSING_2B_COMMAND = [
+    "{python}", "-m", "bench_py.standins.tts_server", "--port", "{port}", "--model", "{model}", "--refuse-model",
+]  # fmt: skip
+
+
+def engine_sessions() -> list[str]:
+    listed = subprocess.run(["tmux", "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True)
+    return [name for name in listed.stdout.split() if name.startswith("voxbench-benchmark-")]
+
+
+def only_run(env: dict) -> tuple[Path, dict]:
+    (run_dir,) = (env["tmp"] / "runs").iterdir()
+    return run_dir, read_measurements(run_dir / "measurements.json")
+
+
+def by_path(measurements: dict) -> dict[str, dict]:
+    return {p["install_path"]: p for p in measurements["install_paths"]["paths"]}
+
+
+class CanaryWatch:
+    """Samples every process's argv and environment, and every voxbench container's inspect
+    and logs, while a run goes on; remembers where the canary (or the token's path) was seen."""
+
+    def __init__(self, docker_client, token_path: Path) -> None:
+        self.docker, self.token_path = docker_client, str(token_path.resolve())
+        self.hits: list[str] = []
+        self.engine_environments: list[dict[str, str]] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CanaryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.2)
+
+    def sample(self) -> None:
+        canary = CANARY.encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            for label, blob in (("argv", argv), ("environ", environ)):
+                if canary in blob:
+                    self.hits.append(f"/proc/{proc.name}/{label}")
+            if b"bench_py.standins.tts_server" in argv and b"HF_TOKEN_PATH" in environ:
+                pairs = [item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item]
+                self.engine_environments.append({k.decode(): v.decode() for k, v in pairs})
+        for container in self.docker.containers.list(all=True, filters={"label": "io.voxbench.run-id"}):
+            try:
+                if CANARY in json.dumps(container.attrs) or canary in container.logs():
+                    self.hits.append(f"docker {container.name}")
+            except Exception:  # removed between list and inspect
+                continue
+        self.samples += 1
+
+
+@pytest.fixture(scope="module")
+def foreign_image(tmp_path_factory):
+    """An image whose only platform is another architecture, in a real registry on loopback."""
+    port = free_port()
+    process = registry.start(tmp_path_factory.mktemp("registry"), port)
+    try:
+        yield registry.push_foreign_image(port, "vllm/vllm-omni", "v0.18.0")
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from bench_py.standins.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("tiny-vits"))
+
+
+def test_foreign_image_blocked_then_2b_process_streams_and_the_token_never_shows(
+    bench_env, docker_client, foreign_image
+):
+    config = {"candidate": {**bench_env["config"]["candidate"], "image": foreign_image, "install_paths": ["2A", "2B"]}}
+    with CanaryWatch(docker_client, bench_env["token"]) as watch:
+        result = playbook(bench_env, "-e", "gemma_mode=parallel", "-vvv", config=config)
+    assert result.returncode == 0, result.stdout[-3000:]
+    run_dir, measurements = only_run(bench_env)
+    paths = by_path(measurements)
+    assert paths["2A"]["status"] == "blocked"
+    assert f"built for linux/{registry.foreign_architecture()} only" in paths["2A"]["reason"]
+    assert "registry manifest" in " ".join(paths["2A"]["evidence"])
+    assert not any(foreign_image in str(c.image.tags) for c in docker_client.containers.list(all=True))
+    assert paths["2B"]["status"] == "ok" and paths["2B"]["kind"] == "process"
+    assert measurements["install_paths"]["selected"] == "2B"
+    bench = measurements["bench"]
+    assert bench["install_path"] == "2B" and bench["streaming_capable"] is True
+    assert all(r["ttfa_ms"] is not None for r in bench["records"]["candidate"] if r["ok"])
+    # The engine process got the token's path, never the token.
+    assert watch.engine_environments, f"the 2B engine was never seen in {watch.samples} samples"
+    engine_env = watch.engine_environments[0]
+    assert engine_env["HF_TOKEN_PATH"] == str(bench_env["token"].resolve()) and "HF_TOKEN" not in engine_env
+    assert watch.hits == [], watch.hits
+    assert watch.samples > 20
+    assert CANARY not in result.stdout + result.stderr  # -vvv included
+    removal = measurements["teardown"]["removal"]
+    assert removal["verified"] and removal["processes"][0]["verified"]
+    assert engine_sessions() == [] and bench_containers(docker_client) == []
+    assert "logs/voxbench-benchmark-" in json.dumps(measurements["teardown"]["engine_logs"])
+    for path in [*run_dir.rglob("*"), *(bench_env["tmp"] / "state").rglob("*")]:
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    checkout = Path(bench_env["extra"]["voxbench_artifacts_repo"])
+    if checkout.exists():
+        history = subprocess.run(
+            ["git", "-C", str(checkout), "log", "--all", "-p"], capture_output=True, text=True, check=True
+        )
+        assert CANARY not in history.stdout
+
+
+def test_untrained_transformers_model_fails_the_sanity_check_then_2d_batch_gives_total_latency(
+    bench_env, docker_client, tiny_model
+):
+    candidate = {
+        **bench_env["config"]["candidate"],
+        "install_paths": ["2C", "2D"],
+        "in_process": {"loader": "transformers", "model_path": str(tiny_model), "voice": None},
+    }
+    result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
+    assert result.returncode == 0, result.stdout[-3000:]
+    _, measurements = only_run(bench_env)
+    paths = by_path(measurements)
+    assert paths["2C"]["status"] == "failed", paths["2C"]
+    # Random weights: a saturated buzz with no pitch. Whatever the reason, it is "not speech".
+    assert paths["2C"]["sanity"]["ok"] is False
+    assert any(word in paths["2C"]["reason"] for word in ("noise-like", "clipped", "no voiced")), paths["2C"]
+    assert paths["2C"]["engine"]["versions"]["architecture"] == "VitsModel"  # the real loader ran
+    assert paths["2D"]["status"] == "ok" and paths["2D"]["streaming_capable"] is False
+    bench = measurements["bench"]
+    timed = [r for r in bench["records"]["candidate"] if not r["warmup"]]
+    assert timed and all(r["ok"] and r["ttfa_ms"] is None and r["total_ms"] > 0 for r in timed)
+    assert bench["summary"]["candidate"]["cloned"]["total_synthesis_latency_ms"]["n"] == len(timed) // 2
+    verdict = json.loads((only_run(bench_env)[0] / "verdict.json").read_text())
+    assert verdict["verdict"] == "aarch64_vllm_omni_unverified" and verdict["row"] == 4
+
+
+def test_in_process_espeak_passes_and_later_paths_are_skipped(bench_env, docker_client):
+    candidate = {**bench_env["config"]["candidate"], "install_paths": ["2C", "2D"]}
+    result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
+    assert result.returncode == 0, result.stdout[-3000:]
+    _, measurements = only_run(bench_env)
+    paths = by_path(measurements)
+    assert paths["2C"]["status"] == "ok" and paths["2C"]["sanity"]["ok"]
+    assert paths["2C"]["engine"]["versions"]["libespeak-ng"]
+    assert paths["2D"] == {**paths["2D"], "status": "skipped", "reason": "install path 2C passed first"}
+    assert measurements["bench"]["memory"]["sources"]["process_rss"]["available"]
+
+
+def test_engine_dying_and_engine_refusing_the_model_end_in_teardown_with_evidence(bench_env, docker_client):
+    candidate = {
+        **bench_env["config"]["candidate"],
+        "command": [*DEFAULT_2A_COMMAND, "--die-after-requests", "1"],
+        "install_paths": ["2A", "2B"],
+        "process": {"command": REFUSING_2B_COMMAND},
+    }
+    result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
+    assert result.returncode == 0, result.stdout[-3000:]
+    run_dir, measurements = only_run(bench_env)
+    paths = by_path(measurements)
+    assert paths["2A"]["status"] == "failed" and "sanity" in paths["2A"]["reason"]
+    assert any("illegal memory access" in line for line in paths["2A"]["evidence"]), paths["2A"]
+    assert paths["2A"]["teardown"]["verified"]
+    assert paths["2B"]["status"] == "unsupported", paths["2B"]
+    assert any("are not supported" in line for line in paths["2B"]["evidence"])
+    assert [h["to"] for h in measurements["history"]][-2:] == ["TEARDOWN", "DONE"]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "inconclusive" and verdict["row"] == 3  # one path failed here: not upstream's word
+    assert verdict["evidence"]["paths"] == {"2A": "failed", "2B": "unsupported"}
+    assert engine_sessions() == [] and bench_containers(docker_client) == []
+
+
+def test_a_license_outside_the_allowed_list_disallows_every_path(bench_env, docker_client, tiny_model):
+    candidate = {
+        **bench_env["config"]["candidate"],
+        "install_paths": ["2C", "2D"],
+        "license": {"model_card": str(tiny_model / "README.md"), "allowed": ["mit"]},
+    }
+    result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
+    assert result.returncode == 0, result.stdout[-3000:]
+    run_dir, measurements = only_run(bench_env)
+    assert {p["status"] for p in measurements["install_paths"]["paths"]} == {"disallowed_by_vendor"}
+    assert measurements["install_paths"]["license"]["license"] == "apache-2.0"
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "keep_chatterbox_voxtral_tts_unsupported_upstream" and verdict["row"] == 2

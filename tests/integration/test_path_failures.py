@@ -1,0 +1,100 @@
+"""Failure injection on single install paths (real Docker, real tmux, real engines): each ends
+with a status and a clear reason, and its teardown leaves nothing behind."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from bench_py.config.model import load
+from bench_py.engines import paths
+from tests.helpers import bench_containers, free_port
+
+pytestmark = pytest.mark.docker
+
+RUN_ID = "BENCHMARK-VOXTRAL-TESTHOST-20261126-000000"
+
+
+@pytest.fixture
+def context(tmp_path, standin_images):
+    token = tmp_path / "hf_token"
+    token.write_text("hf_PATH_FAILURE_CANARY\n")
+    token.chmod(0o600)
+
+    def make(**candidate) -> paths.Context:
+        config = load(
+            {"gemma_mode": "parallel", "candidate": {"port": free_port(), "ready_timeout_s": 20, **candidate}}
+        )
+        return paths.Context(RUN_ID, config.candidate, token, tmp_path)
+
+    yield make
+    for name in sessions():  # a failed assertion must not leave an engine for the next test
+        paths.stop_session(name, None, 1)
+
+
+def sessions() -> list[str]:
+    listed = subprocess.run(["tmux", "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True)
+    return [name for name in listed.stdout.split() if name.startswith("voxbench-benchmark-")]
+
+
+def test_a_missing_image_is_blocked_before_anything_starts(context, docker_client):
+    path = paths.make("2A", context(image="voxbench/not-built-here:0.0"))
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "blocked"
+    # Air-gapped, the registry cannot even be asked; connected, it says it has no such image.
+    assert "voxbench/not-built-here:0.0 is not on this host" in raised.value.reason.replace("neither", "not")
+    assert path.stop()["verified"] and bench_containers(docker_client) == []
+
+
+def test_a_readiness_timeout_fails_the_container_path_and_removes_it(context, docker_client):
+    command = [
+        "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
+        "--startup-delay-ms", "60000",
+    ]  # fmt: skip
+    path = paths.make("2A", context(command=command, ready_timeout_s=3))
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "failed"
+    assert "did not answer" in raised.value.reason and "within 3 s" in raised.value.reason
+    assert bench_containers(docker_client)  # still there until teardown ...
+    assert path.stop()["verified"] and bench_containers(docker_client) == []  # ... which removes it
+
+
+def test_a_taken_port_blocks_the_process_path_and_its_session_is_gone(context):
+    ctx = context()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ctx.candidate.port))
+        holder.listen()
+        path = paths.make("2B", ctx)
+        with pytest.raises(paths.PathError) as raised:
+            path.start()
+    assert raised.value.status == "blocked", raised.value.reason
+    assert any("address already in use" in line.lower() for line in raised.value.evidence), raised.value.reason
+    stopped = path.stop()
+    assert stopped["verified"] and sessions() == []
+
+
+def test_a_missing_batch_binary_is_blocked(context):
+    path = paths.make("2D", context(batch={"command": ["no-such-synthesizer", "{text_file}"], "voice": "x"}))
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "blocked" and "no-such-synthesizer is not installed" in raised.value.reason
+
+
+def test_the_process_path_stops_an_engine_that_ignores_sigterm(context, tmp_path):
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ignoring SIGTERM', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    ctx = context(process={"command": ["{python}", str(script)], "stop_grace_s": 1}, ready_timeout_s=2)
+    path = paths.make("2B", ctx)
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "failed" and "within 2 s" in raised.value.reason
+    stopped = path.stop()
+    assert stopped["signals"] == ["SIGTERM", "SIGKILL"] and stopped["verified"]
+    assert not paths.pid_alive(stopped["pid"]) and sessions() == []
