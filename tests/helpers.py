@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +109,54 @@ def chromium() -> Iterator:
 
 def console_errors(driver) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+class CanaryWatch:
+    """Samples every process's argv and environment, and every voxbench container's inspect
+    and logs, while a run goes on; remembers where the canary (or the token's path) was seen."""
+
+    def __init__(self, canary: str, docker_client) -> None:
+        self.canary, self.docker = canary, docker_client
+        self.hits: list[str] = []
+        self.engine_environments: list[dict[str, str]] = []
+        self.samples = 0
+        self.containers_seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CanaryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.2)
+
+    def sample(self) -> None:
+        canary = self.canary.encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            for label, blob in (("argv", argv), ("environ", environ)):
+                if canary in blob:
+                    self.hits.append(f"/proc/{proc.name}/{label}")
+            if b"bench_py.standins.tts_server" in argv and b"HF_TOKEN_PATH" in environ:
+                pairs = [item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item]
+                self.engine_environments.append({k.decode(): v.decode() for k, v in pairs})
+        for container in self.docker.containers.list(all=True, filters={"label": "io.voxbench.run-id"}):
+            self.containers_seen.add(container.name)
+            try:
+                if self.canary in json.dumps(container.attrs) or canary in container.logs():
+                    self.hits.append(f"docker {container.name}")
+            except Exception:  # removed between list and inspect
+                continue
+        self.samples += 1

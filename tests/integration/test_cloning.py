@@ -25,7 +25,8 @@ def test_a_candidate_that_crashes_on_ref_audio_gets_a_preset_substitute(bench_en
     variables = {
         **bench_env["extra"],
         "voxbench_config": {"profile": "fast", **bench_env["config"],
-                            "candidate": {**bench_env["config"]["candidate"], "command": command}},
+                            "candidate": {**bench_env["config"]["candidate"], "command": command,
+                                          "install_paths": ["2A"]}},
     }  # fmt: skip
     (bench_env["tmp"] / "vars.json").write_text(json.dumps(variables))
     result = subprocess.run(

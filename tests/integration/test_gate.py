@@ -178,13 +178,14 @@ def test_pause_gemma_restarts_the_cotenant_even_when_the_candidate_fails(bench_e
         bench_env,
         "-e",
         "gemma_mode=pause-gemma",
-        config={"candidate": {**bench_env["config"]["candidate"], "image": "voxbench/no-such-image:1"}},
+        config={"candidate": {**bench_env["config"]["candidate"], "image": "vb/no-image:1", "install_paths": ["2A"]}},
     )
     output, _ = process.communicate(timeout=180)
     run_id = wait_for_state(bench_env, {"DONE", "ERROR_ABORTED"}, 5)
     data = host_measurements(bench_env, run_id)
     assert data["install_paths"]["selected"] is None
-    assert "is not on this host" in data["install_paths"]["paths"][0]["evidence"]
+    (path,) = data["install_paths"]["paths"]
+    assert path["status"] == "blocked" and "is not on this host" in path["reason"]
     assert data["cotenant"]["paused"]["restored"] is True
     restore = data["teardown"]["cotenant_restore"]
     assert restore["ok"] and restore["answered_after_s"] is not None

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from bench_py.run.measurements import read_measurements
 from bench_py.standins import registry
-from tests.helpers import bench_containers, free_port
+from tests.helpers import CanaryWatch, bench_containers, free_port
 from tests.integration.conftest import CANARY
 from tests.integration.test_pipeline import playbook
 
@@ -43,55 +42,6 @@ def by_path(measurements: dict) -> dict[str, dict]:
     return {p["install_path"]: p for p in measurements["install_paths"]["paths"]}
 
 
-class CanaryWatch:
-    """Samples every process's argv and environment, and every voxbench container's inspect
-    and logs, while a run goes on; remembers where the canary (or the token's path) was seen."""
-
-    def __init__(self, docker_client, token_path: Path) -> None:
-        self.docker, self.token_path = docker_client, str(token_path.resolve())
-        self.hits: list[str] = []
-        self.engine_environments: list[dict[str, str]] = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> CanaryWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(0.2)
-
-    def sample(self) -> None:
-        canary = CANARY.encode()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                argv, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
-            except OSError:
-                continue
-            for label, blob in (("argv", argv), ("environ", environ)):
-                if canary in blob:
-                    self.hits.append(f"/proc/{proc.name}/{label}")
-            if b"bench_py.standins.tts_server" in argv and b"HF_TOKEN_PATH" in environ:
-                pairs = [item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item]
-                self.engine_environments.append({k.decode(): v.decode() for k, v in pairs})
-        for container in self.docker.containers.list(all=True, filters={"label": "io.voxbench.run-id"}):
-            try:
-                if CANARY in json.dumps(container.attrs) or canary in container.logs():
-                    self.hits.append(f"docker {container.name}")
-            except Exception:  # removed between list and inspect
-                continue
-        self.samples += 1
-
-
 @pytest.fixture(scope="module")
 def foreign_image(tmp_path_factory):
     """An image whose only platform is another architecture, in a real registry on loopback."""
@@ -115,7 +65,7 @@ def test_foreign_image_blocked_then_2b_process_streams_and_the_token_never_shows
     bench_env, docker_client, foreign_image
 ):
     config = {"candidate": {**bench_env["config"]["candidate"], "image": foreign_image, "install_paths": ["2A", "2B"]}}
-    with CanaryWatch(docker_client, bench_env["token"]) as watch:
+    with CanaryWatch(CANARY, docker_client) as watch:
         result = playbook(bench_env, "-e", "gemma_mode=parallel", "-vvv", config=config)
     assert result.returncode == 0, result.stdout[-3000:]
     run_dir, measurements = only_run(bench_env)

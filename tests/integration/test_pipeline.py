@@ -15,7 +15,7 @@ from bench_py.api import run_bench
 from bench_py.audio import read_wav_file
 from bench_py.config import default_utterances
 from bench_py.run.measurements import read_measurements
-from tests.helpers import ROOT, bench_containers
+from tests.helpers import ROOT, CanaryWatch, bench_containers
 from tests.integration.conftest import CANARY
 
 pytestmark = pytest.mark.docker
@@ -160,8 +160,13 @@ def test_world_readable_token_file_aborts_in_preflight(bench_env, docker_client)
 
 
 def test_fast_profile_run_from_the_command_line(bench_env, docker_client):
-    result = playbook(bench_env, "-e", "gemma_mode=parallel")
+    # The canary is watched for in every process's argv and environment and in the candidate
+    # container's inspect and logs, all along the run (install path 2A).
+    with CanaryWatch(CANARY, docker_client) as watch:
+        result = playbook(bench_env, "-e", "gemma_mode=parallel")
     assert result.returncode == 0, result.stdout[-3000:]
+    assert watch.hits == [] and watch.samples > 20, (watch.hits, watch.samples)
+    assert watch.containers_seen, "the candidate container was never sampled"
     assert "verdict   pending_listening" in result.stdout
     assert "teardown  removed 1 container(s), 0 left" in result.stdout
     assert CANARY not in result.stdout + result.stderr
