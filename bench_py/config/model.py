@@ -31,10 +31,22 @@ class _Strict(BaseModel):
 InstallPathName = Literal["2A", "2B", "2C", "2D"]
 
 
+class Launch(_Strict):
+    """Version-aware launch for 2A (and 2B with ``process.version_command``)."""
+
+    version_command: list[str] | None = None  # run in the image: prints the engine's version
+    flags_by_version: dict[str, list[str]] = {}  # version prefix -> flags; {stage_config} filled in
+    memory_budget_gb: float | None = Field(default=None, gt=0)  # -> gpu_memory_utilization
+    total_memory_gb: float | None = Field(default=None, gt=0)  # null: NVML, else MemTotal
+    stage_config_template: str | None = None  # the engine's own stage config to patch (YAML)
+    stage_config_mount: str = "/run/voxbench/stage-config.yaml"
+
+
 class ProcessPath(_Strict):
     """2B: the engine as a supervised host process (a tmux session)."""
 
     command: list[str] = Field(min_length=1)  # {python} {port} {model} are filled in
+    version_command: list[str] | None = None  # run on the host: prints the engine's version
     stop_grace_s: float = Field(default=10.0, gt=0)
 
 
@@ -81,6 +93,7 @@ class Candidate(_Strict):
     in_process: InProcessPath
     batch: BatchPath
     license: License = License()
+    launch: Launch = Launch()
 
     @field_validator("install_paths")
     @classmethod

@@ -9,7 +9,9 @@ started with ``--rm``: teardown removes them and then verifies they are gone.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import socket
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ class ContainerSpec:
     cpuset_cpus: str | None = None
     network_mode: str | None = None  # "container:<name>": share that namespace; no port is published
     gpus: bool = False  # the NVIDIA runtime is there: request every GPU through a device request
+    files: tuple[tuple[str, bytes], ...] = ()  # (container path, content): copied in before start
 
     @property
     def name(self) -> str:
@@ -91,7 +94,13 @@ def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
     """Start the candidate from a local image. Never pulls: a benchmark must not reach a registry by accident."""
     try:
         client.images.get(spec.image)
-        container = client.containers.run(**spec.create_kwargs())
+        kwargs = spec.create_kwargs()
+        kwargs.pop("detach")
+        container = client.containers.create(**kwargs)
+        if spec.files:
+            # Copied in rather than bind-mounted: the daemon may see another filesystem than ours.
+            container.put_archive("/", _tar(spec.files))
+        container.start()
     except docker.errors.ImageNotFound:
         raise StartError(
             f"the image {spec.image} is not on this host; build it (voxbench images build) or set candidate.image"
@@ -107,6 +116,16 @@ def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
         "command": spec.command,
         "labels": container.labels,
     }
+
+
+def _tar(files: tuple[tuple[str, bytes], ...]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def wait_ready(

@@ -14,6 +14,8 @@ license is not one the configuration allows; ``skipped`` means an earlier path a
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import platform
 import re
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from bench_py.audio import Pcm, read_wav_file
-from bench_py.engines import container, inprocess
+from bench_py.engines import container, inprocess, launch
 from bench_py.engines.http import Condition, OpenAISpeechTarget
 
 STATUSES = ("ok", "blocked", "unsupported", "disallowed_by_vendor", "failed", "skipped")
@@ -253,8 +255,45 @@ class ContainerPath:
             facts["pulled"] = True
         return facts
 
+    def _engine_version(self, command: list[str]) -> str:
+        """Run the image once with ``command`` (no network, labelled, removed): the version the
+        engine itself reports, which the image tag may not tell truthfully."""
+        import docker.errors
+
+        name = f"{self.spec.name}-version"
+        self.ctx.record_change({"containers": name})
+        labels = {**self.spec.labels(), container.LABEL_ROLE: "version-probe"}
+        probe = self.client.containers.run(
+            self.spec.image, command, name=name, detach=True, labels=labels, network_disabled=True
+        )
+        try:
+            exit_code = probe.wait(timeout=120).get("StatusCode")
+            output = probe.logs().decode(errors="replace").strip().splitlines()
+        finally:
+            with contextlib.suppress(docker.errors.NotFound):
+                probe.remove(force=True)
+        if exit_code != 0 or not output:
+            raise PathError("failed", f"the version command {command} exited {exit_code}", output[-5:])
+        return output[-1].strip()
+
+    def _launch_plan(self) -> dict[str, Any] | None:
+        cfg = self.ctx.candidate.launch
+        if not cfg.version_command:
+            return None
+        try:
+            planned = launch.plan(cfg, self._engine_version(cfg.version_command), self.ctx.run_dir)
+            flags = launch.fill(planned["flags"], cfg.stage_config_mount if "stage_config" in planned else None)
+        except launch.LaunchError as error:
+            raise PathError("blocked", str(error)) from None
+        files = (
+            ((cfg.stage_config_mount, Path(planned["stage_config"]).read_bytes()),) if "stage_config" in planned else ()
+        )
+        self.spec = dataclasses.replace(self.spec, command=[*self.spec.command, *flags], files=files)
+        return planned
+
     def start(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"platform": self._check_platform()}
+        facts["launch"] = self._launch_plan()
         # Recorded before it exists, so recovery knows what to look for if we die mid-start.
         self.ctx.record_change({"containers": self.spec.name})
         try:
@@ -272,6 +311,11 @@ class ContainerPath:
             lines = self.log_lines()
             raise PathError(classify_log(lines), str(error).splitlines()[0], interesting(lines)) from None
         facts["ready_after_s"] = round(ready, 3)
+        if facts["launch"]:
+            facts["launch"]["reported"] = _reported(self.ctx.candidate.port)
+            mismatch = launch.check_loaded(facts["launch"], facts["launch"]["reported"])
+            if mismatch:
+                raise PathError("failed", mismatch)
         return facts
 
     def target(self, substitute_voice: str | None = None) -> OpenAISpeechTarget:
@@ -315,6 +359,15 @@ def _settles(running: Callable[[], bool], port: int, within_s: float = 10.0) -> 
             pass
         time.sleep(0.2)
     return False
+
+
+def _reported(port: int) -> dict[str, Any]:
+    """What the running engine says it is and loaded (vLLM's ``GET /version``)."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5.0)
+        return response.json() if response.status_code == 200 else {"error": f"HTTP {response.status_code}"}
+    except (httpx.HTTPError, ValueError) as error:
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _http_target(ctx: Context, substitute_voice: str | None) -> OpenAISpeechTarget:
@@ -407,10 +460,37 @@ class ProcessPath:
         self.pid = int(shown.stdout.strip())
         self.ctx.record_change({"processes": {"session": self.session, "pid": self.pid}})
 
+    def _launch_plan(self) -> dict[str, Any] | None:
+        cfg = self.ctx.candidate
+        if not cfg.process.version_command:
+            return None
+        command = _fill(
+            cfg.process.version_command, {"python": sys.executable, "port": str(cfg.port), "model": cfg.model}
+        )
+        env = dict(item.split("=", 1) for item in self._environment())
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False
+            )
+        except OSError as error:
+            raise PathError("blocked", f"the version command {command} cannot run: {error}") from None
+        output = result.stdout.strip().splitlines()
+        if result.returncode != 0 or not output:
+            raise PathError(
+                "failed", f"the version command {command} exited {result.returncode}", result.stderr.splitlines()[-5:]
+            )
+        try:
+            planned = launch.plan(cfg.launch, output[-1].strip(), self.ctx.run_dir)
+            self.argv = [*self.argv, *launch.fill(planned["flags"], planned.get("stage_config"))]
+        except launch.LaunchError as error:
+            raise PathError("blocked", str(error)) from None
+        return planned
+
     def start(self) -> dict[str, Any]:
         binary = shutil.which(self.argv[0])
         if binary is None:
             raise PathError("blocked", f"{self.argv[0]} is not installed on this host (candidate.process.command)")
+        planned = self._launch_plan()
         url = f"http://127.0.0.1:{self.ctx.candidate.port}/health"
         try:
             self._launch()
@@ -418,8 +498,14 @@ class ProcessPath:
         except PathError as error:
             lines = self.log_lines()
             raise PathError(classify_log(lines, error.status), error.reason, interesting(lines)) from None
+        if planned:
+            planned["reported"] = _reported(self.ctx.candidate.port)
+            mismatch = launch.check_loaded(planned, planned["reported"])
+            if mismatch:
+                raise PathError("failed", mismatch)
         return {
             "process": {"session": self.session, "pid": self.pid, "log": str(self.log.relative_to(self.ctx.run_dir))},
+            "launch": planned,
             "launch_command": self.argv,
             "ready_after_s": round(ready, 3),
         }

@@ -153,6 +153,43 @@ def check_memory(config: Config) -> Check:
     )
 
 
+def check_memory_budget(config: Config) -> Check:
+    """The candidate's budget must fit in what is free now: on unified memory the co-tenant's
+    share is not free, and a stage config's hard-coded 0.8 of 128 GB is more than Titan has."""
+    from bench_py.engines.launch import LaunchError, total_memory_gb, utilization_for
+
+    launch = config.candidate.launch
+    if launch.memory_budget_gb is None:
+        return Check("memory_budget", True, "no memory budget set: the engine's stage config decides", warning=True)
+    available = mem_available_gb()
+    budget = launch.memory_budget_gb
+    if budget > available:
+        return Check(
+            "memory_budget",
+            False,
+            f"candidate.launch.memory_budget_gb is {budget:g} GB, more than the {available:.1f} GB free on this host; "
+            "lower it, or choose gemma_mode=pause-gemma",
+        )
+    try:
+        total, source = total_memory_gb(launch.total_memory_gb)
+        utilization = utilization_for(budget, total)
+    except LaunchError as error:
+        return Check("memory_budget", False, f"candidate.launch.memory_budget_gb: {error}")
+    return Check(
+        "memory_budget",
+        True,
+        f"a budget of {budget:g} GB fits in the {available:.1f} GB free: gpu_memory_utilization {utilization:g} "
+        f"of {total:.1f} GB",
+        {
+            "budget_gb": budget,
+            "available_gb": round(available, 2),
+            "total_gb": round(total, 2),
+            "total_source": source,
+            "gpu_memory_utilization": utilization,
+        },
+    )
+
+
 def check_reference(config: Config, project_dir: Path) -> Check:
     directory = Path(config.reference.dir).expanduser()
     directory = directory if directory.is_absolute() else project_dir / directory
@@ -207,6 +244,7 @@ CHECKS: tuple[Callable[[Config], Check], ...] = (
     check_token_file,
     check_disk,
     check_memory,
+    check_memory_budget,
     check_cotenant_control,
     check_orphan_sweep,
 )

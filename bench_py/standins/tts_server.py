@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from aiohttp import web
@@ -42,6 +43,10 @@ RESPONSE_FORMATS = ("pcm", "wav")
 UNSUPPORTED_FORMATS = ("mp3", "opus", "aac", "flac")
 STREAM_FORMATS = ("audio", "sse")
 MAX_INPUT_CHARS = 4096
+#: The vLLM-Omni release this stand-in answers as (``--engine-version`` pretends to be another).
+STANDIN_VERSION = "0.18.0"
+#: What the built-in stage config hard-codes, as vLLM-Omni's does: only a stage config file changes it.
+BUILTIN_GPU_MEMORY_UTILIZATION = 0.9
 TOKEN_HEADER = "X-Internal-Token"
 #: What engines print on a GPU their runtime-compiled kernels do not know (the manual run's sm_121).
 NVRTC_TRACEBACK = """engine versions: torch 2.9.0+cu130, cuda 13.0, vllm 0.18.0
@@ -188,10 +193,16 @@ class TtsServer:
         self._hf_token_present = hf_token_present
         self._ready = False
         self._active_streams = 0
+        self.engine_info: dict[str, object] = {
+            "version": STANDIN_VERSION,
+            "gpu_memory_utilization": BUILTIN_GPU_MEMORY_UTILIZATION,
+            "stage_config": "built-in",
+        }
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[_stamp_arrival, self._label])
         app.router.add_get("/health", self.health)
+        app.router.add_get("/version", self.version)
         if self.api == "openai":
             app.router.add_post("/v1/audio/speech", self.openai_speech)
             app.router.add_get("/v1/audio/voices", self.voices)
@@ -228,7 +239,12 @@ class TtsServer:
 
         async def calibrate() -> None:
             started = time.monotonic()
-            await self.engine.prepare()
+            try:
+                await self.engine.prepare()
+            except Exception as error:  # a model that cannot load ends the server, as real engines do
+                log.error("the %s engine could not start: %s: %s", self.engine.name, type(error).__name__, error)
+                logging.shutdown()
+                os._exit(1)
             await asyncio.sleep(self.knobs.startup_delay_ms / 1000)
             self._ready = True
             log.info("%s ready after %.1f s of calibration", self.engine.name, time.monotonic() - started)
@@ -245,8 +261,13 @@ class TtsServer:
             "model": self.model,
             "active_streams": self._active_streams,
             "hf_token": "present" if self._hf_token_present else "absent",
+            **self.engine_info,
         }
         return web.json_response(body, status=200 if self._ready else 503)
+
+    async def version(self, _request: web.Request) -> web.Response:
+        """vLLM's ``GET /version``, plus what the stage config actually loaded."""
+        return web.json_response(self.engine_info)
 
     async def voices(self, _request: web.Request) -> web.Response:
         return web.json_response({"voices": list(self.engine.presets())})
@@ -530,6 +551,10 @@ def parser() -> argparse.ArgumentParser:
         "--token-file", help="chatterbox: the token clients must send; mistral-hosted: the API key (Bearer)"
     )
     cli.add_argument("--admin", action="store_true", help="serve GET/POST /admin/knobs to change knobs live")
+    cli.add_argument("--engine-version", default=STANDIN_VERSION, help="the vLLM-Omni version to answer as")
+    cli.add_argument("--print-version", action="store_true", help="print the engine version and exit")
+    cli.add_argument("--stage-configs-path", help="vLLM-Omni >= 0.18: the stage config (YAML in JSON syntax)")
+    cli.add_argument("--stage-config", help="vLLM-Omni < 0.18: the stage config (same file, older flag)")
     for field in dataclasses.fields(Knobs):
         flag = "--" + field.name.replace("_", "-")
         if field.type in ("bool", bool):
@@ -539,8 +564,37 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+def _stage_config(cli: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, object]:
+    """As vLLM-Omni: the stage-config flag's name depends on the release, and a flag meant for
+    another release is refused at start; the file's ``gpu_memory_utilization`` is what loads."""
+    version = args.engine_version
+    new_flags = tuple(int(part) for part in version.split(".")[:2]) >= (0, 18)
+    if new_flags and args.stage_config:
+        cli.error(f"unrecognized arguments: --stage-config (vLLM-Omni {version} takes --stage-configs-path)")
+    if not new_flags and args.stage_configs_path:
+        cli.error(f"unrecognized arguments: --stage-configs-path (vLLM-Omni {version} takes --stage-config)")
+    path = args.stage_configs_path or args.stage_config
+    info: dict[str, object] = {
+        "version": version,
+        "gpu_memory_utilization": BUILTIN_GPU_MEMORY_UTILIZATION,
+        "stage_config": path or "built-in",
+    }
+    if path:
+        try:
+            stages = json.loads(Path(path).read_text())["stage_args"]
+            info["gpu_memory_utilization"] = float(stages[0]["engine_args"]["gpu_memory_utilization"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            cli.error(f"cannot load the stage config {path}: {error}")
+    return info
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.print_version:
+        print(args.engine_version)
+        return
+    engine_info = _stage_config(cli, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     knobs = Knobs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Knobs)})
     token = _read_secret(args.token_file, "token") if args.token_file else None
@@ -548,6 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     hf_token_path = os.environ.get("HF_TOKEN_PATH")
     hf_token_present = bool(hf_token_path) and bool(_read_secret(hf_token_path, "HF token"))
     app = build_app(make_engine(args.engine), args.api, knobs, args.model, token, args.admin, hf_token_present)
+    app["server"].engine_info = engine_info
     # Bind before starting: a taken port must end the process at once, as real servers do
     # (aiohttp binds after startup and would wait on the calibration task first).
     try:

@@ -98,3 +98,43 @@ def test_the_process_path_stops_an_engine_that_ignores_sigterm(context, tmp_path
     stopped = path.stop()
     assert stopped["signals"] == ["SIGTERM", "SIGKILL"] and stopped["verified"]
     assert not paths.pid_alive(stopped["pid"]) and sessions() == []
+
+
+STANDIN_2A = ["python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091"]
+
+
+def test_the_engines_own_version_picks_the_flags_and_the_patched_stage_config_loads(context, docker_client):
+    old = ["--engine-version", "0.16.2"]
+    ctx = context(command=[*STANDIN_2A, *old], launch={"version_command": [*STANDIN_2A, *old, "--print-version"]})
+    path = paths.make("2A", ctx)
+    try:
+        facts = path.start()
+    finally:
+        stopped = path.stop()
+    planned = facts["launch"]
+    assert planned["engine_version"] == "0.16.2" and planned["flags_for"] == "0.16"
+    assert facts["container"]["command"][-2:] == ["--stage-config", ctx.candidate.launch.stage_config_mount]
+    assert planned["reported"]["gpu_memory_utilization"] == planned["gpu_memory_utilization"] < 0.9  # not built-in
+    assert planned["reported"]["version"] == "0.16.2"
+    assert stopped["verified"] and bench_containers(docker_client) == []  # the version probe is gone too
+
+
+def test_a_flag_set_meant_for_another_version_is_refused_by_the_engine(context, docker_client):
+    command = [*STANDIN_2A, "--engine-version", "0.16.2", "--stage-configs-path", "/dev/null"]
+    path = paths.make("2A", context(command=command, launch={"version_command": None}))
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "failed"
+    assert any("unrecognized arguments: --stage-configs-path" in line for line in raised.value.evidence)
+    assert path.stop()["verified"] and bench_containers(docker_client) == []
+
+
+def test_a_version_with_no_configured_flags_is_blocked_before_the_engine_starts(context, docker_client):
+    new = ["--engine-version", "0.17.1"]
+    path = paths.make(
+        "2A", context(command=[*STANDIN_2A, *new], launch={"version_command": [*STANDIN_2A, *new, "--print-version"]})
+    )
+    with pytest.raises(paths.PathError) as raised:
+        path.start()
+    assert raised.value.status == "blocked" and "reports version 0.17.1" in raised.value.reason
+    assert path.stop()["verified"] and bench_containers(docker_client) == []
