@@ -94,6 +94,7 @@ class Candidate(_Strict):
     batch: BatchPath
     license: License = License()
     launch: Launch = Launch()
+    token_mode: Literal["file", "env-file"] = "file"
 
     @field_validator("install_paths")
     @classmethod

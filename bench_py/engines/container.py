@@ -21,6 +21,7 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
+import docker.utils
 import httpx
 
 LABEL_RUN = "io.voxbench.run-id"
@@ -48,6 +49,7 @@ class ContainerSpec:
     network_mode: str | None = None  # "container:<name>": share that namespace; no port is published
     gpus: bool = False  # the NVIDIA runtime is there: request every GPU through a device request
     files: tuple[tuple[str, bytes], ...] = ()  # (container path, content): copied in before start
+    env_file: Path | None = None  # token_mode env-file: the seed's --env-file (docker inspect shows it)
 
     @property
     def name(self) -> str:
@@ -79,9 +81,18 @@ class ContainerSpec:
                 else {"ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)}}
             ),
             **({"cpuset_cpus": self.cpuset_cpus} if self.cpuset_cpus else {}),
+            **self._token_kwargs(),
+            **({"device_requests": [self.gpu_request()]} if self.gpus else {}),
+        }
+
+    def _token_kwargs(self) -> dict[str, Any]:
+        if self.env_file is not None:
+            # What `docker run --env-file` does: the file's variables become the container's
+            # environment. Documented as leaking into `docker inspect`; never the default.
+            return {"environment": docker.utils.parse_env_file(str(self.env_file))}
+        return {
             "volumes": {str(self.token_file.expanduser().resolve()): {"bind": self.token_mount, "mode": "ro"}},
             "environment": {"HF_TOKEN_PATH": self.token_mount},
-            **({"device_requests": [self.gpu_request()]} if self.gpus else {}),
         }
 
     @staticmethod

@@ -296,11 +296,21 @@ class ContainerPath:
         facts["launch"] = self._launch_plan()
         # Recorded before it exists, so recovery knows what to look for if we die mid-start.
         self.ctx.record_change({"containers": self.spec.name})
+        facts["token"] = "file: read-only mount + HF_TOKEN_PATH"
+        env_file = self.ctx.run_dir / ".hf_token.env"
+        if self.ctx.candidate.token_mode == "env-file":
+            facts["token"] = "env-file: HF_TOKEN in the container's environment (docker inspect shows it)"
+            token = self.ctx.token_file.expanduser().read_text().strip()
+            with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+                handle.write(f"HF_TOKEN={token}\n")
+            self.spec = dataclasses.replace(self.spec, env_file=env_file)
         try:
             facts["container"] = container.start(self.client, self.spec)
         except container.StartError as error:
             taken = PORT_TAKEN.search(str(error)) or "port is already allocated" in str(error)
             raise PathError("blocked" if taken else "failed", str(error)) from None
+        finally:
+            env_file.unlink(missing_ok=True)  # the seed deleted its env file once the container started
         facts["launch_command"] = self.spec.command
         facts["gpu_device_request"] = self.spec.gpus
         try:

@@ -210,7 +210,13 @@ class Run:
             _write(
                 self.dir,
                 "candidate",
-                {"paths": records, "selected": selected, "order": list(cfg.install_paths), "license": license_check},
+                {
+                    "paths": records,
+                    "selected": selected,
+                    "order": list(cfg.install_paths),
+                    "license": license_check,
+                    "token_mode": cfg.token_mode,
+                },
             )
 
         try:
@@ -252,7 +258,7 @@ class Run:
         try:
             path = paths.make(name, ctx)
             record.update(path.start())
-            record["token"] = "file (HF_TOKEN_PATH)"
+            record.setdefault("token", "file: HF_TOKEN_PATH names the token file")
             record["sanity"] = self._sanity_check(path.target())
             if not record["sanity"]["ok"]:
                 lines = path.log_lines()

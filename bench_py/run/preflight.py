@@ -153,6 +153,19 @@ def check_memory(config: Config) -> Check:
     )
 
 
+def check_token_mode(config: Config) -> Check:
+    if config.candidate.token_mode == "env-file":
+        return Check(
+            "token_mode",
+            True,
+            "candidate.token_mode is env-file: the token will be in the candidate container's environment, "
+            "where docker inspect shows it to anyone who can use Docker; use token_mode file unless the engine "
+            "cannot read HF_TOKEN_PATH",
+            warning=True,
+        )
+    return Check("token_mode", True, "the token reaches the candidate as a read-only file (HF_TOKEN_PATH)")
+
+
 def check_memory_budget(config: Config) -> Check:
     """The candidate's budget must fit in what is free now: on unified memory the co-tenant's
     share is not free, and a stage config's hard-coded 0.8 of 128 GB is more than Titan has."""
@@ -242,6 +255,7 @@ CHECKS: tuple[Callable[[Config], Check], ...] = (
     check_docker,
     check_ports,
     check_token_file,
+    check_token_mode,
     check_disk,
     check_memory,
     check_memory_budget,

@@ -138,3 +138,18 @@ def test_a_version_with_no_configured_flags_is_blocked_before_the_engine_starts(
         path.start()
     assert raised.value.status == "blocked" and "reports version 0.17.1" in raised.value.reason
     assert path.stop()["verified"] and bench_containers(docker_client) == []
+
+
+def test_env_file_mode_is_the_documented_exception_the_token_shows_in_inspect(context, docker_client, tmp_path):
+    """The one place a token may appear, excluded from every canary test by this name: the seed's
+    env-file mode. It leaks into docker inspect (asserted, so the docs stay true) and its file is
+    deleted once the container has started."""
+    path = paths.make("2A", context(token_mode="env-file", launch={"version_command": None}))
+    try:
+        facts = path.start()
+        inspect = docker_client.containers.get(facts["container"]["id"]).attrs
+    finally:
+        assert path.stop()["verified"]
+    assert "HF_TOKEN=hf_PATH_FAILURE_CANARY" in inspect["Config"]["Env"]  # the documented leak
+    assert not any(m["Destination"] == "/run/secrets/hf_token" for m in inspect["Mounts"])
+    assert facts["token"].startswith("env-file") and not (tmp_path / ".hf_token.env").exists()

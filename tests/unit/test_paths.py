@@ -116,3 +116,17 @@ def test_the_budget_becomes_the_patched_stage_configs_utilization(tmp_path):
                                {"version": "0.18.0", "gpu_memory_utilization": 0.9}) == (
         "the engine loaded gpu_memory_utilization 0.9, not the 0.461 voxbench set"
     )  # fmt: skip
+
+
+def test_env_file_mode_passes_the_token_as_docker_run_env_file_would(tmp_path):
+    token, env_file = tmp_path / "t", tmp_path / "hf.env"
+    token.write_text("hf_SECRET")
+    env_file.write_text("HF_TOKEN=hf_SECRET\n")
+    run_id = "BENCHMARK-VOXTRAL-H-20260101-000000"
+    kwargs = ContainerSpec(run_id, "img", ["serve"], 8091, 18091, token, "/run/t", env_file=env_file).create_kwargs()
+    assert kwargs["environment"] == {"HF_TOKEN": "hf_SECRET"} and "volumes" not in kwargs
+    config = load({"gemma_mode": "parallel", "candidate": {"token_mode": "env-file"}})
+    from bench_py.run.preflight import check_token_mode
+
+    check = check_token_mode(config)
+    assert check.ok and check.warning and "docker inspect shows it" in check.message
