@@ -61,6 +61,31 @@ def images_build(force: bool) -> None:
         click.echo(f"{role}\t{tag}")
 
 
+@images.command("pair")
+@click.option("--base", required=True, help="A vllm-openai image of this host's platform, already on the host.")
+@click.option(
+    "--wheel",
+    "wheel",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The vllm-omni wheel of the tag to pair (built locally; nothing is downloaded).",
+)
+@click.option("--tag", required=True, help="Tag for the paired image (then set candidate.image to it).")
+def images_pair(base: str, wheel: Path, tag: str) -> None:
+    """Build a paired engine image for this host: BASE + vLLM-Omni from WHEEL, refused when the
+    vLLM and vLLM-Omni minor versions differ (docs/install-paths.md)."""
+    import docker
+
+    from bench_py.engines.paired import PairingError, pair
+
+    try:
+        built = pair(docker.from_env(), base, wheel, tag)
+    except PairingError as error:
+        raise click.ClickException(str(error)) from None
+    versions = ", ".join(f"{name} {version}" for name, version in built["versions"].items())
+    click.echo(f"{built['tag']}\t{built['architecture']}\t{versions}")
+
+
 @main.group()
 def reference() -> None:
     """Reference clips for cloning."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
+import docker.errors
 import httpx
 import pytest
 
@@ -58,3 +62,38 @@ def test_containers_from_the_images_answer(docker_client, standin_images, test_r
     finally:
         for container in started:
             container.remove(force=True)
+
+
+def test_a_paired_image_is_built_for_this_platform_only_when_the_minors_match(docker_client, standin_images, tmp_path):
+    """The fix for an engine image of another architecture: this host's vllm-openai base plus the
+    vLLM-Omni wheel of the matching tag, from local parts only (wheels built here)."""
+    import subprocess
+
+    from bench_py.engines.paired import build_with_wheel
+    from bench_py.engines.paths import host_platform
+    from bench_py.standins.wheels import make_wheel
+
+    base, paired = "voxbench-test/vllm-openai:0.18.2", "voxbench-test/vllm-omni:0.18-paired"
+    try:
+        build_with_wheel(docker_client, standin_images["tts"], make_wheel(tmp_path, "vllm", "0.18.2"), base)
+        voxbench = [sys.executable, "-m", "bench_py.cli", "images", "pair", "--base", base, "--tag"]
+        good = subprocess.run(
+            [*voxbench, paired, "--wheel", str(make_wheel(tmp_path, "vllm-omni", "0.18.0"))],
+            capture_output=True,
+            text=True,
+        )
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.split("\t")[:2] == [paired, host_platform().split("/")[1]]
+        assert "vllm 0.18.2, vllm-omni 0.18.0" in good.stdout
+        bad = subprocess.run(
+            [*voxbench, "voxbench-test/vllm-omni:bad", "--wheel", str(make_wheel(tmp_path, "vllm-omni", "0.17.1"))],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode == 1
+        assert "vLLM 0.18.2 and vLLM-Omni 0.17.1 differ in their minor version" in bad.stderr
+        assert not docker_client.images.list("voxbench-test/vllm-omni:bad")  # refused before building
+    finally:
+        for tag in (paired, base):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(tag, force=True)

@@ -64,6 +64,9 @@ def test_hosts_have_what_a_bench_needs(converged, test_hosts):
             assert "voxbench-cleanup.timer" in sh(test_hosts, name, "systemctl list-timers --all")[1]
             assert sh(test_hosts, name, "systemctl is-enabled voxbench-recover.service")[1].strip() == "enabled"
             assert sh(test_hosts, name, "test -f /var/lib/systemd/linger/bench")[0] == 0
+            # Every voxbench unit, as systemd sees it (environment, command lines): no token.
+            shown = sh(test_hosts, name, "systemctl show 'voxbench-*' --all --no-pager")[1]
+            assert "voxbench-cleanup" in shown and CANARY not in shown
         else:
             assert sh(test_hosts, name, "test -e /etc/systemd/system/voxbench-cleanup.timer")[0] != 0
     assert "does not run systemd as PID 1" in converged["first"].stdout
