@@ -95,6 +95,8 @@ class Candidate(_Strict):
     license: License = License()
     launch: Launch = Launch()
     token_mode: Literal["file", "env-file"] = "file"
+    hf_cache_dir: str | None = None  # 2A: the host's Hugging Face cache, mounted read-write
+    hf_cache_mount: str = "/root/.cache/huggingface"
 
     @field_validator("install_paths")
     @classmethod

@@ -50,6 +50,7 @@ class ContainerSpec:
     gpus: bool = False  # the NVIDIA runtime is there: request every GPU through a device request
     files: tuple[tuple[str, bytes], ...] = ()  # (container path, content): copied in before start
     env_file: Path | None = None  # token_mode env-file: the seed's --env-file (docker inspect shows it)
+    hf_cache: tuple[str, str] | None = None  # (host dir, container dir): downloaded weights outlive the run
 
     @property
     def name(self) -> str:
@@ -81,7 +82,7 @@ class ContainerSpec:
                 else {"ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)}}
             ),
             **({"cpuset_cpus": self.cpuset_cpus} if self.cpuset_cpus else {}),
-            **self._token_kwargs(),
+            **self._mounts(),
             **({"device_requests": [self.gpu_request()]} if self.gpus else {}),
         }
 
@@ -94,6 +95,15 @@ class ContainerSpec:
             "volumes": {str(self.token_file.expanduser().resolve()): {"bind": self.token_mount, "mode": "ro"}},
             "environment": {"HF_TOKEN_PATH": self.token_mount},
         }
+
+    def _mounts(self) -> dict[str, Any]:
+        """The token's route, and the Hugging Face cache when one is configured."""
+        kwargs = self._token_kwargs()
+        if self.hf_cache:
+            host, inside = self.hf_cache
+            cache = {str(Path(host).expanduser().resolve()): {"bind": inside, "mode": "rw"}}
+            kwargs["volumes"] = {**kwargs.get("volumes", {}), **cache}
+        return kwargs
 
     @staticmethod
     def gpu_request() -> docker.types.DeviceRequest:
@@ -124,6 +134,8 @@ def start(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
         "name": spec.name,
         "image": spec.image,
         "image_id": image.id,
+        # A paired image names what it was built from (voxbench images pair).
+        "base_image": (image.labels or {}).get("io.voxbench.paired-from"),
         "command": spec.command,
         "labels": container.labels,
     }

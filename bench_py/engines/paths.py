@@ -216,6 +216,7 @@ class ContainerPath:
             cpuset_cpus=cfg.cpuset_cpus,
             network_mode=cfg.network_mode,
             gpus=gpus,
+            hf_cache=(cfg.hf_cache_dir, cfg.hf_cache_mount) if cfg.hf_cache_dir else None,
         )
 
     def _check_platform(self) -> dict[str, Any]:

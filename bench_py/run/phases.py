@@ -489,8 +489,47 @@ class Run:
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")
         return {"state": State.TEARDOWN, "phase3_passed": result["phase3_passed"], "summary": result["summary"]}
 
+    def _engine_gone(self) -> str | None:
+        """Why the candidate's engine is no longer there (2A container, 2B process), or None."""
+        selected = self._selected()
+        if selected.get("container"):
+            client = preflight.docker_client(self.config.preflight.docker_url)
+            try:
+                engine = client.containers.get(selected["container"]["id"])
+            except Exception as error:  # removed behind our back counts as gone
+                return f"the candidate container is gone ({type(error).__name__})"
+            if engine.status != "running":
+                code = engine.attrs["State"].get("ExitCode")
+                return f"the candidate container {engine.status} (exit code {code}) during BENCHING"
+        pid = (selected.get("process") or {}).get("pid")
+        if pid and not paths.pid_alive(int(pid)):
+            return f"the candidate engine process {pid} exited during BENCHING"
+        return None
+
+    def _stop_check(self) -> Any:
+        """Before every timed request: an abort flag, or a dead engine (fatal: row 9 of the
+        state machine) — timing a dead engine would record errors as if they were its answers."""
+
+        def check() -> None:
+            self._check_abort()
+            gone = self._engine_gone()
+            if gone:
+                tail = [line for line in self._engine_log_tail() if line.strip()][-5:]
+                request_abort(self.dir, "engine_failure", gone, {"log_tail": tail})
+                self._check_abort()
+
+        return check
+
+    def _engine_log_tail(self) -> list[str]:
+        selected = self._selected()
+        try:
+            return paths.make(selected["install_path"], self._path_context()).log_lines(20)
+        except Exception:  # the evidence is a courtesy; the abort must happen regardless
+            return []
+
     def _timed_loops(self, targets: dict[str, Any], timeouts: httpx.Timeout, progress: Any) -> tuple[Any, Any]:
         cfg = self.config.bench
+        should_stop = self._stop_check()
         records = bench.run(
             targets,
             cfg.utterances,
@@ -501,7 +540,7 @@ class Run:
             self.dir / "wavs" if cfg.save_wavs else None,
             progress,
             cfg.audible_threshold_dbfs,
-            self._check_abort,
+            should_stop,
         )
         load_result = None
         if cfg.load.enabled and getattr(targets["candidate"], "streaming", True) is False:
@@ -520,7 +559,7 @@ class Run:
                     load.poisson_rate_per_s,
                     load.poisson_requests,
                     load.seed,
-                    self._check_abort,
+                    should_stop,
                 )
             )
         return records, load_result

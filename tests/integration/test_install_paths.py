@@ -175,3 +175,20 @@ def test_a_license_outside_the_allowed_list_disallows_every_path(bench_env, dock
     assert measurements["install_paths"]["license"]["license"] == "apache-2.0"
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["verdict"] == "keep_chatterbox_voxtral_tts_unsupported_upstream" and verdict["row"] == 2
+
+
+def test_an_engine_dying_in_warmup_aborts_the_run_instead_of_timing_a_dead_engine(bench_env, docker_client):
+    # Request 1 is the sanity check, 2 the cloning probe, 3 the first warmup: the engine dies there.
+    command = [*DEFAULT_2A_COMMAND, "--die-after-requests", "3"]
+    candidate = {**bench_env["config"]["candidate"], "command": command, "install_paths": ["2A"]}
+    result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
+    assert result.returncode != 0
+    run_dir, measurements = only_run(bench_env)
+    assert measurements["final_state"] == "ERROR_ABORTED"
+    assert measurements["abort"]["by"] == "engine_failure"
+    assert "during BENCHING" in measurements["reason"] and "exit code 71" in measurements["reason"]
+    assert any("illegal memory access" in line for line in measurements["abort"]["evidence"]["log_tail"])
+    assert [h["to"] for h in measurements["history"]][-2:] == ["BENCHING", "ERROR_ABORTED"]
+    assert measurements["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "inconclusive" and verdict["row"] == 1

@@ -130,3 +130,17 @@ def test_env_file_mode_passes_the_token_as_docker_run_env_file_would(tmp_path):
 
     check = check_token_mode(config)
     assert check.ok and check.warning and "docker inspect shows it" in check.message
+
+
+def test_the_hf_cache_is_mounted_beside_the_read_only_token(tmp_path):
+    token = tmp_path / "t"
+    token.write_text("x")
+    cache = tmp_path / "hf-cache"
+    spec = ContainerSpec(
+        "BENCHMARK-VOXTRAL-H-20260101-000000", "img", ["serve"], 8091, 18091, token, "/run/t",
+        hf_cache=(str(cache), "/root/.cache/huggingface"),
+    )  # fmt: skip
+    assert spec.create_kwargs()["volumes"] == {
+        str(token.resolve()): {"bind": "/run/t", "mode": "ro"},
+        str(cache.resolve()): {"bind": "/root/.cache/huggingface", "mode": "rw"},
+    }
