@@ -89,6 +89,10 @@ def parse_wav_header(data: bytes) -> tuple[int, int, int, int]:
             audio_format, channels, rate, bits = fmt
             if audio_format not in (1, 0xFFFE):
                 raise AudioFormatError(f"WAV format tag {audio_format} is not integer PCM")
+            if rate <= 0 or channels <= 0:
+                raise AudioFormatError(f"WAV header says {rate} Hz and {channels} channel(s): not audio")
+            if bits <= 0 or bits % 8:
+                raise AudioFormatError(f"WAV header says {bits} bits per sample")
             return rate, channels, bits, body
         if chunk_id == b"fmt ":
             if body + 16 > len(data):

@@ -293,6 +293,8 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     merged = deep_merge(default_config(), overrides or {})
     profiles = merged.pop("profiles", {}) or {}
     profile = merged.get("profile", "full")
+    if not isinstance(profile, str):
+        raise ConfigError(f"profile: must be a name (full or one of {sorted(profiles)}), not {profile!r}")
     if profile != "full":
         if profile not in profiles:
             raise ConfigError(f"profile: unknown profile {profile!r}; choose full or one of {sorted(profiles)}")

@@ -14,6 +14,7 @@ for, never by sniffing:
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 
@@ -98,10 +99,13 @@ class SseParser:
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             lines = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
-            names = [line[6:].strip().decode() for line in block.split(b"\n") if line.startswith(b"event:")]
+            try:
+                names = [line[6:].strip().decode() for line in block.split(b"\n") if line.startswith(b"event:")]
+                text = b"\n".join(lines).decode()
+            except UnicodeDecodeError:
+                raise StreamDecodeError(f"SSE event is not UTF-8: {block[:80]!r}") from None
             if not lines:
                 continue  # comments and keep-alives
-            text = b"\n".join(lines).decode()
             if text == "[DONE]":
                 events.append(SseEvent("done", {}))
                 continue
@@ -140,7 +144,11 @@ class SseAudioDecoder:
                 encoded = event.payload.get("audio", event.payload.get("audio_data"))
                 if not isinstance(encoded, str):
                     raise StreamDecodeError("speech.audio.delta event without 'audio' or 'audio_data'")
-                pieces.append(self._inner.feed(base64.b64decode(encoded)))
+                try:
+                    audio = base64.b64decode(encoded, validate=True)
+                except (binascii.Error, ValueError):
+                    raise StreamDecodeError(f"speech.audio.delta carries bad base64: {encoded[:40]!r}") from None
+                pieces.append(self._inner.feed(audio))
             elif event.type == "error" or "error" in event.payload:
                 raise StreamDecodeError(f"the server reported an error mid-stream: {event.payload}")
         return np.concatenate(pieces) if pieces else np.zeros(0, np.int16)

@@ -1,0 +1,106 @@
+"""Faults injected for real during whole runs (docs/faults.md lists each with its test). For each,
+the expected end state is written first, then asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import bench_containers, free_port, wait_healthy
+from tests.integration.test_gate import (
+    host_measurements,
+    start_playbook,
+    wait_for_state,
+    wait_for_timed_requests,
+    wait_terminal,
+)
+
+pytestmark = pytest.mark.docker
+
+
+def test_a_candidate_container_killed_mid_run_aborts_and_tears_down(bench_env, docker_client):
+    """Expected: ERROR_ABORTED by engine_failure from BENCHING; teardown verified; no container;
+    the controller exits non-zero; the co-tenant within bounds afterwards."""
+    config = {"bench": {**bench_env["config"]["bench"], "repetitions": 20}}
+    process = start_playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
+    run_id = wait_for_state(bench_env, {"BENCHING"})
+    wait_for_timed_requests(bench_env, run_id)
+    (engine,) = docker_client.containers.list(filters={"label": f"io.voxbench.run-id={run_id}"})
+    engine.kill()  # SIGKILL from outside, as an OOM killer or an operator would
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode != 0
+    assert wait_terminal(bench_env, run_id) == "ERROR_ABORTED"
+    data = host_measurements(bench_env, run_id)
+    assert data["abort"]["by"] == "engine_failure" and "exit code 137" in data["reason"]
+    assert [h["to"] for h in data["history"]][-2:] == ["BENCHING", "ERROR_ABORTED"]
+    assert data["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
+    assert data["teardown"]["postflight"]["ok"]
+    assert "engine_failure" in output
+
+
+def test_a_hanging_engine_times_out_and_the_verdict_is_inconclusive(bench_env, docker_client):
+    """Expected: every timed candidate request ends at the 1 s read timeout and is recorded as a
+    timeout (none dropped); the run itself completes (DONE) and the verdict is inconclusive, row 1."""
+    command = [
+        "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
+        "--first-audio-delay-ms", "3000",
+    ]  # fmt: skip
+    config = {
+        "candidate": {**bench_env["config"]["candidate"], "command": command, "install_paths": ["2A"]},
+        "bench": {**bench_env["config"]["bench"], "timeouts": {"read": 1.0}},
+    }
+    process = start_playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
+    process.communicate(timeout=240)
+    (run_dir,) = (bench_env["tmp"] / "runs").iterdir()
+    data = json.loads((run_dir / "measurements.json").read_text())
+    timed = [r for r in data["bench"]["records"]["candidate"] if not r["warmup"]]
+    assert timed and all(r["timed_out"] and not r["ok"] for r in timed)
+    assert all(1000 <= r["total_ms"] < 2500 for r in timed)  # ended by the read timeout, not the engine
+    assert data["final_state"] == "DONE" and data["bench"]["phase3_passed"] is False
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "inconclusive" and verdict["row"] == 1
+    assert "timed out" in verdict["reason"]
+    assert bench_containers(docker_client) == []
+
+
+@pytest.fixture
+def own_cotenant(docker_client, standin_images, test_run_label):
+    """A co-tenant this test may let die (the session's production one stays up for the others)."""
+    port = free_port()
+    container = docker_client.containers.run(
+        standin_images["cotenant"],
+        detach=True,
+        cpuset_cpus="0",
+        labels={test_run_label: "fault-cotenant"},
+        ports={"8000/tcp": ("127.0.0.1", port)},
+    )
+    wait_healthy(f"http://127.0.0.1:{port}/health")
+    yield {"url": f"http://127.0.0.1:{port}/v1/chat/completions", "container": container}
+    container.remove(force=True)
+
+
+def test_a_cotenant_that_dies_is_reported_and_never_restarted(bench_env, docker_client, own_cotenant):
+    """Expected: the gate sees it stop answering and aborts the run (ERROR_ABORTED from BENCHING,
+    teardown verified); post-flight reports the co-tenant did not come back; voxbench does not
+    restart it (it never starts what it did not stop): the container is still stopped."""
+    cotenant = {
+        **bench_env["config"]["cotenant"],
+        "url": own_cotenant["url"],
+        "control": {"kind": "container", "name": own_cotenant["container"].name},
+        "postflight_window_s": 3,
+    }
+    config = {"bench": {**bench_env["config"]["bench"], "repetitions": 20}, "cotenant": cotenant}
+    process = start_playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
+    run_id = wait_for_state(bench_env, {"BENCHING"})
+    wait_for_timed_requests(bench_env, run_id)
+    own_cotenant["container"].stop(timeout=1)  # production's LLM dies on its own
+    process.communicate(timeout=180)
+    assert wait_terminal(bench_env, run_id) == "ERROR_ABORTED"
+    data = host_measurements(bench_env, run_id)
+    assert data["abort"]["by"] == "cotenant_gate" and "unreachable" in data["reason"]
+    assert data["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
+    assert data["teardown"]["postflight"]["ok"] is False
+    assert data["cotenant"]["paused"] is None  # voxbench had not paused it ...
+    own_cotenant["container"].reload()
+    assert own_cotenant["container"].status == "exited"  # ... so it did not restart it
