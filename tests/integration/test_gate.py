@@ -152,7 +152,8 @@ def test_a_killed_controller_leaves_the_run_going_and_the_next_bench_collects_it
     assert bench_containers(docker_client) == []
 
 
-def test_ctrl_c_on_the_cli_aborts_the_hosts_run(bench_env, docker_client):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_the_cli_aborts_the_hosts_run(bench_env, docker_client, signum):
     config_file = bench_env["tmp"] / "config.yml"
     config_file.write_text(
         yaml.safe_dump(
@@ -170,7 +171,7 @@ def test_ctrl_c_on_the_cli_aborts_the_hosts_run(bench_env, docker_client):
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
     )
     run_id = wait_for_state(bench_env, {"BENCHING"})
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)  # Ctrl-C, or `kill` / a service manager stopping the controller
     output, _ = process.communicate(timeout=180)
     assert process.returncode == 130, output[-3000:]
     assert "cancelled on the controller" in output
