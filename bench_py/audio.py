@@ -148,7 +148,9 @@ def write_wav_file(path: str, pcm: Pcm) -> None:
 
 
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
+    # A stream may carry NaN or infinities (a broken engine, a fuzzer): silence and full scale.
+    samples = np.nan_to_num(np.clip(samples.astype(np.float64), -1.0, 1.0), nan=0.0)
+    return np.round(samples * 32767.0).astype(np.int16)
 
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ import docker
 import docker.errors
 import docker.types
 import docker.utils
-import httpx
+
+from bench_py.engines.ready import NotReady, wait_http_ready
 
 LABEL_RUN = "io.voxbench.run-id"
 LABEL_ROLE = "io.voxbench.role"
@@ -158,25 +159,22 @@ def wait_ready(
 
     ``should_stop`` is called between polls and raises to abandon the wait (an abort).
     """
-    started = time.monotonic()
     url = f"http://127.0.0.1:{spec.host_port}/health"
-    last = "no answer"
-    while time.monotonic() - started < timeout_s:
-        should_stop()
+
+    def exited() -> str | None:
         container = client.containers.get(spec.name)
         if container.status in ("exited", "dead"):
             tail = container.logs(tail=20).decode(errors="replace")
-            raise StartError(f"the candidate container exited ({container.attrs['State'].get('ExitCode')}):\n{tail}")
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return time.monotonic() - started
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as error:
-            last = type(error).__name__
-        time.sleep(0.25)
-    tail = client.containers.get(spec.name).logs(tail=20).decode(errors="replace")
-    raise StartError(f"the candidate did not answer {url} within {timeout_s:g} s ({last}); log tail:\n{tail}")
+            return f"the candidate container exited ({container.attrs['State'].get('ExitCode')}):\n{tail}"
+        return None
+
+    try:
+        return wait_http_ready(url, timeout_s, exited, should_stop)
+    except NotReady as error:
+        if error.gone:
+            raise StartError(str(error)) from None
+        tail = client.containers.get(spec.name).logs(tail=20).decode(errors="replace")
+        raise StartError(f"{error}; log tail:\n{tail}") from None
 
 
 def save_logs(client: docker.DockerClient, run_id: str, dest: Path) -> dict[str, str]:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from bench_py.audio import Pcm, read_wav_file
-from bench_py.engines import container, inprocess, launch
+from bench_py.engines import container, inprocess, launch, ready
 from bench_py.engines.http import Condition, OpenAISpeechTarget
 
 STATUSES = ("ok", "blocked", "unsupported", "disallowed_by_vendor", "failed", "skipped")
@@ -151,23 +151,11 @@ def license_verdict(candidate: Any) -> dict[str, Any] | None:
 def wait_http_ready(
     url: str, timeout_s: float, gone: Callable[[], str | None], should_stop: Callable[[], None]
 ) -> float:
-    """Poll ``url`` until 200; ``gone`` returns why the engine is no longer there (it died)."""
-    started = time.monotonic()
-    last = "no answer"
-    while time.monotonic() - started < timeout_s:
-        should_stop()
-        why = gone()
-        if why:
-            raise PathError("failed", why)
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return time.monotonic() - started
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as error:
-            last = type(error).__name__
-        time.sleep(0.25)
-    raise PathError("failed", f"the engine did not answer {url} within {timeout_s:g} s ({last})")
+    """:func:`ready.wait_http_ready`, failing the path with the reason."""
+    try:
+        return ready.wait_http_ready(url, timeout_s, gone, should_stop)
+    except ready.NotReady as error:
+        raise PathError("failed", str(error)) from None
 
 
 # -- 2A: container ---------------------------------------------------------------------------------

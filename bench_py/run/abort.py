@@ -53,3 +53,20 @@ def check_abort(run_dir: Path) -> None:
     flag = read_abort(run_dir)
     if flag:
         raise Aborted(flag)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench_py.run.abort RUN_DIR --by signal --reason ...``: what the host-side
+    run's shell calls when it is sent SIGTERM, SIGINT or SIGHUP."""
+    import argparse
+
+    cli = argparse.ArgumentParser(prog="python -m bench_py.run.abort", description=main.__doc__)
+    cli.add_argument("run_dir", type=Path)
+    cli.add_argument("--by", default="signal")
+    cli.add_argument("--reason", required=True)
+    args = cli.parse_args(argv)
+    request_abort(args.run_dir, args.by, args.reason)
+
+
+if __name__ == "__main__":
+    main()

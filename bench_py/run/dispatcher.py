@@ -55,7 +55,17 @@ def phase_command(
         f"ANSIBLE_CONFIG={shlex.quote(str(project_dir / 'ansible.cfg'))} "
         f"PATH={shlex.quote(str(python.parent))}:$PATH TERM=dumb ANSIBLE_NOCOLOR=1"
     )
-    return f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+    run = f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+    # SIGTERM, SIGINT (Ctrl-C in the tmux window) or SIGHUP to this shell is an operator abort:
+    # it raises the abort flag, the phases tear down to ERROR_ABORTED, and the shell waits for
+    # them. The phases run in the background so the shell's trap runs at once (a shell defers
+    # traps while a foreground command runs; background jobs ignore Ctrl-C).
+    flag = shlex.join(
+        [str(python), "-m", "bench_py.run.abort", str(state_dir / "runs" / run_id), "--by", "operator", "--reason",
+         "operator abort: the host-side run was sent a signal"]
+    )  # fmt: skip
+    on_signal = shlex.quote(f"cd {shlex.quote(str(project_dir))} && {flag}; wait $child")
+    return f"( {run} ) & child=$!; trap {on_signal} TERM INT HUP; wait $child"
 
 
 def _tmux(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,12 @@ the expected end state is written first, then asserted."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
+from bench_py.run.state import StateStore
 from tests.helpers import bench_containers, free_port, wait_healthy
 from tests.integration.test_gate import (
     host_measurements,
@@ -104,3 +107,24 @@ def test_a_cotenant_that_dies_is_reported_and_never_restarted(bench_env, docker_
     assert data["cotenant"]["paused"] is None  # voxbench had not paused it ...
     own_cotenant["container"].reload()
     assert own_cotenant["container"].status == "exited"  # ... so it did not restart it
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_to_the_host_side_run_is_an_operator_abort(bench_env, docker_client, signum):
+    """Expected: SIGTERM (kill, a service manager) or SIGINT to the run's shell on the host raises
+    the abort flag; the phases tear down to ERROR_ABORTED (by operator); the shell waits for them
+    and then exits; the controller following the run reports the abort."""
+    config = {"bench": {**bench_env["config"]["bench"], "repetitions": 20}}
+    process = start_playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
+    run_id = wait_for_state(bench_env, {"BENCHING"})
+    wait_for_timed_requests(bench_env, run_id)
+    store = StateStore(bench_env["config"]["paths"]["state_dir"])
+    shell = store.load(run_id).changes["dispatcher"]["pid"]
+    os.kill(shell, signum)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode != 0 and "operator abort" in output
+    assert wait_terminal(bench_env, run_id) == "ERROR_ABORTED"
+    data = host_measurements(bench_env, run_id)
+    assert data["abort"]["by"] == "operator" and "sent a signal" in data["reason"]
+    assert data["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
+    assert data["teardown"]["postflight"]["ok"]
