@@ -489,11 +489,10 @@ class Run:
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")
         return {"state": State.TEARDOWN, "phase3_passed": result["phase3_passed"], "summary": result["summary"]}
 
-    def _engine_gone(self) -> str | None:
+    @staticmethod
+    def _engine_gone(selected: dict[str, Any], client: Any) -> str | None:
         """Why the candidate's engine is no longer there (2A container, 2B process), or None."""
-        selected = self._selected()
         if selected.get("container"):
-            client = preflight.docker_client(self.config.preflight.docker_url)
             try:
                 engine = client.containers.get(selected["container"]["id"])
             except Exception as error:  # removed behind our back counts as gone
@@ -509,10 +508,13 @@ class Run:
     def _stop_check(self) -> Any:
         """Before every timed request: an abort flag, or a dead engine (fatal: row 9 of the
         state machine) — timing a dead engine would record errors as if they were its answers."""
+        # Read once for the whole loop: the selected path and a Docker client do not change.
+        selected = self._selected()
+        client = preflight.docker_client(self.config.preflight.docker_url) if selected.get("container") else None
 
         def check() -> None:
             self._check_abort()
-            gone = self._engine_gone()
+            gone = self._engine_gone(selected, client)
             if gone:
                 tail = [line for line in self._engine_log_tail() if line.strip()][-5:]
                 request_abort(self.dir, "engine_failure", gone, {"log_tail": tail})
