@@ -81,7 +81,7 @@ def main() -> None:
     params = module.params
     try:
         run = Run(StateStore(params["state_dir"]), params["run_id"], Path(params["project_dir"]))
-        result = run.abort(params["reason"]) if params["phase"] == "abort" else getattr(run, params["phase"])()
+        result = run.run_phase(params["phase"], params["reason"])
     except (PhaseFailed, StateError) as error:
         module.fail_json(msg=str(error))
     state = str(run.store.load(params["run_id"]).state)

@@ -160,3 +160,31 @@ class CanaryWatch:
             except Exception:  # removed between list and inspect
                 continue
         self.samples += 1
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of ``size`` (a tmpfs, root only) mounted at ``where``: a disk that fills."""
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_disk(where: Path) -> int:
+    """Write a file under ``where`` until the filesystem is full; returns the bytes written."""
+    written = 0
+    block = b"\0" * (1 << 16)
+    with open(where / "filler.bin", "wb", buffering=0) as handle:
+        while True:
+            try:
+                written += handle.write(block)
+            except OSError:
+                break
+        while True:  # the last, smaller blocks
+            try:
+                written += handle.write(b"\0" * 512)
+            except OSError:
+                return written

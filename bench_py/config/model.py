@@ -227,6 +227,7 @@ class Rule(_Strict):
 
 class Preflight(_Strict):
     min_free_disk_gb: float = Field(ge=0)
+    disk_reserve_mb: float = Field(ge=0)
     docker_url: str | None
 
 

@@ -24,6 +24,7 @@ import docker.types
 import docker.utils
 
 from bench_py.engines.ready import NotReady, wait_http_ready
+from bench_py.run.state import atomic_write_text
 
 LABEL_RUN = "io.voxbench.run-id"
 LABEL_ROLE = "io.voxbench.role"
@@ -186,7 +187,7 @@ def save_logs(client: docker.DockerClient, run_id: str, dest: Path) -> dict[str,
             text = container.logs(timestamps=False).decode(errors="replace")
         except docker.errors.APIError:
             continue
-        (dest / f"{container.name}.log").write_text(text, encoding="utf-8")
+        atomic_write_text(dest / f"{container.name}.log", text, mode=0o644)
         logs[container.name] = text
     return logs
 

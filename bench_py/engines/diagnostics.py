@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench_py.run.state import atomic_write_text
+
 DIAGNOSTIC_FILE = "voxtral_nvrtc_diagnostic.log"
 PATTERNS = re.compile(
     r"nvrtc|NVRTC_ERROR|jiterator|CUDA error|cudaError|CUBLAS_STATUS|no kernel image is available|sm_1[0-9]{2}",
@@ -81,7 +83,7 @@ def write_report(run_dir: Path, logs: dict[str, str], context: dict[str, Any]) -
                 "stack:",
             ]
             out += [f"  {frame}" for frame in item["stack"]]
-    (run_dir / DIAGNOSTIC_FILE).write_text("\n".join(out) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / DIAGNOSTIC_FILE, "\n".join(out) + "\n", mode=0o644)
     return {
         "file": DIAGNOSTIC_FILE,
         "engines": sorted(findings),

@@ -16,6 +16,7 @@ import docker
 import docker.errors
 
 from bench_py.engines.container import LABEL_BENCH, LABEL_EXPIRES, LABEL_HOST, LABEL_RUN, remove_run_containers
+from bench_py.run.space import release_reserve
 from bench_py.run.state import TERMINAL, State, StateError, StateStore
 
 log = logging.getLogger("voxbench.cleanup")
@@ -97,6 +98,7 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
                 entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
             entry["processes"] = _stop_run_processes(state.changes.get("processes"))
             entry["cotenant_restarted"] = _restore_paused_cotenant(store, run_id)
+            entry["reserve_released_bytes"] = release_reserve(store.run_dir(run_id))
             store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")
         log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
         recovered.append(entry)

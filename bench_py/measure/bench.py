@@ -22,7 +22,7 @@ from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure import netstamp
 from bench_py.measure.client import chunk_stats, stream_speech
 from bench_py.measure.stats import summarize
-from bench_py.measure.timing import bench_async
+from bench_py.measure.timing import Timed, bench_async
 
 
 class Target(Protocol):
@@ -171,29 +171,38 @@ async def run_side(
     progress: Progress | None = None,
     audible_threshold_dbfs: float = -40.0,
     should_stop: Callable[[], None] = lambda: None,
+    records: list[RequestRecord] | None = None,
 ) -> list[RequestRecord]:
-    """Warm up each condition, then time every utterance ``repetitions`` times."""
-    records: list[RequestRecord] = []
+    """Warm up each condition, then time every utterance ``repetitions`` times.
+
+    Each record is appended to ``records`` (its WAV written first) the moment its request ends,
+    so a caller whose run is stopped by an exception still holds every request already taken.
+    """
+    records = [] if records is None else records
+
+    def keep(run: Timed[tuple[RequestRecord, Pcm]], condition: str, index: int) -> None:
+        record, pcm = run.value
+        record.repetition, record.warmup = run.index, run.warmup
+        if wav_dir is not None and run.index == 0 and not run.warmup and record.ok:
+            path = wav_dir / side / condition / f"u{index:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_wav_file(str(path), pcm)  # atomic: a full disk leaves no half WAV
+            record.wav = str(path.relative_to(wav_dir.parent))
+        records.append(record)
+
     async with netstamp.client(timeouts) as client:
         for condition in conditions:
             for index, text in enumerate(utterances):
                 # Warmup belongs to the condition, before its first timed request, outside the loop.
-                runs = await bench_async(
+                await bench_async(
                     lambda c=condition, i=index, t=text: one_request(
                         client, target, side, c, i, 0, t, audible_threshold_dbfs, should_stop
                     ),
                     n=repetitions,
                     warmup=warmup if index == 0 else 0,
+                    keep=lambda run, c=condition, i=index: keep(run, c, i),
                 )
-                for run in runs:
-                    record, pcm = run.value
-                    record.repetition, record.warmup = run.index, run.warmup
-                    if wav_dir is not None and run.index == 0 and not run.warmup and record.ok:
-                        path = wav_dir / side / condition / f"u{index:02d}.wav"
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        write_wav_file(str(path), pcm)
-                        record.wav = str(path.relative_to(wav_dir.parent))
-                    records.append(record)
+                record = records[-1]
                 if progress:
                     progress(
                         {
@@ -253,10 +262,15 @@ def run(
     progress: Progress | None = None,
     audible_threshold_dbfs: float = -40.0,
     should_stop: Callable[[], None] = lambda: None,
+    kept: dict[str, list[RequestRecord]] | None = None,
 ) -> dict[str, list[RequestRecord]]:
-    """Each side in turn (never concurrently: one side's load must not colour the other's timings)."""
-    return {
-        side: asyncio.run(
+    """Each side in turn (never concurrently: one side's load must not colour the other's timings).
+
+    ``kept`` (side → records) fills as requests end: what a stopped run had already taken.
+    """
+    kept = {} if kept is None else kept
+    for side, target in targets.items():
+        asyncio.run(
             run_side(
                 side,
                 target,
@@ -269,10 +283,10 @@ def run(
                 progress,
                 audible_threshold_dbfs,
                 should_stop,
+                kept.setdefault(side, []),
             )
         )
-        for side, target in targets.items()
-    }
+    return kept
 
 
 async def run_load(

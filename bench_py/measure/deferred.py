@@ -87,9 +87,7 @@ async def _resume(run_dir: Path, target: Target, limit: int | None, where: str, 
                 )
             relative = f"wavs/incumbent/{condition}/u{utterance:02d}.wav"
             (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / f"{relative}.tmp"
-            write_wav_file(str(tmp), pcm)
-            tmp.replace(run_dir / relative)
+            write_wav_file(str(run_dir / relative), pcm)  # atomic
             _append(
                 run_dir,
                 {

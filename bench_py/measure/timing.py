@@ -31,13 +31,21 @@ def bench(fn: Callable[[], T], n: int = 5, warmup: int = 1) -> list[Timed[T]]:
     return out + [Timed(fn(), False, i) for i in range(n)]
 
 
-async def bench_async(fn: Callable[[], Awaitable[T]], n: int = 5, warmup: int = 1) -> list[Timed[T]]:
-    """:func:`bench` for coroutines: strictly sequential, concurrency 1."""
+async def bench_async(
+    fn: Callable[[], Awaitable[T]],
+    n: int = 5,
+    warmup: int = 1,
+    keep: Callable[[Timed[T]], None] = lambda _timed: None,
+) -> list[Timed[T]]:
+    """:func:`bench` for coroutines: strictly sequential, concurrency 1. ``keep`` sees each
+    result the moment it is taken, so a run that stops half-way still has every one before."""
     if n < 1 or warmup < 0:
         raise ValueError("bench needs n >= 1 and warmup >= 0")
-    out = [Timed(await fn(), True, i - warmup) for i in range(warmup)]
-    for i in range(n):
-        out.append(Timed(await fn(), False, i))
+    out: list[Timed[T]] = []
+    for i in range(-warmup, n):
+        timed = Timed(await fn(), i < 0, i)
+        keep(timed)
+        out.append(timed)
     return out
 
 

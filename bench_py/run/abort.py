@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_py.run.space import is_disk_full, release_reserve
 from bench_py.run.state import atomic_write_json
 
 FLAG = "abort.json"
@@ -37,7 +38,15 @@ def request_abort(run_dir: Path, by: str, reason: str, evidence: dict[str, Any] 
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "evidence": evidence or {},
     }
-    atomic_write_json(run_dir / FLAG, flag)
+    try:
+        atomic_write_json(run_dir / FLAG, flag)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        # The flag is what stops the run: it is worth the run's reserve (a gate thread, a signal
+        # handler and the phases may all meet the full disk here first).
+        release_reserve(run_dir)
+        atomic_write_json(run_dir / FLAG, flag)
     return flag
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench_py.config.model import Config
 from bench_py.run.phases import make_run_id
+from bench_py.run.space import is_disk_full
 from bench_py.run.state import HostLockedError, StateStore, atomic_write_json, boot_id, process_start
 
 PHASE_PLAYBOOK = "playbooks/phases.yml"
@@ -129,9 +130,18 @@ def launch(
         return {"run_id": run_id, "attached": False, "run_dir": str(run_dir), "recovered": recovered}
     try:
         store.create(run_id)
+        atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
     except HostLockedError as error:  # lost a race with another launcher
         raise LaunchError(str(error)) from None
-    atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing started: leave no run and no lock behind
+        if store.holder() == run_id:
+            store.lock_path.unlink(missing_ok=True)
+        raise LaunchError(
+            f"the disk under {store.root} is full ({error.strerror}); free some space and run again"
+        ) from None
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     project, interpreter = Path(project_dir).resolve(), Path(python)
     command = phase_command(

@@ -9,6 +9,7 @@ STARTING or BENCHING) removes the run's containers, checks the co-tenant, and as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,6 +17,7 @@ import platform
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from bench_py.measure import bench, cotenant, memory
 from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
-from bench_py.run import preflight
+from bench_py.run import preflight, space
 from bench_py.run.abort import Aborted, check_abort, read_abort, request_abort
 from bench_py.run.measurements import write_measurements
 from bench_py.run.state import State, StateStore, atomic_write_json
@@ -75,7 +77,30 @@ class Run:
 
         self.config: Config = load_file(str(self.dir / "config.json"))
 
+    def run_phase(self, phase: str, reason: str = "aborted") -> dict[str, Any]:
+        """One phase (or the abort) as the Ansible module runs it: a full disk anywhere ends the
+        run through teardown, into the space the released reserve gives back."""
+        try:
+            with self._disk_full_is_an_abort():
+                return self.abort(reason) if phase == "abort" else getattr(self, phase)()
+        except Aborted as error:
+            raise self._aborted(error) from None
+
     # -- aborts and the gate ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _disk_full_is_an_abort(self) -> Iterator[None]:
+        """ENOSPC (or a quota) from any write becomes an abort by ``disk_full``; the reserve is
+        released first so that the flag and every closing document fit."""
+        try:
+            yield
+        except OSError as error:
+            if not space.is_disk_full(error):
+                raise
+            reason = space.disk_full_reason(error, self.dir)
+            freed = space.release_reserve(self.dir)
+            evidence = {"path": error.filename, "reserve_released_bytes": freed}
+            raise Aborted(request_abort(self.dir, "disk_full", reason, evidence)) from None
+
     def _check_abort(self) -> None:
         check_abort(self.dir)
 
@@ -127,6 +152,8 @@ class Run:
             self.store.transition(self.run_id, State.ERROR_ABORTED, f"preflight failed: {reason}")
             self.finish(aborted=True)
             raise PhaseFailed(reason)
+        # Room for the closing documents, should the disk fill up mid-run (released at the end).
+        space.make_reserve(self.dir, int(self.config.preflight.disk_reserve_mb * 2**20))
         # The verified clip travels with the run: the listening page plays it, the branch keeps it.
         shutil.copyfile(self._reference_wav(), self.dir / REFERENCE_COPY)
         self.store.transition(self.run_id, State.BASELINE, f"preflight passed; rule sealed {result['rule']['sha256']}")
@@ -283,6 +310,13 @@ class Run:
             if path is not None:
                 record["teardown"] = path.stop()
             raise
+        except OSError as error:
+            if not space.is_disk_full(error):  # a full disk is the host's problem, not this path's
+                record.update(status="failed", reason=f"{type(error).__name__}: {error}")
+            else:
+                if path is not None:
+                    record["teardown"] = path.stop()
+                raise
         except Exception as error:  # an engine's unexpected failure is this path's evidence, not a crash
             record.update(status="failed", reason=f"{type(error).__name__}: {error}")
         if path is not None:
@@ -453,16 +487,19 @@ class Run:
 
         if cfg.client_cpus:
             os.sched_setaffinity(0, set(cfg.client_cpus))  # keep the client off the co-tenant's CPUs
+        kept: dict[str, list[bench.RequestRecord]] = {}  # every request taken, as it is taken
+        sampler: MemorySampler | None = None
         try:
             # The gate watches from the first moment of BENCHING, the incumbent's probe included.
-            with self._gate("BENCHING") as gate:
+            with self._disk_full_is_an_abort(), self._gate("BENCHING") as gate:
                 try:
                     targets, deferred, deferred_reason = self._benching_targets(timeouts, progress)
                     with MemorySampler(self._memory_sources(), cfg.memory_interval_s) as sampler:
-                        records, load_result = self._timed_loops(targets, timeouts, progress)
+                        records, load_result = self._timed_loops(targets, timeouts, progress, kept)
                 finally:
                     self._record_gate("BENCHING", gate)
         except Aborted as error:
+            self._write_partial_bench(kept, sampler, str(error))
             raise self._aborted(error) from None
         fraction = bench.timeout_fraction(records["candidate"])
         selected = self._selected()
@@ -488,6 +525,35 @@ class Run:
         _write(self.dir, "bench", result)
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")
         return {"state": State.TEARDOWN, "phase3_passed": result["phase3_passed"], "summary": result["summary"]}
+
+    def _write_partial_bench(
+        self, kept: dict[str, list[bench.RequestRecord]], sampler: MemorySampler | None, why: str
+    ) -> None:
+        """An aborted BENCHING keeps what it had taken: every finished request and its WAV."""
+        cfg = self.config.bench
+        candidate = kept.get("candidate", [])
+        partial = {
+            "partial": True,
+            "stopped_by": why,
+            "install_path": self._selected().get("install_path"),
+            "memory": {
+                "scope": "candidate during BENCHING, until the abort",
+                "sources": sampler.results() if sampler else {},
+            },
+            "utterances": cfg.utterances,
+            "conditions": cfg.conditions,
+            "repetitions": cfg.repetitions,
+            "warmup": cfg.warmup,
+            "records": {side: bench.records_json(rs) for side, rs in kept.items()},
+            "summary": {side: bench.summarize_side(rs) for side, rs in kept.items()},
+            "candidate_timeout_fraction": bench.timeout_fraction(candidate),
+            "phase3_passed": False,  # an aborted run passes nothing
+        }
+        try:
+            with self._disk_full_is_an_abort():
+                _write(self.dir, "bench", partial)
+        except Aborted:
+            pass  # even the released reserve was not enough: the abort's own record still says why
 
     @staticmethod
     def _engine_gone(selected: dict[str, Any], client: Any) -> str | None:
@@ -529,7 +595,9 @@ class Run:
         except Exception:  # the evidence is a courtesy; the abort must happen regardless
             return []
 
-    def _timed_loops(self, targets: dict[str, Any], timeouts: httpx.Timeout, progress: Any) -> tuple[Any, Any]:
+    def _timed_loops(
+        self, targets: dict[str, Any], timeouts: httpx.Timeout, progress: Any, kept: dict[str, Any]
+    ) -> tuple[Any, Any]:
         cfg = self.config.bench
         should_stop = self._stop_check()
         records = bench.run(
@@ -543,6 +611,7 @@ class Run:
             progress,
             cfg.audible_threshold_dbfs,
             should_stop,
+            kept,
         )
         load_result = None
         if cfg.load.enabled and getattr(targets["candidate"], "streaming", True) is False:
@@ -570,7 +639,18 @@ class Run:
     def _teardown_actions(self) -> dict[str, Any]:
         """Remove the run's engines, restore a paused co-tenant, then measure its recovery."""
         client = preflight.docker_client(self.config.preflight.docker_url)
-        logs = container.save_logs(client, self.run_id, self.dir / "logs")
+        lost: list[str] = []  # evidence a full disk would not take: teardown goes on without it
+
+        def evidence(what: str, write: Any, default: Any) -> Any:
+            try:
+                return write()
+            except OSError as error:
+                if not space.is_disk_full(error):
+                    raise
+                lost.append(f"{what}: {error.strerror}")
+                return default
+
+        logs = evidence("engine logs", lambda: container.save_logs(client, self.run_id, self.dir / "logs"), {})
         processes = self._stop_processes()
         for session in processes:  # 2B engines wrote their logs into the run directory
             log_file = self.dir / "logs" / f"{session['session']}.log"
@@ -581,7 +661,9 @@ class Run:
             "host_arch": platform.machine(),
             "model": self.config.candidate.model,
         }
-        kernel_errors = diagnostics.write_report(self.dir, logs, context)
+        kernel_errors = evidence(
+            "kernel-error diagnostic", lambda: diagnostics.write_report(self.dir, logs, context), None
+        )
         removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
         removal["processes"] = processes
         removal["verified"] = removal["verified"] and all(p["verified"] for p in processes)
@@ -594,6 +676,7 @@ class Run:
             "postflight": post,
             "engine_logs": sorted(f"logs/{name}.log" for name in logs),
             "kernel_errors": kernel_errors,
+            "evidence_lost": lost,
         }
         _write(self.dir, "teardown", result)
         return result
@@ -664,6 +747,8 @@ class Run:
     def abort(self, reason: str) -> dict[str, Any]:
         """Operator abort or fatal failure: teardown and post-flight first, then ERROR_ABORTED."""
         current = self.store.load(self.run_id)
+        if current.terminal and not current.changes.get("files_written"):
+            return self.finish(aborted=current.state == State.ERROR_ABORTED)  # the disk filled mid-finish
         if current.terminal:
             return {"state": current.state, "already": True}
         if current.state in (State.STARTING, State.BENCHING, State.TEARDOWN):
@@ -689,6 +774,7 @@ class Run:
 
     def finish(self, aborted: bool) -> dict[str, Any]:
         """Assemble measurements.json from the phase files (validated against its schema)."""
+        space.release_reserve(self.dir)  # the run is over: its reserve's space is the documents' now
         state = self.store.load(self.run_id)
         measurements = {
             "schema": "voxbench/measurements/v0",

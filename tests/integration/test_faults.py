@@ -9,8 +9,9 @@ import signal
 
 import pytest
 
+from bench_py.audio import read_wav_file
 from bench_py.run.state import StateStore
-from tests.helpers import bench_containers, free_port, wait_healthy
+from tests.helpers import bench_containers, fill_disk, free_port, small_tmpfs, wait_healthy
 from tests.integration.test_gate import (
     host_measurements,
     start_playbook,
@@ -128,3 +129,46 @@ def test_a_signal_to_the_host_side_run_is_an_operator_abort(bench_env, docker_cl
     assert data["abort"]["by"] == "operator" and "sent a signal" in data["reason"]
     assert data["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
     assert data["teardown"]["postflight"]["ok"]
+
+
+def test_a_disk_that_fills_up_mid_run_aborts_and_keeps_every_whole_file(bench_env, docker_client):
+    """Expected: the host's state directory is a small disk that something else fills during
+    BENCHING. The first write that meets it (a WAV, the progress in the state file) aborts the
+    run by disk_full: the reserve is released, the requests already taken are kept in a partial
+    bench.json with their WAVs, teardown removes the engine and the co-tenant is within bounds;
+    no file is half there and no temporary is left; the file that filled the disk is untouched."""
+    state_dir = bench_env["tmp"] / "state"
+    config = {
+        "bench": {**bench_env["config"]["bench"], "repetitions": 20},
+        "preflight": {"min_free_disk_gb": 0.005, "disk_reserve_mb": 4},
+    }
+    with small_tmpfs(state_dir, "16m"):
+        process = start_playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
+        run_id = wait_for_state(bench_env, {"BENCHING"})
+        wait_for_timed_requests(bench_env, run_id)
+        filled = fill_disk(state_dir)  # a log growing beside the run, say
+        output, _ = process.communicate(timeout=180)
+        assert process.returncode != 0 and "disk is full" in output
+        assert wait_terminal(bench_env, run_id) == "ERROR_ABORTED"
+        run_dir = state_dir / "runs" / run_id
+        data = host_measurements(bench_env, run_id)
+        assert data["abort"]["by"] == "disk_full" and "No space left on device" in data["reason"]
+        assert data["abort"]["evidence"]["reserve_released_bytes"] == 4 << 20
+        assert data["abort"]["evidence"]["path"].startswith(str(run_dir))  # the WAV or state it was writing
+        assert [h["to"] for h in data["history"]][-2:] == ["BENCHING", "ERROR_ABORTED"]
+        assert data["teardown"]["removal"]["verified"] and bench_containers(docker_client) == []
+        assert data["teardown"]["postflight"]["ok"]
+        kept = data["bench"]
+        assert kept["partial"] and kept["phase3_passed"] is False
+        timed = [r for r in kept["records"]["candidate"] if not r["warmup"]]
+        assert len(timed) >= 20 and all(r["ok"] for r in timed)  # the first utterance's, at least
+        wavs = [r["wav"] for rs in kept["records"].values() for r in rs if r.get("wav")]
+        assert wavs
+        for record in (r for rs in kept["records"].values() for r in rs if r.get("wav")):
+            assert len(read_wav_file(str(run_dir / record["wav"])).samples) == record["samples"]
+        on_disk = {str(p.relative_to(run_dir)) for p in (run_dir / "wavs").rglob("*.wav")}
+        assert on_disk == set(wavs)  # every WAV whole and accounted for; none half-written
+        assert [p.name for p in run_dir.rglob(".*")] == []  # no temporary, the reserve released
+        verdict = json.loads((run_dir / "verdict.json").read_text())
+        assert verdict["verdict"] == "inconclusive" and verdict["row"] == 1
+        assert (state_dir / "filler.bin").stat().st_size == filled

@@ -6,6 +6,7 @@ import tarfile
 
 from bench_py.hosts.bundle import HostPlatform, _deterministic_tar
 from bench_py.hosts.cleanup import recover
+from bench_py.run.space import RESERVE, make_reserve
 from bench_py.run.state import State, StateStore
 
 
@@ -42,6 +43,7 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
     store.update("RUN-LOST", changes={"dispatcher": {"pid": _dead_pid(), "host_boot_id": None}})
     assert recover(store, None, dry_run=True)[0]["reason"] == "dispatcher_lost"
     assert store.load("RUN-LOST").state == State.BASELINE  # a dry run changes nothing
+    make_reserve(store.run_dir("RUN-LOST"), 4096)
     closed = recover(store, None)
     assert closed == [
         {
@@ -50,8 +52,10 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
             "reason": "dispatcher_lost",
             "processes": [],
             "cotenant_restarted": None,
+            "reserve_released_bytes": 4096,
         }
     ]
+    assert not (store.run_dir("RUN-LOST") / RESERVE).exists()
     state = store.load("RUN-LOST")
     assert state.state == State.ERROR_ABORTED and state.reason.startswith("dispatcher_lost")
     assert store.holder() is None

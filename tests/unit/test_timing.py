@@ -50,3 +50,22 @@ def test_concurrency_levels_double_up_to_the_limit():
     assert concurrency_levels(1) == [1]
     assert concurrency_levels(8) == [1, 2, 4, 8]
     assert concurrency_levels(12) == [1, 2, 4, 8, 12]
+
+
+def test_bench_async_hands_over_each_result_as_it_is_taken_so_a_stop_loses_none():
+    import asyncio
+
+    from bench_py.measure.timing import bench_async
+
+    calls: list[int] = []
+    kept = []
+
+    async def request() -> int:
+        calls.append(len(calls))
+        if len(calls) == 4:
+            raise RuntimeError("the run was stopped")  # an abort, mid-loop
+        return calls[-1]
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(bench_async(request, n=5, warmup=1, keep=kept.append))
+    assert [(t.value, t.warmup, t.index) for t in kept] == [(0, True, -1), (1, False, 0), (2, False, 1)]
