@@ -20,6 +20,8 @@ REQUIRED=(
   "docker-registry docker-registry"
   "chromium chromium"
   "chromedriver chromium-driver"
+  "iptables iptables"
+  "nsenter util-linux"
 )
 
 present() {

@@ -187,7 +187,13 @@ def test_hosts(docker_client, ssh_key, test_run_label, session_dir):
         "image": fleet.image,
         "shared_root": session_dir / "shared",
     }
+    names = set(fleet.hosts)
     fleet.remove()
+    # Engines a run on a test host started live on this machine's daemon: a run that a failed
+    # test left going would outlive its host and show up as every later test's orphan.
+    for engine in docker_client.containers.list(all=True, filters={"label": "io.voxbench.bench=true"}):
+        if engine.labels.get("io.voxbench.host") in names:
+            engine.remove(force=True)
 
 
 @pytest.fixture

@@ -19,3 +19,11 @@ def test_every_test_named_in_the_fault_table_exists():
             tree = ast.parse(source.read_text())
             defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
             assert function in defined, f"{path}::{function} is in docs/faults.md but not in the code"
+
+
+def test_every_fault_of_the_matrix_has_its_row():
+    """The twelve faults the fault matrix names (1 to 12), each with a row and a test."""
+    table = (ROOT / "docs" / "faults.md").read_text()
+    rows = set(re.findall(r"^\| (\d+)[a-z]? \|", table, re.MULTILINE))
+    assert rows == {str(n) for n in range(1, 13)}
+    assert "Not yet injected" not in table

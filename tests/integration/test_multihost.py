@@ -8,8 +8,10 @@ inside and outside the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -115,6 +117,20 @@ def fleet(converged, test_hosts, docker_client, standin_images, reference_path, 
         container.remove(force=True)
 
 
+_CONTROLLERS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_controller_outlives_its_test():
+    """A test that fails half-way must not leave its bench.yml following (or launching) runs."""
+    yield
+    while _CONTROLLERS:
+        process = _CONTROLLERS.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def bench(fleet, *args: str) -> subprocess.Popen:
     # The controller shares this machine's CPUs with the hosts' co-tenants: no heavy proxies here
     # (they run once, on the shared finished run), so one host's collection cannot slow another's post-flight.
@@ -123,7 +139,7 @@ def bench(fleet, *args: str) -> subprocess.Popen:
         "voxbench_watcher_poll_s": 2,
         "voxbench_collector_proxies": False,
     }
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [str(BIN / "ansible-playbook"), "-i", str(fleet["inventory"]), "bench.yml", "-e", json.dumps(variables), *args],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
@@ -133,6 +149,8 @@ def bench(fleet, *args: str) -> subprocess.Popen:
         start_new_session=True,
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"},
     )
+    _CONTROLLERS.append(process)
+    return process
 
 
 def host_runs(test_hosts, name: str) -> dict[str, dict]:
@@ -213,3 +231,59 @@ def test_a_host_rebooted_mid_run_is_recovered_and_its_cotenant_restarted(fleet, 
         "python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=5)\"",
     )
     assert code == 0  # the co-tenant answers on the host's loopback again
+
+
+@contextlib.contextmanager
+def ssh_cut(test_hosts, name: str):
+    """A real network cut of the host's SSH: its own firewall drops every packet to port 22
+    (connections in flight freeze, new ones time out); the rest of its network is untouched."""
+    host = test_hosts["hosts"][name]["container"]
+    host.reload()  # its pid now (a host restarted by another test has a new one)
+    pid = str(host.attrs["State"]["Pid"])
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"]
+    subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-I", *rule], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-D", *rule], check=True)
+
+
+def test_an_ssh_cut_during_benching_leaves_the_run_going_and_the_next_bench_collects_it(
+    fleet, test_hosts, docker_client
+):
+    """Expected: SSH to the host is cut while its run is BENCHING. The controller notices within
+    its keepalive (~15 s), waits voxbench_watcher_reconnect_s for the host, and stops with a
+    message saying the run goes on (it does not hang); the run finishes DONE on the host by
+    itself while SSH is still cut (engine removed, co-tenant within bounds). With SSH back, the
+    next bench.yml collects that same run instead of starting another."""
+    before = set(host_runs(test_hosts, "vbhost1"))
+    extra = {"voxbench_watcher_reconnect_s": 5, "voxbench_config": {"bench": {"repetitions": 20}}}
+    # new_run: start this test's run even if an earlier test left an uncollected one on the host.
+    extra["new_run"] = True
+    process = bench(fleet, "--limit", "vbhost1", "-e", "gemma_mode=parallel", "-e", json.dumps(extra))
+    deadline, run_id = time.monotonic() + 180, None
+    while time.monotonic() < deadline and not run_id:
+        running = [r for r in host_runs(test_hosts, "vbhost1").values() if r["state"] == "BENCHING"]
+        run_id = running[0]["run_id"] if running else None
+        time.sleep(0.3)
+    assert run_id, "the run never reached BENCHING"
+    with ssh_cut(test_hosts, "vbhost1"):
+        assert host_runs(test_hosts, "vbhost1")[run_id]["state"] == "BENCHING"  # cut mid-BENCHING
+        output, _ = process.communicate(timeout=120)  # the controller gives up; it does not hang
+        deadline = time.monotonic() + 240
+        while host_runs(test_hosts, "vbhost1")[run_id]["state"] not in ("DONE", "ERROR_ABORTED"):
+            assert time.monotonic() < deadline, "the host's run did not end"
+            time.sleep(1)
+    assert process.returncode != 0
+    assert f"lost the SSH connection to vbhost1 while following run {run_id}" in output
+    state = host_runs(test_hosts, "vbhost1")[run_id]
+    assert state["state"] == "DONE", state["reason"]  # ended by itself, with SSH still cut
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.voxbench.run-id={run_id}"})
+    again = bench(fleet, "--limit", "vbhost1", "-e", "gemma_mode=parallel")
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output[-4000:]
+    data = json.loads((fleet["work"] / "runs" / run_id / "measurements.json").read_text())
+    assert data["final_state"] == "DONE" and data["teardown"]["removal"]["verified"]
+    assert data["teardown"]["postflight"]["ok"]
+    assert set(host_runs(test_hosts, "vbhost1")) == before | {run_id}  # collected, no new run started
+    assert host_runs(test_hosts, "vbhost1")[run_id]["changes"]["collected"]
