@@ -69,7 +69,7 @@ def _wav(rate: int, channels: int, bits: int, data: bytes, declared: int | None)
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * bits // 8, channels * bits // 8, bits)
     return (
         b"RIFF"
-        + struct.pack("<I", 36 + size)
+        + struct.pack("<I", (36 + size) & 0xFFFFFFFF)  # a huge declared size wraps, as in a hostile file
         + b"WAVEfmt "
         + struct.pack("<I", 16)
         + fmt
