@@ -29,6 +29,7 @@ _BLOCK = b"\x5a" * 65536  # hashlib releases the GIL on buffers this size: work 
 class Degradation:
     factor: float = 1.0  # multiplies the work per token
     fail: bool = False  # answer 503 to every completion
+    slowdown: float = 1.0  # multiplies each completion's processing time (the work, then a wait)
 
 
 def do_work(tokens: int, rounds_per_token: int) -> str:
@@ -75,11 +76,13 @@ class CotenantServer:
             return _error("the body must be a JSON object", 400)
         factor = body.get("factor", 1.0)
         fail = body.get("fail", False)
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1.0:
-            return _error("'factor' must be a number >= 1 (1 = normal speed)", 400)
+        slowdown = body.get("slowdown", 1.0)
+        for name, value in (("factor", factor), ("slowdown", slowdown)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1.0:
+                return _error(f"'{name}' must be a number >= 1 (1 = normal speed)", 400)
         if not isinstance(fail, bool):
             return _error("'fail' must be a boolean", 400)
-        self.degradation = Degradation(float(factor), fail)
+        self.degradation = Degradation(float(factor), fail, float(slowdown))
         log.info("degradation set to %s", self.degradation)
         return web.json_response(asdict(self.degradation))
 
@@ -99,6 +102,9 @@ class CotenantServer:
         async with self._engine_lock:
             started = time.perf_counter()
             text = await asyncio.get_running_loop().run_in_executor(None, do_work, max_tokens, rounds)
+            # An exact latency multiple (more work alone scales less than linearly: fixed costs,
+            # caches): the engine stays busy, so queued completions wait as on a slowed model.
+            await asyncio.sleep((self.degradation.slowdown - 1.0) * (time.perf_counter() - started))
             processing_ms = (time.perf_counter() - started) * 1000
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
         answer = {

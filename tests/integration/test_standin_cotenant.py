@@ -70,7 +70,7 @@ def test_degradation_knob_slows_it_while_health_stays_200(cotenant_url, degrade)
     assert httpx.post(f"{cotenant_url}/v1/chat/completions", json=CHAT).status_code == 503
 
 
-@pytest.mark.parametrize("body", [{"factor": 0.5}, {"factor": "fast"}, {"fail": "yes"}])
+@pytest.mark.parametrize("body", [{"factor": 0.5}, {"factor": "fast"}, {"fail": "yes"}, {"slowdown": 0.9}])
 def test_bad_degradation_is_refused(cotenant_url, body):
     assert httpx.post(f"{cotenant_url}/admin/degrade", json=body).status_code == 400
 
@@ -80,3 +80,10 @@ def test_bad_degradation_is_refused(cotenant_url, body):
 )
 def test_bad_completions_are_400(cotenant_url, body):
     assert httpx.post(f"{cotenant_url}/v1/chat/completions", json=body).status_code == 400
+
+
+def test_slowdown_multiplies_the_latency_a_client_sees(cotenant_url, degrade):
+    normal, _ = p50_latency_ms(cotenant_url, probes=7)
+    degrade(slowdown=3.0)
+    slowed, _ = p50_latency_ms(cotenant_url, probes=7)
+    assert 2.4 * normal < slowed < 3.6 * normal, (normal, slowed)
