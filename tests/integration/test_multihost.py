@@ -79,10 +79,14 @@ def fleet(converged, test_hosts, docker_client, standin_images, reference_path, 
                 "candidate": {"port": 8091, "container_port": 8091, "network_mode": network, "cpuset_cpus": "1"},
                 "bench": {"client_cpus": [1]},
                 "incumbent": {"url": "http://127.0.0.1:8092/tts", "token_file": str(shared / "incumbent_token")},
-                # Two hosts' co-tenants share CPU 0 here: a looser gate, so one host's probes don't trip the other's.
+                # Two hosts' co-tenants share CPU 0 here: a looser gate, so one host's probes don't trip the
+                # other's, and a looser post-flight, since one host's baseline may have been taken alone and
+                # its post-flight beside the other's (up to 2x, one CPU shared by two; CI saw 1.2x fail).
+                # The single-host tests keep 1.2x.
                 "cotenant": {
                     "url": "http://127.0.0.1:8000/v1/chat/completions",
                     "gate": {"max_ratio": 5.0},
+                    "postflight_max_ratio": 2.5,
                     "control": {"kind": "container", "name": f"{name}-cotenant"},
                 },
                 "reference": {"dir": str(references)},
