@@ -1,19 +1,19 @@
 """Audio primitives shared by every stage: PCM codecs, WAV headers, resampling, pitch.
 
 Pure functions over numpy arrays and bytes, but for reading and (atomically) writing WAV files.
-The stand-in images import this module, so it depends on numpy and the standard library only.
+The stand-in images import this module, so it depends on numpy, the standard library and the
+project's atomic writer (bench_py.run.state, standard library only).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
-import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from bench_py.run.state import atomic_write_bytes
 
 #: Every engine voxbench talks to produces or is resampled to this rate (Voxtral, Chatterbox).
 OUTPUT_RATE = 24_000
@@ -142,27 +142,9 @@ def encode_wav(pcm: Pcm) -> bytes:
 
 
 def write_wav_file(path: str, pcm: Pcm) -> None:
-    """Write a WAV atomically: a reader (or a full disk mid-write) never leaves half a file."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-    try:
-        # The wave module writes exact sizes and is what every player expects.
-        with os.fdopen(fd, "wb") as handle:
-            with wave.open(handle, "wb") as out:
-                out.setnchannels(1)
-                out.setsampwidth(2)
-                out.setframerate(pcm.rate)
-                out.writeframes(pcm.samples.astype("<i2").tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the take from a listener's web server
-        os.replace(tmp, path)
-    except BaseException as error:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = path  # a write through a handle names no file: name the one meant
-        raise
+    """Write a WAV atomically: a reader (or a full disk mid-write) never sees half a file."""
+    # Readable by others: a listener's web server serves the takes.
+    atomic_write_bytes(Path(path), encode_wav(pcm), mode=0o644)
 
 
 def float_to_int16(samples: np.ndarray) -> np.ndarray:

@@ -311,10 +311,7 @@ class ContainerPath:
             raise PathError(classify_log(lines), str(error).splitlines()[0], interesting(lines)) from None
         facts["ready_after_s"] = round(ready, 3)
         if facts["launch"]:
-            facts["launch"]["reported"] = _reported(self.ctx.candidate.port)
-            mismatch = launch.check_loaded(facts["launch"], facts["launch"]["reported"])
-            if mismatch:
-                raise PathError("failed", mismatch)
+            _check_loaded(facts["launch"], self.ctx.candidate.port)
         return facts
 
     def target(self, substitute_voice: str | None = None) -> OpenAISpeechTarget:
@@ -358,6 +355,15 @@ def _settles(running: Callable[[], bool], port: int, within_s: float = 10.0) -> 
             pass
         time.sleep(0.2)
     return False
+
+
+def _check_loaded(planned: dict[str, Any], port: int) -> None:
+    """Record what the ready engine reports (into ``planned``) and fail the path when it did not
+    load what the launch plan asked for."""
+    planned["reported"] = _reported(port)
+    mismatch = launch.check_loaded(planned, planned["reported"])
+    if mismatch:
+        raise PathError("failed", mismatch)
 
 
 def _reported(port: int) -> dict[str, Any]:
@@ -498,10 +504,7 @@ class ProcessPath:
             lines = self.log_lines()
             raise PathError(classify_log(lines, error.status), error.reason, interesting(lines)) from None
         if planned:
-            planned["reported"] = _reported(self.ctx.candidate.port)
-            mismatch = launch.check_loaded(planned, planned["reported"])
-            if mismatch:
-                raise PathError("failed", mismatch)
+            _check_loaded(planned, self.ctx.candidate.port)
         return {
             "process": {"session": self.session, "pid": self.pid, "log": str(self.log.relative_to(self.ctx.run_dir))},
             "launch": planned,

@@ -306,18 +306,13 @@ class Run:
             return True
         except paths.PathError as error:
             record.update(status=error.status, reason=error.reason, evidence=error.evidence)
-        except Aborted:
-            if path is not None:
-                record["teardown"] = path.stop()
-            raise
-        except OSError as error:
-            if not space.is_disk_full(error):  # a full disk is the host's problem, not this path's
-                record.update(status="failed", reason=f"{type(error).__name__}: {error}")
-            else:
+        except Exception as error:
+            # An abort or a full disk ends the run, not just this path: stop it and pass it on.
+            if isinstance(error, Aborted) or space.is_disk_full(error):
                 if path is not None:
                     record["teardown"] = path.stop()
                 raise
-        except Exception as error:  # an engine's unexpected failure is this path's evidence, not a crash
+            # An engine's unexpected failure is this path's evidence, not a crash.
             record.update(status="failed", reason=f"{type(error).__name__}: {error}")
         if path is not None:
             record["teardown"] = path.stop()
@@ -550,10 +545,11 @@ class Run:
             "phase3_passed": False,  # an aborted run passes nothing
         }
         try:
-            with self._disk_full_is_an_abort():
-                _write(self.dir, "bench", partial)
-        except Aborted:
-            pass  # even the released reserve was not enough: the abort's own record still says why
+            _write(self.dir, "bench", partial)
+        except OSError as error:
+            if not space.is_disk_full(error):
+                raise
+            # Even the released reserve was not enough: the abort's own record still says why.
 
     @staticmethod
     def _engine_gone(selected: dict[str, Any], client: Any) -> str | None:

@@ -7,7 +7,6 @@ the host.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py.config.model import Config
+from bench_py.run.space import free_bytes, nearest_existing
 from bench_py.voice.references import ReferenceError, verify
 
 
@@ -111,11 +111,8 @@ def check_token_file(config: Config) -> Check:
 
 
 def check_disk(config: Config) -> Check:
-    target = Path(config.paths.state_dir).expanduser()
-    probe = target
-    while not probe.exists():
-        probe = probe.parent
-    free_gb = shutil.disk_usage(probe).free / 1e9
+    probe = nearest_existing(Path(config.paths.state_dir).expanduser())
+    free_gb = free_bytes(probe) / 1e9
     need = config.preflight.min_free_disk_gb
     if free_gb < need:
         return Check(

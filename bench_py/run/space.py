@@ -24,12 +24,17 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in _FULL
 
 
-def free_bytes(path: Path) -> int:
-    """Free bytes on the filesystem that holds ``path`` (or its nearest existing parent)."""
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (a state directory not made yet)."""
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    return shutil.disk_usage(probe).free
+    return probe
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem that holds ``path`` (or its nearest existing parent)."""
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 def make_reserve(run_dir: Path, size_bytes: int) -> int:
@@ -50,10 +55,10 @@ def make_reserve(run_dir: Path, size_bytes: int) -> int:
                 os.write(fd, block[: min(len(block), size_bytes - offset)])
         os.fsync(fd)
     except BaseException:
-        os.close(fd)
         path.unlink(missing_ok=True)
         raise
-    os.close(fd)
+    finally:
+        os.close(fd)
     return size_bytes
 
 
