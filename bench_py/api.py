@@ -79,6 +79,7 @@ def run_playbook(
     event_handler: Callable[[dict[str, Any]], Any] | None = None,
     cancel_callback: Callable[[], bool] | None = None,
     quiet: bool = True,
+    cmdline: str | None = None,
 ) -> tuple[Any, list[dict]]:
     """Run one of the project's playbooks; returns the runner and its events."""
     import ansible_runner
@@ -104,6 +105,7 @@ def run_playbook(
         quiet=quiet,
         event_handler=on_event,
         cancel_callback=cancel_callback,
+        cmdline=cmdline,
     )
     return runner, events
 
@@ -165,6 +167,57 @@ def run_bench(
         str(Path(runner.config.artifact_dir)),
         events,
     )
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One host's plan: read on the host (``facts_read``), or from the configuration alone when the
+    host could not be reached (``unreachable`` says why)."""
+
+    host: str
+    plan: dict[str, Any]
+    text: str
+    facts_read: bool
+    unreachable: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.plan.get("ok"))
+
+
+def plan(
+    gemma_mode: str = "parallel",
+    *,
+    config: dict[str, Any] | None = None,
+    inventory: str | None = None,
+    limit: str | None = None,
+    project_dir: Path = PROJECT_DIR,
+) -> list[HostPlan]:
+    """``ansible-playbook bench.yml --check``: per host, what a run would do and every check it fails,
+    starting nothing. A host that cannot be reached gets the plan its configuration alone gives."""
+    variables: dict[str, Any] = {"gemma_mode": gemma_mode}
+    if config:
+        variables["voxbench_config"] = config
+    runner, events = run_playbook(
+        "bench.yml", extra_vars=variables, inventory=inventory, limit=limit, project_dir=project_dir, cmdline="--check"
+    )
+    static: dict[str, dict[str, Any]] = {}
+    plans: dict[str, HostPlan] = {}
+    for event in events:
+        data = event.get("event_data", {})
+        res, host = data.get("res") or {}, str(data.get("host"))
+        action = data.get("task_action")
+        if action == "voxbench_config" and "plan" in res:
+            static[host] = res
+        elif action == "voxbench_launch" and "plan" in res:
+            plans[host] = HostPlan(host, res["plan"], res["plan_text"], True)
+        elif action == "voxbench_launch" and event.get("event") == "runner_on_unreachable" and host in static:
+            why = str(res.get("msg") or "unreachable").strip().splitlines()[0]
+            plans[host] = HostPlan(host, static[host]["plan"], static[host]["plan_text"], False, why)
+    if not plans:
+        failure = _first_failure(events)
+        raise failure or VoxbenchError(f"bench.yml --check ended {runner.status} (rc {runner.rc}) without a plan")
+    return list(plans.values())
 
 
 # -- The other verbs -----------------------------------------------------------------------------

@@ -313,6 +313,80 @@ def attach_command(host: str | None, inventory: str | None, session: str, print_
     os.execvp(argv[0], argv)
 
 
+@main.command("plan")
+@click.option("--inventory", "-i", help="Inventory path (default: inventory/local, the embedded default).")
+@click.option("--limit", help="Only these hosts (Ansible's --limit).")
+@click.option("--gemma-mode", type=click.Choice(["parallel", "pause-gemma"]), default="parallel", show_default=True)
+@click.option("--config", "config_file", type=click.Path(exists=True), help="YAML of configuration overrides.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+def plan_command(
+    inventory: str | None, limit: str | None, gemma_mode: str, config_file: str | None, as_json: bool
+) -> None:
+    """What a run would do on each host, and every check it fails, starting nothing
+    (`ansible-playbook bench.yml --check`). Exit 0 when every plan passes, 1 otherwise."""
+    import json
+
+    from bench_py.api import VoxbenchError
+    from bench_py.api import plan as make_plans
+
+    try:
+        plans = make_plans(gemma_mode, config=_overrides(config_file, None), inventory=inventory, limit=limit)
+    except VoxbenchError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"host": p.host, "facts_read": p.facts_read, "unreachable": p.unreachable, **p.plan} for p in plans],
+                indent=2,
+            )
+        )
+    else:
+        for host_plan in plans:
+            if host_plan.unreachable:
+                click.echo(
+                    f"{host_plan.host}: not reached ({host_plan.unreachable}); what its configuration alone says:"
+                )
+            click.echo(host_plan.text)
+    sys.exit(0 if all(p.ok for p in plans) else 1)
+
+
+@main.command("prefetch")
+@click.option("--model", help="The model to fetch (default: candidate.model).")
+@click.option("--cache-dir", help="The Hugging Face cache to fill (default: candidate.hf_cache_dir).")
+@click.option("--token-file", help="The Hugging Face token file, mode 0600 (default: paths.token_file).")
+@click.option("--endpoint", help="A Hugging Face Hub mirror (default: huggingface.co).")
+@click.option("--config", "config_file", type=click.Path(exists=True), help="YAML of configuration overrides.")
+def prefetch_command(
+    model: str | None, cache_dir: str | None, token_file: str | None, endpoint: str | None, config_file: str | None
+) -> None:
+    """Put the candidate's weights into this host's Hugging Face cache before any run, so the first
+    start neither downloads them under the co-tenant gate nor needs a long ready timeout."""
+    from bench_py.config.model import ConfigError, load
+    from bench_py.hosts.prefetch import PrefetchError, prefetch
+
+    try:
+        config = load({"gemma_mode": "parallel", **(_overrides(config_file, None) or {})})
+    except ConfigError as error:
+        raise click.ClickException(f"invalid voxbench configuration: {error}") from None
+    cache = cache_dir or config.candidate.hf_cache_dir
+    if not cache:
+        raise click.ClickException("no Hugging Face cache: pass --cache-dir or set candidate.hf_cache_dir")
+    try:
+        result = prefetch(
+            model or config.candidate.model,
+            cache,
+            token_file or config.paths.token_file,
+            endpoint=endpoint,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    except PrefetchError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{result['model']}: {len(result['files'])} files, {result['bytes'] / 1e9:.2f} GB in {result['cache_dir']} "
+        f"({len(result['downloaded'])} downloaded now, {result['seconds']:.1f} s)"
+    )
+
+
 @main.command("cleanup")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed or closed; change nothing.")
 @click.option(
@@ -501,7 +575,7 @@ def baseline_resume(run_dir: Path, url: str | None, token_file: str | None, limi
         reference = run_dir / "reference.wav"
         if not reference.is_file():
             raise click.ClickException(f"{reference} is missing: the cloned condition needs the run's reference clip")
-        target = incumbent_target(incumbent, str(reference), token_file)
+        target = incumbent_target(incumbent, str(reference), config.reference.name, token_file)
         result = deferred.resume(run_dir, target, limit=limit, where=socket.gethostname(), progress=click.echo)
     except (ConfigError, deferred.DeferredError, OSError) as error:
         raise click.ClickException(str(error)) from None
@@ -815,10 +889,13 @@ def demo() -> None:
 )
 def demo_prepare(project_dir: Path) -> None:
     """Build images, create demo token files and reference clip, start the production stand-ins."""
+    from bench_py.config import embedded_overrides
     from bench_py.config.model import load
     from bench_py.standins.demo import prepare
 
-    prepare(load({"gemma_mode": "parallel"}), project_dir, say=lambda line: click.echo(line, err=True))
+    # The embedded default is inventory/local's configuration: the stand-ins and this machine's ports.
+    config = load({"gemma_mode": "parallel", **embedded_overrides()})
+    prepare(config, project_dir, say=lambda line: click.echo(line, err=True))
 
 
 @demo.command("film")

@@ -18,6 +18,12 @@ options:
     description: How to treat the co-tenant; overrides O(overrides.gemma_mode).
     type: str
     choices: [parallel, pause-gemma]
+  plan:
+    description:
+      - Also return the run's plan from the configuration alone (what would run, and every check
+        the configuration fails against the real engines' facts); the host adds its own facts.
+    type: bool
+    default: false
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -42,6 +48,14 @@ version_id:
   description: The controller's exact voxbench (release + digest of its files).
   returned: success
   type: str
+plan:
+  description: The plan from the configuration alone (see C(voxbench plan)); its C(ok) says whether it passes.
+  returned: when O(plan) is true
+  type: dict
+plan_text:
+  description: The plan as a person reads it.
+  returned: when O(plan) is true
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -52,6 +66,7 @@ def main() -> None:
         argument_spec={
             "overrides": {"type": "dict", "default": {}},
             "gemma_mode": {"type": "str", "choices": ["parallel", "pause-gemma"]},
+            "plan": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -66,7 +81,13 @@ def main() -> None:
         module.fail_json(msg=f"invalid voxbench configuration: {error}")
     from bench_py.version import version_id
 
-    module.exit_json(changed=False, config=config.model_dump(mode="json"), version_id=version_id())
+    result = {"changed": False, "config": config.model_dump(mode="json"), "version_id": version_id()}
+    if module.params["plan"]:
+        from bench_py.plan import make_plan, render
+
+        result["plan"] = make_plan(config)
+        result["plan_text"] = render(result["plan"], "configuration")
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ description:
     phase playbook in the tmux session C(voxbench) so the run survives the controller's SSH
     connection. When a run already holds the host, returns it (attach) unless O(new_run) is true,
     which fails with the command to attach.
+  - In check mode nothing is started: the host's facts are read (architecture, free memory, the
+    image's platforms, whether the co-tenant answers, the ports, the cached weights) and the run's
+    plan returned; the task fails when the plan does.
 options:
   config:
     description: The resolved configuration from M(voxbench_config).
@@ -63,6 +66,14 @@ run_dir:
   description: The run's directory on the host.
   returned: success
   type: str
+plan:
+  description: What the run would do on this host and every check against the facts (C(voxbench plan)).
+  returned: in check mode
+  type: dict
+plan_text:
+  description: The plan as a person reads it.
+  returned: in check mode
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -89,6 +100,16 @@ def main() -> None:
             msg=f"voxbench on this host is {version_id()} but the controller runs {expected}; "
             "run setup.yml to install the controller's version, then bench again"
         )
+    if module.check_mode:
+        from bench_py.config.model import Config
+        from bench_py.plan import gather_facts, make_plan, render
+
+        config = Config.model_validate(module.params["config"])
+        plan = make_plan(config, gather_facts(config))
+        text = render(plan, plan["host"] or "host")
+        if not plan["ok"]:
+            module.fail_json(msg=f"the plan fails on this host:\n{text}", plan=plan, plan_text=text)
+        module.exit_json(changed=False, plan=plan, plan_text=text, run_id=None, attached=False, run_dir=None)
     try:
         result = launch(
             module.params["config"],

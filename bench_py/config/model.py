@@ -35,18 +35,23 @@ class Launch(_Strict):
     """Version-aware launch for 2A (and 2B with ``process.version_command``)."""
 
     version_command: list[str] | None = None  # run in the image: prints the engine's version
-    flags_by_version: dict[str, list[str]] = {}  # version prefix -> flags; {stage_config} filled in
-    memory_budget_gb: float | None = Field(default=None, gt=0)  # -> gpu_memory_utilization
+    flags_by_version: dict[str, list[str]] = {}  # version prefix -> flags; {stage_config} {stage_overrides}
+    stage_configs: dict[str, str] = {}  # version prefix -> the engine's own stage config, in its package
+    memory_budget_gb: float | None = Field(default=None, gt=0)  # null: derived from MemAvailable
+    memory_margin_gb: float = Field(default=8.0, ge=0)  # left free beside the budget (the co-tenant, the host)
+    memory_budget_max_gb: float = Field(default=24.0, gt=0)  # a derived budget never takes more than this
+    weights_gb: float = Field(default=0.0, ge=0)  # the model's weights: a budget below them is refused
     total_memory_gb: float | None = Field(default=None, gt=0)  # null: NVML, else MemTotal
-    stage_config_template: str | None = None  # the engine's own stage config to patch (YAML)
+    stage_config_template: str | None = None  # a local copy of the engine's stage config, instead of its own
     stage_config_mount: str = "/run/voxbench/stage-config.yaml"
 
 
 class ProcessPath(_Strict):
     """2B: the engine as a supervised host process (a tmux session)."""
 
-    command: list[str] = Field(min_length=1)  # {python} {port} {model} are filled in
+    command: list[str] = Field(min_length=1)  # {venv} {python} {port} {model} are filled in
     version_command: list[str] | None = None  # run on the host: prints the engine's version
+    venv: str | None = None  # the engine's own virtual environment on the host ({venv})
     stop_grace_s: float = Field(default=10.0, gt=0)
 
 
@@ -59,10 +64,10 @@ class InProcessPath(_Strict):
 
 
 class BatchPath(_Strict):
-    """2D: a command-line synthesizer run once per utterance."""
+    """2D: a command-line synthesizer run once per utterance (null: the engine has none)."""
 
-    command: list[str] = Field(min_length=1)  # {text_file} {wav} {voice} are filled in
-    voice: str
+    command: list[str] | None = Field(default=None, min_length=1)  # {text_file} {wav} {voice} are filled in
+    voice: str | None = None
     timeout_s: float = Field(default=60.0, gt=0)
 
 
@@ -78,13 +83,15 @@ class Candidate(_Strict):
     command: list[str]
     container_port: int = Field(gt=0, lt=65536)
     port: int = Field(gt=0, lt=65536)
-    preset_voice: str
+    preset_voice: str | None = None  # null: the first voice the engine's /v1/audio/voices lists
+    sample_rate: int = Field(default=24000, gt=0)  # raw PCM carries no rate: the engine's documented one
     ready_timeout_s: float = Field(gt=0)
     memory_required_gb: float = Field(ge=0)
     hf_token_mount: str
     cpuset_cpus: str | None
     network_mode: str | None
-    standin: bool
+    ipc_mode: str | None = None  # 2A: "host", as vLLM's container docs ask (shared memory between stages)
+    shm_size: str | None = None  # 2A: or a larger /dev/shm instead, e.g. "16g"
     cloning_probe: bool = True
     cloning_probe_timeout_s: float = Field(default=30.0, gt=0)
     install_paths: list[InstallPathName] = Field(min_length=1)
@@ -106,6 +113,13 @@ class Candidate(_Strict):
         return value
 
 
+class ReferenceAudio(_Strict):
+    """How the incumbent's API is given the reference clip."""
+
+    send_as: Literal["path", "base64"]  # a file on the incumbent's host, or the clip's bytes
+    path: str = "voice-references/{name}.wav"  # send_as path: {name} is reference.name
+
+
 class Incumbent(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     api: Literal["chatterbox", "openai"]
@@ -113,9 +127,12 @@ class Incumbent(_Strict):
     token_file: str | None
     token_header: str
     model: str
-    preset_voice: str
+    preset_voice: str | None = None  # openai api: the preset condition's voice (chatterbox: its built-in voice)
     host: str
-    standin: bool
+    reference_audio: ReferenceAudio
+    exaggeration: float = Field(ge=0, le=2)  # chatterbox: production's knobs, sent with every request
+    cfg_weight: float = Field(ge=0, le=1)
+    temperature: float = Field(gt=0, le=5)
 
 
 class Gate(_Strict):
@@ -133,7 +150,7 @@ class CotenantControl(_Strict):
 class Cotenant(_Strict):
     name: str
     url: str
-    model: str
+    model: str | None  # null: the one model its /v1/models lists
     prompt: str
     max_tokens: int = Field(gt=0)
     warmup: int = Field(ge=0)
@@ -253,6 +270,7 @@ class Prescreen(_Strict):
 class Config(_Strict):
     profile: str
     gemma_mode: GemmaMode
+    allow_standin_engines: bool = False  # run voxbench's stand-ins as if they were the engines (demo, rehearsal)
     candidate: Candidate
     incumbent: Incumbent
     cotenant: Cotenant
@@ -305,9 +323,27 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return merged
 
 
+#: Keys that once existed, and what replaced them (a copied inventory gets a sentence, not "unknown key").
+REMOVED_KEYS = {
+    ("candidate", "standin"): "removed: voxbench recognises its stand-ins itself; set allow_standin_engines: true "
+    "to run them (inventory/local does)",
+    ("incumbent", "standin"): "removed: results name a stand-in incumbent from what it answers",
+}
+
+
+def _removed(merged: dict[str, Any]) -> list[str]:
+    return [
+        f"{'.'.join(path)}: {why}"
+        for path, why in REMOVED_KEYS.items()
+        if isinstance(merged.get(path[0]), dict) and path[1] in merged[path[0]]
+    ]
+
+
 def load(overrides: dict[str, Any] | None = None) -> Config:
     """Validate defaults + overrides; raises :class:`ConfigError` naming every bad key."""
     merged = resolve(overrides)
+    if _removed(merged):
+        raise ConfigError("; ".join(_removed(merged)))
     if merged.get("gemma_mode") is None:
         raise ConfigError(f"gemma_mode: required; choose one of {', '.join(GEMMA_MODES)}")
     try:

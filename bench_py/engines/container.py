@@ -53,6 +53,8 @@ class ContainerSpec:
     files: tuple[tuple[str, bytes], ...] = ()  # (container path, content): copied in before start
     env_file: Path | None = None  # token_mode env-file: the seed's --env-file (docker inspect shows it)
     hf_cache: tuple[str, str] | None = None  # (host dir, container dir): downloaded weights outlive the run
+    ipc_mode: str | None = None  # "host": vLLM's stages share memory through /dev/shm
+    shm_size: str | None = None  # or a larger /dev/shm of the container's own
 
     @property
     def name(self) -> str:
@@ -72,7 +74,10 @@ class ContainerSpec:
         """Arguments for ``containers.run``: what a reviewer checks for leaks."""
         return {
             "image": self.image,
-            "command": self.command,
+            # The command line is exactly the configured one, whatever ENTRYPOINT the image has
+            # (vLLM's images start `vllm serve`; a paired image inherits it).
+            "entrypoint": self.command[:1],
+            "command": self.command[1:],
             "name": self.name,
             "detach": True,
             "auto_remove": False,
@@ -84,6 +89,8 @@ class ContainerSpec:
                 else {"ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.host_port)}}
             ),
             **({"cpuset_cpus": self.cpuset_cpus} if self.cpuset_cpus else {}),
+            **({"ipc_mode": self.ipc_mode} if self.ipc_mode else {}),
+            **({"shm_size": self.shm_size} if self.shm_size else {}),
             **self._mounts(),
             **({"device_requests": [self.gpu_request()]} if self.gpus else {}),
         }

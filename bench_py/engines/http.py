@@ -22,10 +22,19 @@ class SpeechRequest:
     response_format: str = "pcm"
     sse: bool | None = False  # None: the server chooses (Content-Type decides)
     sample_format: str = "s16le"
+    rate: int | None = None  # raw PCM's rate when nothing in the response says it (the engine's documented one)
+    shape_from_headers: bool = False  # rate, channels and sample format come from the response's headers
 
 
 def data_url(wav_path: str | Path) -> str:
     return "data:audio/wav;base64," + base64.b64encode(Path(wav_path).read_bytes()).decode()
+
+
+def stream_body(model: str, text: str) -> dict[str, Any]:
+    """A raw int16 PCM stream, as both vLLM-Omni releases serve it for Voxtral: ``stream_format``
+    named (0.30 streams SSE without it; 0.18 refuses ``sse``), ``pcm`` (a WAV stream fails for
+    Voxtral: its output carries no rate)."""
+    return {"model": model, "input": text, "response_format": "pcm", "stream": True, "stream_format": "audio"}
 
 
 @dataclass(frozen=True)
@@ -37,48 +46,64 @@ class OpenAISpeechTarget:
     preset_voice: str
     reference_wav: str
     substitute_voice: str | None = None  # an engine that cannot clone: the closest preset stands in
+    sample_rate: int | None = None  # no header tells a raw stream's rate: the engine's documented one
 
     def request(self, text: str, condition: Condition) -> SpeechRequest:
-        body = {"model": self.model, "input": text, "response_format": "pcm", "stream": True, "stream_format": "audio"}
+        body = stream_body(self.model, text)
         if condition == "cloned" and self.substitute_voice:
             body["voice"] = self.substitute_voice
         elif condition == "cloned":
             body["ref_audio"] = data_url(self.reference_wav)
         else:
             body["voice"] = self.preset_voice
-        return SpeechRequest(self.url, body)
+        return SpeechRequest(self.url, body, rate=self.sample_rate)
 
 
 @dataclass(frozen=True)
 class ChatterboxTarget:
-    """The incumbent's production API: JSON in, raw int16 PCM out, rate in ``X-Sample-Rate``."""
+    """panda's production API, as published: ``{text, reference_audio, exaggeration, cfg_weight,
+    temperature}`` with the internal token in a header; raw PCM back, its rate, channels and
+    sample format in ``X-Sample-Rate``, ``X-Channels``, ``X-Format``. The `preset` condition is
+    the server's built-in voice: no ``reference_audio``."""
 
     url: str
-    preset_voice: str
-    reference_wav: str
+    reference_audio: str  # what the server is given: a path on it, or the clip as base64
+    exaggeration: float
+    cfg_weight: float
+    temperature: float
     token: str | None = field(default=None, repr=False)
     token_header: str = "X-Internal-Token"
 
     def request(self, text: str, condition: Condition) -> SpeechRequest:
-        body: dict = {"text": text}
+        body: dict[str, Any] = {
+            "text": text,
+            "exaggeration": self.exaggeration,
+            "cfg_weight": self.cfg_weight,
+            "temperature": self.temperature,
+        }
         if condition == "cloned":
-            body["audio_prompt"] = data_url(self.reference_wav)
-        else:
-            body["voice"] = self.preset_voice
+            body["reference_audio"] = self.reference_audio
         headers = {self.token_header: self.token} if self.token else {}
-        return SpeechRequest(self.url, body, headers)
+        return SpeechRequest(self.url, body, headers, shape_from_headers=True)
 
 
-def incumbent_target(incumbent: Any, reference_wav: str, token_file: str | None = None) -> Any:
-    """The incumbent as configured (``config.incumbent``): a Chatterbox-style or OpenAI-style API.
+def reference_audio_value(setting: Any, reference_name: str, reference_wav: str) -> str:
+    """``incumbent.reference_audio``: a path on the incumbent's host, or the clip itself (base64)."""
+    if setting.send_as == "base64":
+        return base64.b64encode(Path(reference_wav).read_bytes()).decode()
+    return setting.path.format(name=reference_name)
+
+
+def incumbent_target(incumbent: Any, reference_wav: str, reference_name: str, token_file: str | None = None) -> Any:
+    """The incumbent as configured (``config.incumbent``): panda's published API or an OpenAI-style one.
     The token is read from its file here, at call time, and never written anywhere."""
-    from pathlib import Path
-
     path = token_file or incumbent.token_file
     token = Path(path).expanduser().read_text().strip() if path else None
     if incumbent.api == "chatterbox":
-        return ChatterboxTarget(incumbent.url, incumbent.preset_voice, reference_wav, token, incumbent.token_header)
-    return OpenAISpeechTarget(incumbent.url, incumbent.model, incumbent.preset_voice, reference_wav)
+        reference = reference_audio_value(incumbent.reference_audio, reference_name, reference_wav)
+        knobs = (incumbent.exaggeration, incumbent.cfg_weight, incumbent.temperature)
+        return ChatterboxTarget(incumbent.url, reference, *knobs, token, incumbent.token_header)
+    return OpenAISpeechTarget(incumbent.url, incumbent.model, incumbent.preset_voice or "", reference_wav)
 
 
 @dataclass(frozen=True)

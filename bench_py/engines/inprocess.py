@@ -114,11 +114,9 @@ class TransformersSpeech:
             hint = "pip install 'voxbench[inprocess]'"
             raise LoadError(f"transformers is not installed here: {error} ({hint})") from None
         path = Path(model_path).expanduser()
-        if not (path / "config.json").is_file():
-            raise LoadError(f"{path} holds no config.json: not a Hugging Face model directory")
         try:
-            self.model = transformers.AutoModel.from_pretrained(str(path)).eval()
-        except ValueError as error:  # transformers' own word that it cannot run this architecture
+            self.model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        except (ValueError, OSError) as error:  # transformers' own word that it cannot load this checkpoint
             raise LoadError(f"transformers cannot load {path}: {error}", status="unsupported") from None
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
@@ -145,11 +143,33 @@ class TransformersSpeech:
         return Pcm((np.clip(waveform, -1.0, 1.0) * 32767).astype(np.int16), self.rate)
 
 
-def load(loader: str, model_path: str | None) -> InProcessEngine:
+def cached_snapshot(model: str, cache_dir: str | None) -> Path:
+    """The model's files in the host's Hugging Face cache; never a download (that would happen under
+    the gate): a model that is not there is this host's problem, with the command that fixes it."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as error:
+        raise LoadError(f"huggingface_hub is not installed here: {error} (pip install 'voxbench[inprocess]')") from None
+    folder = str(Path(cache_dir).expanduser() / "hub") if cache_dir else None
+    try:
+        return Path(snapshot_download(model, cache_dir=folder, local_files_only=True))
+    except LocalEntryNotFoundError:
+        where = folder or "the default Hugging Face cache"
+        raise LoadError(f"{model} is not in {where}: run `voxbench prefetch` (or setup.yml with prefetch on)") from None
+
+
+def load(
+    loader: str, model_path: str | None, model: str | None = None, cache_dir: str | None = None
+) -> InProcessEngine:
+    """``espeak-ng``, or ``transformers`` from ``model_path`` — or, without one, ``model`` from the
+    host's Hugging Face cache."""
     if loader == "espeak-ng":
         return EspeakLibrary()
     if loader == "transformers":
-        if not model_path:
-            raise LoadError("candidate.in_process.model_path is required for the transformers loader")
-        return TransformersSpeech(model_path)
+        if not model_path and not model:
+            raise LoadError(
+                "candidate.in_process.model_path (or candidate.model) is required for the transformers loader"
+            )
+        return TransformersSpeech(model_path or cached_snapshot(str(model), cache_dir))
     raise LoadError(f"unknown in-process loader {loader!r}")

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from bench_py.audio import Pcm, read_wav_file
-from bench_py.engines import container, inprocess, launch, ready
+from bench_py.engines import container, inprocess, launch, ready, standin
 from bench_py.engines.http import Condition, OpenAISpeechTarget
 
 STATUSES = ("ok", "blocked", "unsupported", "disallowed_by_vendor", "failed", "skipped")
@@ -85,6 +85,7 @@ class Context:
     docker_url: str | None = None
     should_stop: Callable[[], None] = lambda: None
     record_change: Callable[[dict[str, Any]], None] = lambda change: None
+    allow_standins: bool = False
 
 
 class InstallPath(Protocol):
@@ -95,7 +96,7 @@ class InstallPath(Protocol):
     def start(self) -> dict[str, Any]:
         """Bring the engine up and wait until it answers; facts to record, or :class:`PathError`."""
 
-    def target(self, substitute_voice: str | None = None) -> Any:
+    def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> Any:
         """What the timed loops call: a streaming HTTP target or a :class:`LocalTarget`."""
 
     def alive(self) -> bool: ...
@@ -205,6 +206,8 @@ class ContainerPath:
             network_mode=cfg.network_mode,
             gpus=gpus,
             hf_cache=(cfg.hf_cache_dir, cfg.hf_cache_mount) if cfg.hf_cache_dir else None,
+            ipc_mode=cfg.ipc_mode,
+            shm_size=cfg.shm_size,
         )
 
     def _check_platform(self) -> dict[str, Any]:
@@ -244,34 +247,54 @@ class ContainerPath:
             facts["pulled"] = True
         return facts
 
-    def _engine_version(self, command: list[str]) -> str:
-        """Run the image once with ``command`` (no network, labelled, removed): the version the
-        engine itself reports, which the image tag may not tell truthfully."""
+    def _in_image(self, command: list[str], what: str) -> tuple[int, list[str]]:
+        """Run the image once with ``command`` (no network, labelled, removed): its exit code and output."""
         import docker.errors
 
-        name = f"{self.spec.name}-version"
+        name = f"{self.spec.name}-{what}"
         self.ctx.record_change({"containers": name})
-        labels = {**self.spec.labels(), container.LABEL_ROLE: "version-probe"}
+        labels = {**self.spec.labels(), container.LABEL_ROLE: what}
         probe = self.client.containers.run(
-            self.spec.image, command, name=name, detach=True, labels=labels, network_disabled=True
+            self.spec.image,
+            command[1:],
+            entrypoint=command[:1],
+            name=name,
+            detach=True,
+            labels=labels,
+            network_disabled=True,
         )
         try:
             exit_code = probe.wait(timeout=120).get("StatusCode")
-            output = probe.logs().decode(errors="replace").strip().splitlines()
+            output = probe.logs(stderr=False).decode(errors="replace").splitlines()
+            errors = probe.logs(stdout=False).decode(errors="replace").strip().splitlines()
         finally:
             with contextlib.suppress(docker.errors.NotFound):
                 probe.remove(force=True)
-        if exit_code != 0 or not output:
-            raise PathError("failed", f"the version command {command} exited {exit_code}", output[-5:])
-        return output[-1].strip()
+        return exit_code, output if exit_code == 0 else errors[-5:] or output[-5:]
+
+    def _engine_version(self, command: list[str]) -> str:
+        """The version the engine itself reports, which the image tag may not tell truthfully."""
+        exit_code, output = self._in_image(command, "version-probe")
+        lines = [line.strip() for line in output if line.strip()]
+        if exit_code != 0 or not lines:
+            raise PathError("failed", f"the version command {command} exited {exit_code}", output)
+        return lines[-1]
+
+    def _engine_file(self, relative: str) -> str:
+        """A file of the engine's own package inside the image (its stage config)."""
+        exit_code, output = self._in_image(engine_file_command("python3", relative), "config-probe")
+        if exit_code != 0:
+            raise launch.LaunchError(f"the image {self.spec.image} has no {relative}: {' | '.join(output)}")
+        return "\n".join(output) + "\n"
 
     def _launch_plan(self) -> dict[str, Any] | None:
         cfg = self.ctx.candidate.launch
         if not cfg.version_command:
             return None
         try:
-            planned = launch.plan(cfg, self._engine_version(cfg.version_command), self.ctx.run_dir)
-            flags = launch.fill(planned["flags"], cfg.stage_config_mount if "stage_config" in planned else None)
+            planned = launch.plan(cfg, self._engine_version(cfg.version_command), self.ctx.run_dir, self._engine_file)
+            mount = cfg.stage_config_mount if "stage_config" in planned else None
+            flags = launch.fill(planned["flags"], mount, planned.get("stage_overrides"))
         except launch.LaunchError as error:
             raise PathError("blocked", str(error)) from None
         files = (
@@ -280,8 +303,28 @@ class ContainerPath:
         self.spec = dataclasses.replace(self.spec, command=[*self.spec.command, *flags], files=files)
         return planned
 
+    def _readback(self, planned: dict[str, Any]) -> dict[str, Any]:
+        """Ask the running engine again: its vLLM-Omni version, and the stage config it was given."""
+        cfg = self.ctx.candidate.launch
+        engine = self.client.containers.get(self.spec.name)
+        result: dict[str, Any] = {}
+        if cfg.version_command:
+            exit_code, output = engine.exec_run(cfg.version_command, demux=True)
+            text = (output[0] or b"").decode(errors="replace").strip().splitlines() if output else []
+            result["engine_version"] = text[-1].strip() if exit_code == 0 and text else None
+        text = None
+        if "stage_config" in planned:
+            exit_code, output = engine.exec_run(["cat", cfg.stage_config_mount], demux=True)
+            text = (output[0] or b"").decode() if exit_code == 0 and output else ""
+        result["stage_utilizations"] = launch.given_to_engine(list(engine.attrs["Args"]), text)
+        return result
+
     def start(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"platform": self._check_platform()}
+        reason = standin.path_reason("2A", self.ctx.candidate, self._image_labels())
+        if reason and not self.ctx.allow_standins:
+            raise PathError("blocked", f"{reason}; {standin.BLOCKED}")
+        facts["standin"] = reason
         facts["launch"] = self._launch_plan()
         # Recorded before it exists, so recovery knows what to look for if we die mid-start.
         self.ctx.record_change({"containers": self.spec.name})
@@ -310,12 +353,19 @@ class ContainerPath:
             lines = self.log_lines()
             raise PathError(classify_log(lines), str(error).splitlines()[0], interesting(lines)) from None
         facts["ready_after_s"] = round(ready, 3)
-        if facts["launch"]:
-            _check_loaded(facts["launch"], self.ctx.candidate.port)
+        facts.update(_after_ready(self.ctx, facts["launch"], lambda: self._readback(facts["launch"])))
         return facts
 
-    def target(self, substitute_voice: str | None = None) -> OpenAISpeechTarget:
-        return _http_target(self.ctx, substitute_voice)
+    def _image_labels(self) -> dict[str, str]:
+        import docker.errors
+
+        try:
+            return dict(self.client.images.get(self.spec.image).labels or {})
+        except docker.errors.ImageNotFound:
+            return {}
+
+    def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> OpenAISpeechTarget:
+        return _http_target(self.ctx, substitute_voice, preset_voice)
 
     def alive(self) -> bool:
         engine = self.client.containers.get(self.spec.name)
@@ -357,17 +407,49 @@ def _settles(running: Callable[[], bool], port: int, within_s: float = 10.0) -> 
     return False
 
 
-def _check_loaded(planned: dict[str, Any], port: int) -> None:
-    """Record what the ready engine reports (into ``planned``) and fail the path when it did not
-    load what the launch plan asked for."""
-    planned["reported"] = _reported(port)
-    mismatch = launch.check_loaded(planned, planned["reported"])
-    if mismatch:
-        raise PathError("failed", mismatch)
+#: Prints a file of the engine's own package, found without importing it (importing vLLM-Omni
+#: imports vLLM and torch): ``python -c SCRIPT vllm_omni/deploy/voxtral_tts.yaml``.
+_ENGINE_FILE = (
+    "import importlib.util, pathlib, sys; spec = importlib.util.find_spec(sys.argv[1].split('/')[0]); "
+    "root = pathlib.Path(list(spec.submodule_search_locations)[0]).parent; "
+    "sys.stdout.write(root.joinpath(sys.argv[1]).read_text())"
+)
+
+
+def engine_file_command(python: str, relative: str) -> list[str]:
+    return [python, "-c", _ENGINE_FILE, relative]
+
+
+def _after_ready(
+    ctx: Context, planned: dict[str, Any] | None, readback: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """What a ready HTTP engine says it is: a stand-in (refused unless allowed), the vLLM it runs
+    on (``GET /version``), and — with a launch plan — what it was given, checked against the plan."""
+    cfg = ctx.candidate
+    facts: dict[str, Any] = {}
+    try:
+        health = httpx.get(f"http://127.0.0.1:{cfg.port}/health", timeout=5.0)
+        answered = standin.answered_as(health.headers)
+    except httpx.HTTPError:
+        answered = None
+    if answered:
+        facts["standin"] = f"the engine answers {standin.HEADER}: {answered}"
+        if not ctx.allow_standins:
+            raise PathError("blocked", f"{facts['standin']}; {standin.BLOCKED}")
+    reported = _reported(cfg.port)
+    facts["vllm_version"] = reported.get("version")
+    if planned:
+        planned["readback"] = readback()
+        planned["pairing"] = launch.pairing_note(planned["engine_version"], facts["vllm_version"])
+        mismatch = launch.check_loaded(planned, planned["readback"])
+        if mismatch:
+            raise PathError("failed", mismatch)
+    facts["voices"], facts["preset_voice"] = preset_voice(cfg.port, cfg.preset_voice)
+    return facts
 
 
 def _reported(port: int) -> dict[str, Any]:
-    """What the running engine says it is and loaded (vLLM's ``GET /version``)."""
+    """What the running server says it is: vLLM's ``GET /version`` (vLLM's version, never vLLM-Omni's)."""
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5.0)
         return response.json() if response.status_code == 200 else {"error": f"HTTP {response.status_code}"}
@@ -375,14 +457,44 @@ def _reported(port: int) -> dict[str, Any]:
         return {"error": f"{type(error).__name__}: {error}"}
 
 
-def _http_target(ctx: Context, substitute_voice: str | None) -> OpenAISpeechTarget:
+#: What an engine lists that is not a voice to speak with (vLLM-Omni 0.30 lists "default" and refuses it).
+NOT_A_VOICE = frozenset({"default"})
+
+
+def list_voices(port: int) -> list[str]:
+    """The engine's preset voices (``GET /v1/audio/voices``), in its order."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/audio/voices", timeout=30.0)
+        listed = response.json().get("voices", []) if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        raise PathError("failed", f"the engine did not list its voices: {type(error).__name__}: {error}") from None
+    return [str(v) for v in listed if isinstance(v, str) and v.lower() not in NOT_A_VOICE]
+
+
+def preset_voice(port: int, configured: str | None) -> tuple[list[str], dict[str, Any]]:
+    """The `preset` condition's voice, from what the engine lists: the configured name when it
+    is listed (else the path fails, naming the list), or the first listed."""
+    voices = list_voices(port)
+    if not voices:
+        raise PathError("failed", "the engine lists no voices at GET /v1/audio/voices: nothing to speak the preset in")
+    if configured is None:
+        return voices, {"name": voices[0], "source": "the first voice GET /v1/audio/voices lists"}
+    if configured.lower() not in {v.lower() for v in voices}:
+        raise PathError(
+            "failed", f"candidate.preset_voice {configured!r} is not one of the engine's voices: {', '.join(voices)}"
+        )
+    return voices, {"name": configured, "source": "candidate.preset_voice, listed by the engine"}
+
+
+def _http_target(ctx: Context, substitute_voice: str | None, preset: str | None) -> OpenAISpeechTarget:
     cfg = ctx.candidate
     return OpenAISpeechTarget(
         f"http://127.0.0.1:{cfg.port}/v1/audio/speech",
         cfg.model,
-        cfg.preset_voice,
+        preset or cfg.preset_voice or "",
         str(ctx.run_dir / "reference.wav"),
         substitute_voice,
+        cfg.sample_rate,
     )
 
 
@@ -440,13 +552,18 @@ class ProcessPath:
         cfg = ctx.candidate
         self.session = f"voxbench-{ctx.run_id.lower()}-2b"
         self.log = ctx.run_dir / "logs" / f"{self.session}.log"
-        self.argv = _fill(cfg.process.command, {"python": sys.executable, "port": str(cfg.port), "model": cfg.model})
+        self.values = {"python": sys.executable, "port": str(cfg.port), "model": cfg.model}
+        if cfg.process.venv:
+            self.values["venv"] = str(Path(cfg.process.venv).expanduser())
+        self.argv = _fill(cfg.process.command, self.values)
         self.pid: int | None = None
 
     def _environment(self) -> list[str]:
         # A clean environment: the token's path, never its value, and nothing else inherited.
         keep = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
-        keep.update({k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "VIRTUAL_ENV")})
+        keep.update({k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ")})
+        if "venv" in self.values:
+            keep["VIRTUAL_ENV"] = self.values["venv"]
         keep["HF_TOKEN_PATH"] = str(self.ctx.token_file.expanduser().resolve())
         return [f"{k}={v}" for k, v in keep.items()]
 
@@ -465,60 +582,86 @@ class ProcessPath:
         self.pid = int(shown.stdout.strip())
         self.ctx.record_change({"processes": {"session": self.session, "pid": self.pid}})
 
-    def _launch_plan(self) -> dict[str, Any] | None:
-        cfg = self.ctx.candidate
-        if not cfg.process.version_command:
-            return None
-        command = _fill(
-            cfg.process.version_command, {"python": sys.executable, "port": str(cfg.port), "model": cfg.model}
-        )
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         env = dict(item.split("=", 1) for item in self._environment())
         try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False
             )
         except OSError as error:
-            raise PathError("blocked", f"the version command {command} cannot run: {error}") from None
+            raise PathError("blocked", f"{argv[0]} cannot run on this host: {error}") from None
+
+    def _version(self) -> str:
+        command = _fill(self.ctx.candidate.process.version_command or [], self.values)
+        result = self._run(command)
         output = result.stdout.strip().splitlines()
         if result.returncode != 0 or not output:
             raise PathError(
                 "failed", f"the version command {command} exited {result.returncode}", result.stderr.splitlines()[-5:]
             )
+        return output[-1].strip()
+
+    def _engine_file(self, relative: str) -> str:
+        python = f"{self.values['venv']}/bin/python" if "venv" in self.values else sys.executable
+        result = self._run(engine_file_command(python, relative))
+        if result.returncode != 0:
+            raise launch.LaunchError(f"the engine's environment has no {relative}: {result.stderr.strip()[-300:]}")
+        return result.stdout
+
+    def _launch_plan(self) -> dict[str, Any] | None:
+        cfg = self.ctx.candidate
+        if not cfg.process.version_command:
+            return None
         try:
-            planned = launch.plan(cfg.launch, output[-1].strip(), self.ctx.run_dir)
-            self.argv = [*self.argv, *launch.fill(planned["flags"], planned.get("stage_config"))]
+            planned = launch.plan(cfg.launch, self._version(), self.ctx.run_dir, self._engine_file)
+            flags = launch.fill(planned["flags"], planned.get("stage_config"), planned.get("stage_overrides"))
         except launch.LaunchError as error:
             raise PathError("blocked", str(error)) from None
+        self.argv = [*self.argv, *flags]
         return planned
 
+    def _readback(self, planned: dict[str, Any]) -> dict[str, Any]:
+        text = Path(planned["stage_config"]).read_text() if planned.get("stage_config") else None
+        return {"engine_version": self._version(), "stage_utilizations": launch.given_to_engine(self.argv, text)}
+
     def start(self) -> dict[str, Any]:
-        binary = shutil.which(self.argv[0])
-        if binary is None:
+        cfg = self.ctx.candidate
+        if "venv" not in self.values and any("{venv}" in part for part in cfg.process.command):
+            raise PathError(
+                "blocked",
+                "candidate.process.venv is not set: 2B runs vLLM-Omni from its own venv on this host "
+                "(docs/install-paths.md, 2B)",
+            )
+        reason = standin.path_reason("2B", cfg)
+        if reason and not self.ctx.allow_standins:
+            raise PathError("blocked", f"{reason}; {standin.BLOCKED}")
+        if shutil.which(self.argv[0]) is None:
             raise PathError("blocked", f"{self.argv[0]} is not installed on this host (candidate.process.command)")
         planned = self._launch_plan()
-        url = f"http://127.0.0.1:{self.ctx.candidate.port}/health"
+        url = f"http://127.0.0.1:{cfg.port}/health"
         try:
             self._launch()
-            ready = wait_http_ready(url, self.ctx.candidate.ready_timeout_s, self._gone, self.ctx.should_stop)
+            ready = wait_http_ready(url, cfg.ready_timeout_s, self._gone, self.ctx.should_stop)
         except PathError as error:
             lines = self.log_lines()
             raise PathError(classify_log(lines, error.status), error.reason, interesting(lines)) from None
-        if planned:
-            _check_loaded(planned, self.ctx.candidate.port)
-        return {
+        facts = {
             "process": {"session": self.session, "pid": self.pid, "log": str(self.log.relative_to(self.ctx.run_dir))},
+            "standin": reason,
             "launch": planned,
             "launch_command": self.argv,
             "ready_after_s": round(ready, 3),
         }
+        facts.update(_after_ready(self.ctx, planned, lambda: self._readback(planned or {})))
+        return facts
 
     def _gone(self) -> str | None:
         if self.pid is not None and pid_alive(self.pid):
             return None
         return f"the engine process exited during start-up; log: {' | '.join(interesting(self.log_lines(), 3))}"
 
-    def target(self, substitute_voice: str | None = None) -> OpenAISpeechTarget:
-        return _http_target(self.ctx, substitute_voice)
+    def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> OpenAISpeechTarget:
+        return _http_target(self.ctx, substitute_voice, preset_voice)
 
     def alive(self) -> bool:
         return _settles(lambda: self.pid is not None and pid_alive(self.pid), self.ctx.candidate.port)
@@ -578,24 +721,29 @@ class InProcessPath:
 
     def _load(self) -> inprocess.InProcessEngine:
         if self.engine is None:
-            cfg = self.ctx.candidate.in_process
+            cfg, candidate = self.ctx.candidate.in_process, self.ctx.candidate
             try:
-                self.engine = inprocess.load(cfg.loader, cfg.model_path)
+                self.engine = inprocess.load(cfg.loader, cfg.model_path, candidate.model, candidate.hf_cache_dir)
             except inprocess.LoadError as error:
                 raise PathError(error.status, str(error)) from None
         return self.engine
 
     def start(self) -> dict[str, Any]:
+        reason = standin.path_reason("2C", self.ctx.candidate)
+        if reason and not self.ctx.allow_standins:
+            raise PathError("blocked", f"{reason}; {standin.BLOCKED}")
         started = time.monotonic()
         engine = self._load()
         cfg = self.ctx.candidate.in_process
         return {
             "engine": {"loader": cfg.loader, "model_path": cfg.model_path, "versions": engine.versions},
+            "standin": reason,
             "loaded_after_s": round(time.monotonic() - started, 3),
             "pid": os.getpid(),
+            "preset_voice": {"name": cfg.voice, "source": "candidate.in_process.voice"},
         }
 
-    def target(self, substitute_voice: str | None = None) -> LocalTarget:
+    def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> LocalTarget:
         # BENCHING runs in a later process than STARTING: the model is loaded again there.
         return LocalTarget(self._load().synthesize, self.ctx.candidate.in_process.voice, substitute_voice)
 
@@ -625,6 +773,13 @@ class BatchPath:
         self.cfg = ctx.candidate.batch
 
     def start(self) -> dict[str, Any]:
+        if not self.cfg.command:
+            raise PathError(
+                "blocked", "the candidate has no one-utterance command (candidate.batch.command is not set)"
+            )
+        reason = standin.path_reason("2D", self.ctx.candidate)
+        if reason and not self.ctx.allow_standins:
+            raise PathError("blocked", f"{reason}; {standin.BLOCKED}")
         binary = shutil.which(self.cfg.command[0])
         if binary is None:
             raise PathError("blocked", f"{self.cfg.command[0]} is not installed on this host (candidate.batch.command)")
@@ -632,13 +787,19 @@ class BatchPath:
             [binary, "--version"], capture_output=True, text=True, timeout=10, check=False, stdin=subprocess.DEVNULL
         )
         first = (version.stdout or version.stderr).strip().splitlines()
-        return {"binary": binary, "version": first[0] if first else None, "launch_command": self.cfg.command}
+        return {
+            "binary": binary,
+            "standin": reason,
+            "version": first[0] if first else None,
+            "launch_command": self.cfg.command,
+            "preset_voice": {"name": self.cfg.voice, "source": "candidate.batch.voice"},
+        }
 
     def synthesize(self, text: str, voice: str | None) -> Pcm:
         with tempfile.TemporaryDirectory(prefix="voxbench-2d-") as folder:
             text_file, wav = Path(folder) / "input.txt", Path(folder) / "output.wav"
             text_file.write_text(text, encoding="utf-8")  # a file, never argv: no text is read as an option
-            argv = _fill(self.cfg.command, {"text_file": str(text_file), "wav": str(wav), "voice": voice or ""})
+            argv = _fill(self.cfg.command or [], {"text_file": str(text_file), "wav": str(wav), "voice": voice or ""})
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder}
             env["HF_TOKEN_PATH"] = str(self.ctx.token_file.expanduser().resolve())
             result = subprocess.run(
@@ -648,7 +809,7 @@ class BatchPath:
                 raise RuntimeError(f"{argv[0]} exited {result.returncode}: {result.stderr.strip()[-300:]}")
             return read_wav_file(str(wav))
 
-    def target(self, substitute_voice: str | None = None) -> LocalTarget:
+    def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> LocalTarget:
         return LocalTarget(self.synthesize, self.cfg.voice, substitute_voice)
 
     def alive(self) -> bool:

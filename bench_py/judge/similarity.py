@@ -21,21 +21,31 @@ if TYPE_CHECKING:
 ENCODER_RATE = 16_000
 
 
+class SimilarityUnavailable(RuntimeError):
+    """The scorer (resemblyzer, torch) is not installed here; the message says how to get it."""
+
+
 @lru_cache(maxsize=1)
 def _encoder() -> VoiceEncoder:
-    from resemblyzer import VoiceEncoder  # heavy (torch): imported only when scoring
-
+    try:
+        from resemblyzer import VoiceEncoder  # heavy (torch): imported only when scoring
+    except ImportError as error:
+        raise SimilarityUnavailable(
+            f"speaker similarity needs resemblyzer and torch ({error}): pip install 'voxbench[judge]' "
+            "(setup.yml's bundle carries them)"
+        ) from None
     return VoiceEncoder(device="cpu", verbose=False)
 
 
 def embed(pcm: Pcm) -> np.ndarray:
     """Unit-length speaker embedding of a clip (silence trimmed by resemblyzer's VAD)."""
+    encoder = _encoder()  # first: a missing scorer is SimilarityUnavailable, not an ImportError
     from resemblyzer import preprocess_wav
 
     wav = preprocess_wav(int16_to_float(pcm.samples), source_sr=pcm.rate)
     if len(wav) < ENCODER_RATE // 2:
         raise ValueError("the clip has under 0.5 s of speech after silence trimming")
-    return _encoder().embed_utterance(wav)
+    return encoder.embed_utterance(wav)
 
 
 def speaker_similarity(a: Pcm, b: Pcm) -> float:

@@ -18,9 +18,10 @@ import httpx
 import numpy as np
 
 from bench_py.audio import Pcm, write_wav_file
+from bench_py.engines import standin
 from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure import netstamp
-from bench_py.measure.client import chunk_stats, stream_speech
+from bench_py.measure.client import chunk_stats, stream_request
 from bench_py.measure.stats import summarize
 from bench_py.measure.timing import Timed, bench_async
 
@@ -63,6 +64,9 @@ class RequestRecord:
     arrivals: list[list[float]]  # [ms since send, samples in that read]: the raw stream timeline
     clock: str  # "kernel" (receive stamps) or "monotonic" (read in user space)
     wav: str | None = None
+    delivery: str | None = None  # "whole" (a sized body) or "streamed" (chunked), as the server sent it
+    rate_source: str | None = None  # where sample_rate came from: headers, wav header, documented, default
+    standin: str | None = None  # the stand-in the server said it was (X-Voxbench-Standin), if any
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -84,16 +88,7 @@ async def one_request(
     if getattr(target, "streaming", True) is False:
         return await _one_synthesis(target, side, condition, index, repetition, text, audible_threshold_dbfs)  # type: ignore[arg-type]
     request = target.request(text, condition)  # type: ignore[union-attr]
-    result = await stream_speech(
-        client,
-        request.url,
-        request.body,
-        headers=request.headers,
-        response_format=request.response_format,
-        sse=request.sse,
-        sample_format=request.sample_format,
-        audible_threshold_dbfs=audible_threshold_dbfs,
-    )
+    result = await stream_request(client, request, audible_threshold_dbfs)
     record = RequestRecord(
         side=side,
         condition=condition,
@@ -106,6 +101,7 @@ async def one_request(
         error=result.error,
         samples=len(result.samples),
         sample_rate=result.rate,
+        standin=standin.answered_as(result.headers),
         **result.metrics(),
     )
     return record, Pcm(result.samples, result.rate)
@@ -309,15 +305,7 @@ async def run_load(
 
         async def one(_index: int):
             should_stop()
-            return await stream_speech(
-                client,
-                request.url,
-                request.body,
-                headers=request.headers,
-                response_format=request.response_format,
-                sse=request.sse,
-                sample_format=request.sample_format,
-            )
+            return await stream_request(client, request)
 
         result = {"sweep": await load.sweep(one, limit, requests_per_level, max_error_rate), "utterance": text}
         if poisson_rate_per_s > 0:

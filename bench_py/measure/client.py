@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 
 from bench_py.audio import OUTPUT_RATE
-from bench_py.measure import netstamp
+from bench_py.measure import decode, netstamp
 from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, decoder_for_response
 from bench_py.measure.timing import chunk_stats, underruns
 
@@ -51,6 +51,8 @@ class StreamResult:
     timed_out: bool = False
     audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS
     clock: str = "monotonic"  # "kernel": arrivals are the kernel's receive stamps (see netstamp)
+    delivery: str | None = None  # "whole" (a sized body) or "streamed" (chunked), as the response was sent
+    rate_source: str = "default"  # where the rate came from: headers, wav header, documented, default
 
     @property
     def audio_s(self) -> float:
@@ -80,6 +82,8 @@ class StreamResult:
             # The raw timeline (ms since send, samples in that read): every chunk figure derives from it.
             "arrivals": [[round(ms, 3), n] for ms, n in self.arrivals],
             "clock": self.clock,
+            "delivery": self.delivery,
+            "rate_source": self.rate_source,
             "underruns": stalls,
             "underrun_ms": stall_ms,
         }
@@ -95,11 +99,15 @@ async def stream_speech(
     sse: bool | None = False,
     sample_format: str = "s16le",
     audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS,
+    rate: int | None = None,
+    shape_from_headers: bool = False,
 ) -> StreamResult:
     """POST ``body`` to ``url`` and read the audio stream to its end.
 
     ``sse``: True when the request asked for server-sent events, False for raw bytes, None when
-    the server chooses (then its Content-Type decides).
+    the server chooses (then its Content-Type decides). ``rate``: raw PCM's rate when the response
+    does not say it (the engine's documented rate). ``shape_from_headers``: the rate, channels and
+    sample format come from ``X-Sample-Rate``, ``X-Channels``, ``X-Format``, and must be there.
     """
     threshold = 32768.0 * 10 ** (audible_threshold_dbfs / 20)
     arrivals: list[tuple[float, int]] = []
@@ -107,6 +115,8 @@ async def stream_speech(
     ttfb = ttfa = audible = None
     status, response_headers, error, timed_out = 0, {}, None, False
     decoder = None
+    shape = None
+    delivery = None
     clock = netstamp.Clock()
     sent = time.monotonic()
     try:
@@ -116,9 +126,14 @@ async def stream_speech(
                 detail = (await response.aread()).decode(errors="replace")[:500]
                 error = f"HTTP {status}: {detail}"
             else:
-                decoder = decoder_for_response(
-                    response.headers.get("content-type"), response_format, sse, sample_format
-                )
+                delivery = "whole" if "content-length" in response.headers else "streamed"
+                if shape_from_headers:
+                    shape = decode.shape_from_headers(response.headers)
+                    decoder = decode.shaped_decoder(shape)
+                else:
+                    decoder = decoder_for_response(
+                        response.headers.get("content-type"), response_format, sse, sample_format
+                    )
                 async for chunk in response.aiter_raw():
                     # When the bytes reached this machine (the kernel's stamp), not when we read them.
                     now = (clock.arrival(response) - sent) * 1000
@@ -137,9 +152,14 @@ async def stream_speech(
     except (httpx.HTTPError, StreamDecodeError) as failure:
         error = f"{type(failure).__name__}: {failure}"
     total = (time.monotonic() - sent) * 1000
-    rate = int(response_headers.get("x-sample-rate", 0)) or OUTPUT_RATE
-    if isinstance(decoder, WavStreamDecoder) and decoder.rate:
-        rate = decoder.rate
+    if shape is not None:
+        rate, rate_source = shape.rate, "headers"
+    elif isinstance(decoder, WavStreamDecoder) and decoder.rate:
+        rate, rate_source = decoder.rate, "wav header"
+    elif rate:
+        rate_source = "documented"
+    else:
+        rate, rate_source = OUTPUT_RATE, "default"
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
     return StreamResult(
         sent,
@@ -156,4 +176,24 @@ async def stream_speech(
         timed_out,
         audible_threshold_dbfs,
         "kernel" if clock.kernel else "monotonic",
+        delivery,
+        rate_source,
+    )
+
+
+async def stream_request(
+    client: httpx.AsyncClient, request: Any, audible_threshold_dbfs: float = AUDIBLE_THRESHOLD_DBFS
+) -> StreamResult:
+    """:func:`stream_speech` for a target's :class:`~bench_py.engines.http.SpeechRequest`."""
+    return await stream_speech(
+        client,
+        request.url,
+        request.body,
+        headers=request.headers,
+        response_format=request.response_format,
+        sse=request.sse,
+        sample_format=request.sample_format,
+        audible_threshold_dbfs=audible_threshold_dbfs,
+        rate=request.rate,
+        shape_from_headers=request.shape_from_headers,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from urllib.parse import urlparse
 
 import httpx
 
@@ -23,6 +24,27 @@ class Probe:
 
 class CotenantUnreachable(RuntimeError):
     """The co-tenant did not answer; the message says where and how it failed."""
+
+
+def resolve_model(config: Cotenant, timeout_s: float = 10.0) -> Cotenant:
+    """The co-tenant with its model named: ``cotenant.model``, or the one model its server lists at
+    ``GET /v1/models`` (vLLM serves one under the name it was started with)."""
+    if config.model:
+        return config
+    parsed = urlparse(config.url)
+    url = f"{parsed.scheme}://{parsed.netloc}/v1/models"
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+        models = [entry.get("id") for entry in response.json().get("data", [])] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        raise CotenantUnreachable(
+            f"the co-tenant's model list {url} did not answer ({type(error).__name__}: {error})"
+        ) from None
+    if len(models) != 1:
+        raise CotenantUnreachable(
+            f"the co-tenant at {url} lists {models or 'no model'}: name the one to probe in cotenant.model"
+        )
+    return config.model_copy(update={"model": models[0]})
 
 
 def probe_once(client: httpx.Client, config: Cotenant) -> Probe:

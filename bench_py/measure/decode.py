@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,74 @@ class Float32PcmDecoder:
         usable = len(data) // 4 * 4
         self._carry = data[usable:]
         return float_to_int16(np.frombuffer(data[:usable], "<f4"))
+
+
+@dataclass
+class ChannelMixer:
+    """Interleaved multi-channel PCM from an inner decoder, mixed down to mono."""
+
+    inner: PcmDecoder | Float32PcmDecoder
+    channels: int
+    _carry: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+
+    def feed(self, data: bytes) -> np.ndarray:
+        samples = np.concatenate([self._carry, self.inner.feed(data)])
+        usable = len(samples) // self.channels * self.channels
+        self._carry = samples[usable:]
+        frames = samples[:usable].reshape(-1, self.channels).astype(np.int32)
+        return frames.mean(axis=1).astype(np.int16)
+
+
+#: How servers spell raw PCM's sample format in a header (panda's X-Format, and common spellings).
+HEADER_SAMPLE_FORMATS = {
+    "pcm_s16le": "s16le",
+    "s16le": "s16le",
+    "int16": "s16le",
+    "pcm16": "s16le",
+    "pcm_16": "s16le",
+    "pcm_f32le": "f32le",
+    "f32le": "f32le",
+    "float32": "f32le",
+}
+
+
+@dataclass(frozen=True)
+class PcmShape:
+    """What a response's headers say of its raw PCM."""
+
+    rate: int
+    channels: int
+    sample_format: str
+    stated_format: str | None
+
+
+def shape_from_headers(headers: Any) -> PcmShape:
+    """``X-Sample-Rate``, ``X-Channels``, ``X-Format`` (panda's API); refuse what cannot be read
+    rather than fall back to a guess."""
+    rate_text = headers.get("x-sample-rate")
+    if rate_text is None:
+        raise StreamDecodeError("the response names no X-Sample-Rate: its PCM cannot be read without a guess")
+    try:
+        rate = int(rate_text)
+        channels = int(headers.get("x-channels", "1"))
+    except ValueError:
+        raise StreamDecodeError(
+            f"X-Sample-Rate {rate_text!r} / X-Channels {headers.get('x-channels')!r} are not whole numbers"
+        ) from None
+    if not 1000 <= rate <= 384000 or not 1 <= channels <= 8:
+        raise StreamDecodeError(f"X-Sample-Rate {rate} / X-Channels {channels} are not a plausible PCM shape")
+    stated = headers.get("x-format")
+    sample_format = HEADER_SAMPLE_FORMATS.get((stated or "pcm_s16le").strip().lower())
+    if sample_format is None:
+        raise StreamDecodeError(
+            f"X-Format {stated!r} is not a PCM format voxbench reads ({', '.join(HEADER_SAMPLE_FORMATS)})"
+        )
+    return PcmShape(rate, channels, sample_format, stated)
+
+
+def shaped_decoder(shape: PcmShape) -> PcmDecoder | Float32PcmDecoder | ChannelMixer:
+    inner = Float32PcmDecoder() if shape.sample_format == "f32le" else PcmDecoder()
+    return inner if shape.channels == 1 else ChannelMixer(inner, shape.channels)
 
 
 @dataclass
@@ -154,7 +223,7 @@ class SseAudioDecoder:
         return np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
 
 
-Decoder = PcmDecoder | Float32PcmDecoder | WavStreamDecoder | SseAudioDecoder
+Decoder = PcmDecoder | Float32PcmDecoder | WavStreamDecoder | SseAudioDecoder | ChannelMixer
 SAMPLE_FORMATS = ("s16le", "f32le")
 _WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
 _RAW_TYPES = ("audio/pcm", "audio/l16", "audio/raw", "application/octet-stream", "binary/octet-stream")

@@ -57,6 +57,15 @@ def _write(run_dir: Path, name: str, data: dict[str, Any]) -> None:
     atomic_write_json(run_dir / f"{name}.json", data)
 
 
+def _error_message(response: httpx.Response) -> str:
+    """The server's own words: vLLM's ``{"error": {"message": ...}}``, else the body's start."""
+    try:
+        message = response.json()["error"]["message"]
+        return str(message)[:500]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -122,7 +131,7 @@ class Run:
             request_abort(self.dir, "cotenant_gate", reason, evidence)
 
         return CotenantGate(
-            self.config.cotenant,
+            self.cotenant,
             baseline,
             gate_cfg.interval_s,
             gate_cfg.window,
@@ -148,6 +157,13 @@ class Run:
         result = preflight.run_preflight(self.config, self.project_dir)
         _write(self.dir, "preflight", result)
         if not result["ok"]:
+            blocked = preflight.blocked_paths(result)
+            if blocked:  # every path's status and reason, as STARTING would have recorded them
+                _write(
+                    self.dir,
+                    "candidate",
+                    {"paths": blocked, "selected": None, "order": list(self.config.candidate.install_paths)},
+                )
             reason = " ".join(result["failures"])
             self.store.transition(self.run_id, State.ERROR_ABORTED, f"preflight failed: {reason}")
             self.finish(aborted=True)
@@ -160,10 +176,16 @@ class Run:
         return result
 
     # -- BASELINE -----------------------------------------------------------------------------
+    @property
+    def cotenant(self) -> Any:
+        """The co-tenant's configuration with its model named (BASELINE asked its server which)."""
+        model = (_read(self.dir, "baseline") or {}).get("model")
+        return self.config.cotenant.model_copy(update={"model": model}) if model else self.config.cotenant
+
     def baseline(self) -> dict[str, Any]:
         self.store.expect(self.run_id, State.BASELINE)
-        cfg = self.config.cotenant
         try:
+            cfg = cotenant.resolve_model(self.config.cotenant)
             result = cotenant.measure_latency(cfg, cfg.probes, cfg.warmup)
         except cotenant.CotenantUnreachable as error:
             _write(self.dir, "baseline", {"ok": False, "error": str(error)})
@@ -205,6 +227,7 @@ class Run:
             self.config.preflight.docker_url,
             self._check_abort,
             lambda change: self.store.update(self.run_id, changes=change),
+            self.config.allow_standin_engines,
         )
 
     def _reference_wav(self) -> str:
@@ -221,7 +244,7 @@ class Run:
         """What the timed loops call, for the install path that passed (the HTTP API for 2A/2B)."""
         selected = self._selected()
         path = paths.make(selected.get("install_path", "2A"), self._path_context())
-        return path.target(selected.get("substitute_voice"))
+        return path.target(selected.get("substitute_voice"), (selected.get("preset_voice") or {}).get("name"))
 
     def starting(self) -> dict[str, Any]:
         """Try the install paths in the configured order; the first that comes up with sane audio
@@ -286,7 +309,8 @@ class Run:
             path = paths.make(name, ctx)
             record.update(path.start())
             record.setdefault("token", "file: HF_TOKEN_PATH names the token file")
-            record["sanity"] = self._sanity_check(path.target())
+            preset = (record.get("preset_voice") or {}).get("name")
+            record["sanity"] = self._sanity_check(path.target(preset_voice=preset))
             if not record["sanity"]["ok"]:
                 lines = path.log_lines()
                 raise paths.PathError(
@@ -301,7 +325,7 @@ class Run:
                     substitute_voice=None,
                 )
             elif self.config.candidate.cloning_probe:
-                record.update(self._probe_cloning(path))
+                record.update(self._probe_cloning(path, record.get("voices") or []))
             record["status"] = "ok"
             return True
         except paths.PathError as error:
@@ -318,18 +342,20 @@ class Run:
             record["teardown"] = path.stop()
         return False
 
-    def _probe_cloning(self, path: Any) -> dict[str, Any]:
-        """One short, disposable ref_audio request. An engine that cannot clone errors or dies: it
-        is restarted, and the preset closest to the reference stands in for the cloned condition."""
+    def _probe_cloning(self, path: Any, voices: list[str]) -> dict[str, Any]:
+        """One short, disposable ref_audio request. An engine that cannot clone refuses it (vLLM-Omni
+        0.30 with the open weights: a 400 before generating) or fails inside and dies (0.18): the
+        evidence tells which; a dead engine is restarted, and the preset closest to the reference
+        stands in for the cloned condition either way."""
         cfg = self.config.candidate
         request = path.target().request("Hello, this is a cloning probe.", "cloned")
         probe: dict[str, Any] = {"request": "ref_audio, one short sentence", "timeout_s": cfg.cloning_probe_timeout_s}
         try:
             response = httpx.post(request.url, json=request.body, timeout=cfg.cloning_probe_timeout_s)
             samples = len(response.content) // 2 if response.status_code == 200 else 0
-            probe.update(status=response.status_code, audio_s=round(samples / 24000, 3))
+            probe.update(status=response.status_code, audio_s=round(samples / cfg.sample_rate, 3))
             if response.status_code != 200:
-                probe["error"] = response.text[:300]
+                probe["error"] = _error_message(response)
         except httpx.HTTPError as error:
             probe.update(status=None, error=f"{type(error).__name__}: {error}")
         supported = probe.get("status") == 200 and probe.get("audio_s", 0) > 0.3
@@ -338,11 +364,16 @@ class Run:
             return {"cloning": "native", "cloning_probe": probe}
         alive = path.alive()
         probe["engine_state_after"] = "running" if alive else "exited"
+        probe["outcome"] = (
+            "refused by the API, the engine kept serving"
+            if alive and probe.get("status")
+            else "the engine failed and exited"
+        )
         probe["evidence"] = [line for line in path.log_lines() if "Error" in line or "Traceback" in line][-5:]
         if not alive:
             path.restart()
             probe["restarted"] = True
-        sweep = self._preset_sweep()
+        sweep = self._preset_sweep(voices)
         return {
             "cloning": "preset_substitute",
             "cloning_probe": probe,
@@ -350,23 +381,19 @@ class Run:
             "substitute_voice": sweep["chosen"],
         }
 
-    def _preset_sweep(self) -> dict[str, Any]:
-        """Every preset voice says one phrase; the one closest to the reference (the shared
-        speaker-similarity scorer) becomes the cloned condition's substitute."""
+    def _preset_sweep(self, voices: list[str]) -> dict[str, Any]:
+        """Every preset voice the engine lists says one phrase; the one closest to the reference
+        (the shared speaker-similarity scorer) becomes the cloned condition's substitute."""
         cfg = self.config.candidate
         base = f"http://127.0.0.1:{cfg.port}"
-        voices = httpx.get(f"{base}/v1/audio/voices", timeout=30).json().get("voices", [])
         phrase = "I can feel the fear that you carry around, and I wish I could help you let go of it."
         folder = self.dir / "preset-sweep"
         folder.mkdir(exist_ok=True)
         reference = read_wav_file(self._reference_wav())
-        try:
-            from bench_py.judge.similarity import speaker_similarity
-        except ImportError as error:  # no judge extra on this host: keep the configured preset
-            speaker_similarity, unavailable = None, f"speaker similarity unavailable here: {error}"
-        else:
-            unavailable = None
+        from bench_py.judge.similarity import SimilarityUnavailable, speaker_similarity
+
         scores: dict[str, float | None] = {}
+        unavailable = None
         for voice in voices:
             if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
                 continue  # a name that cannot be a file name is skipped, never used in a path
@@ -375,16 +402,21 @@ class Run:
             if response.status_code != 200:
                 scores[voice] = None
                 continue
-            samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
-            pcm = Pcm(samples.copy(), int(response.headers.get("x-sample-rate", 24000)))
+            pcm = Pcm(np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2").copy(), cfg.sample_rate)
             write_wav_file(str(folder / f"{voice}.wav"), pcm)
-            scores[voice] = round(speaker_similarity(pcm, reference), 4) if speaker_similarity else None
+            try:
+                scores[voice] = round(speaker_similarity(pcm, reference), 4)
+            except SimilarityUnavailable as error:  # no scorer on this host: the sweep says so, the run goes on
+                scores[voice], unavailable = None, str(error)
+            except ValueError:  # under half a second of speech: not a voice to choose
+                scores[voice] = None
         ranked = sorted((v for v in scores if scores[v] is not None), key=lambda v: -scores[v])  # type: ignore[operator]
-        chosen = ranked[0] if ranked else cfg.preset_voice
+        chosen = ranked[0] if ranked else (voices[0] if voices else cfg.preset_voice)
         return {
             "phrase": phrase,
             "scores": scores,
             "chosen": chosen,
+            "chosen_by": "speaker similarity to the reference" if ranked else "the first listed voice (no scores)",
             "wavs": "preset-sweep/",
             "unavailable": unavailable,
         }
@@ -400,9 +432,9 @@ class Run:
         except httpx.HTTPError as error:
             return {"ok": False, "reason": f"no answer to the sanity request ({type(error).__name__}: {error})"}
         if response.status_code != 200:
-            return {"ok": False, "reason": f"HTTP {response.status_code}: {response.text[:200]}"}
+            return {"ok": False, "reason": f"HTTP {response.status_code}: {_error_message(response)}"}
         samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
-        return sanity.check(Pcm(samples, int(response.headers.get("x-sample-rate", 24000))))
+        return sanity.check(Pcm(samples, request.rate or self.config.candidate.sample_rate))
 
     # -- BENCHING -----------------------------------------------------------------------------
     def _memory_sources(self) -> list[Any]:
@@ -436,7 +468,7 @@ class Run:
         return sources
 
     def _targets(self) -> dict[str, Any]:
-        incumbent = incumbent_target(self.config.incumbent, self._reference_wav())
+        incumbent = incumbent_target(self.config.incumbent, self._reference_wav(), self.config.reference.name)
         return {"candidate": self._candidate_target(), "incumbent": incumbent}
 
     def _incumbent_unreachable(self, target: Any, timeouts: httpx.Timeout) -> str | None:
@@ -447,6 +479,11 @@ class Run:
                 return await bench.one_request(client, target, "incumbent", "preset", 0, -1, "Hello.")
 
         record, _ = asyncio.run(probe())
+        if record.ok and record.standin and not self.config.allow_standin_engines:
+            return (
+                f"the incumbent at {self.config.incumbent.url} is voxbench's stand-in ({record.standin}); "
+                "set allow_standin_engines: true to measure it"
+            )
         if record.ok:
             return None
         return f"the incumbent at {self.config.incumbent.url} did not answer: {record.error or record.status}"
@@ -689,7 +726,7 @@ class Run:
         pause = self.store.load(self.run_id).changes.get("cotenant_paused")
         if not pause or pause.get("restored"):
             return None
-        cfg = self.config.cotenant
+        cfg = self.cotenant
         started_at = _now()
         try:
             cotenant.control_cotenant(pause["kind"], pause["name"], "start", self.config.preflight.docker_url)
@@ -709,7 +746,7 @@ class Run:
 
     def _postflight(self, answered_after_restart: bool = False) -> dict[str, Any]:
         """The co-tenant must be back within ``postflight_max_ratio`` × baseline within the window."""
-        cfg = self.config.cotenant
+        cfg = self.cotenant
         baseline = (_read(self.dir, "baseline") or {}).get("latency_ms", {}).get("p50")
         if not baseline:
             return {"ok": True, "reason": None, "baseline_p50_ms": None, "note": "no baseline was taken"}
@@ -752,6 +789,11 @@ class Run:
         self.store.transition(self.run_id, State.ERROR_ABORTED, reason)
         return self.finish(aborted=True)
 
+    def _incumbent_standin(self) -> str | None:
+        """The stand-in the incumbent said it was in any answer it gave, or None."""
+        records = ((_read(self.dir, "bench") or {}).get("records") or {}).get("incumbent") or []
+        return next((r["standin"] for r in records if r.get("standin")), None)
+
     def _cpu_layout(self) -> dict[str, Any]:
         """Which CPUs each party ran on: separate CPUs keep honest contention from tripping the gate."""
         layout: dict[str, Any] = {
@@ -787,14 +829,17 @@ class Run:
             "candidate": {
                 "name": self.config.candidate.name,
                 "model": self.config.candidate.model,
-                "standin": self.config.candidate.standin,
+                # What answered, not what was configured: a stand-in is named whatever the config says.
+                "standin": bool(self._selected().get("standin")),
+                "standin_evidence": self._selected().get("standin"),
                 "where": socket.gethostname(),
             },
             "incumbent": {
                 "name": self.config.incumbent.name,
                 "api": self.config.incumbent.api,
                 "url": self.config.incumbent.url,
-                "standin": self.config.incumbent.standin,
+                "standin": self._incumbent_standin() is not None,
+                "standin_evidence": self._incumbent_standin(),
                 "where": self.config.incumbent.host,
             },
             "preflight": _read(self.dir, "preflight"),

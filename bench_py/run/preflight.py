@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py.config.model import Config
+from bench_py.engines.launch import mem_available_gb
 from bench_py.run.space import free_bytes, nearest_existing
 from bench_py.voice.references import ReferenceError, verify
 
@@ -124,14 +125,6 @@ def check_disk(config: Config) -> Check:
     return Check("disk", True, f"{free_gb:.1f} GB free under {probe}", {"free_gb": round(free_gb, 2)})
 
 
-def mem_available_gb() -> float:
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    raise RuntimeError("MemAvailable missing from /proc/meminfo")
-
-
 def check_memory(config: Config) -> Check:
     available = mem_available_gb()
     need = config.candidate.memory_required_gb
@@ -164,40 +157,107 @@ def check_token_mode(config: Config) -> Check:
 
 
 def check_memory_budget(config: Config) -> Check:
-    """The candidate's budget must fit in what is free now: on unified memory the co-tenant's
-    share is not free, and a stage config's hard-coded 0.8 of 128 GB is more than Titan has."""
-    from bench_py.engines.launch import LaunchError, total_memory_gb, utilization_for
+    """The candidate's budget must fit in what is free now (on unified memory the co-tenant's share
+    is not free, and a stage config's hard-coded 0.8 of 128 GB is more than titan has) and hold the
+    model's weights; the arithmetic is recorded either way."""
+    from bench_py.engines.launch import LaunchError, memory_plan
 
     launch = config.candidate.launch
-    if launch.memory_budget_gb is None:
-        return Check("memory_budget", True, "no memory budget set: the engine's stage config decides", warning=True)
-    available = mem_available_gb()
-    budget = launch.memory_budget_gb
-    if budget > available:
+    if not any("{stage_" in flag for flags in launch.flags_by_version.values() for flag in flags):
         return Check(
-            "memory_budget",
-            False,
-            f"candidate.launch.memory_budget_gb is {budget:g} GB, more than the {available:.1f} GB free on this host; "
-            "lower it, or choose gemma_mode=pause-gemma",
+            "memory_budget", True, "the launch flags take no memory budget: the engine's config decides", warning=True
         )
     try:
-        total, source = total_memory_gb(launch.total_memory_gb)
-        utilization = utilization_for(budget, total)
+        plan = memory_plan(launch, mem_available_gb())
     except LaunchError as error:
-        return Check("memory_budget", False, f"candidate.launch.memory_budget_gb: {error}")
+        return Check("memory_budget", False, f"candidate memory budget: {error}")
+    return Check("memory_budget", True, f"candidate memory budget: {plan.arithmetic}", plan.as_dict())
+
+
+def check_standin_engines(config: Config, labels: dict[str, str] | None = None) -> Check:
+    """Which install paths would run a voxbench stand-in; without ``allow_standin_engines`` those
+    are blocked, and a run with no other path fails here, before anything starts."""
+    from bench_py.engines import standin
+
+    if labels is None:
+        labels = _image_labels(config)
+    reasons = {name: standin.path_reason(name, config.candidate, labels) for name in config.candidate.install_paths}
+    found = {name: why for name, why in reasons.items() if why}
+    detail = {"allowed": config.allow_standin_engines, "paths": found}
+    if not found:
+        return Check("standin_engines", True, "no install path runs a voxbench stand-in", detail)
+    if config.allow_standin_engines:
+        names = ", ".join(found)
+        return Check(
+            "standin_engines",
+            True,
+            f"stand-ins allowed (allow_standin_engines): {names}; results name them",
+            detail,
+            warning=True,
+        )
+    if len(found) == len(reasons):
+        sentences = " ".join(f"{name} blocked: {why}." for name, why in found.items())
+        return Check(
+            "standin_engines",
+            False,
+            f"every install path runs a voxbench stand-in: {sentences} {standin.BLOCKED}",
+            detail,
+        )
+    blocked = "; ".join(f"{name}: {why}" for name, why in found.items())
     return Check(
-        "memory_budget",
-        True,
-        f"a budget of {budget:g} GB fits in the {available:.1f} GB free: gpu_memory_utilization {utilization:g} "
-        f"of {total:.1f} GB",
-        {
-            "budget_gb": budget,
-            "available_gb": round(available, 2),
-            "total_gb": round(total, 2),
-            "total_source": source,
-            "gpu_memory_utilization": utilization,
-        },
+        "standin_engines", True, f"these install paths will be blocked as stand-ins: {blocked}", detail, warning=True
     )
+
+
+def _image_labels(config: Config) -> dict[str, str]:
+    try:
+        return dict(docker_client(config.preflight.docker_url).images.get(config.candidate.image).labels or {})
+    except Exception:  # no daemon, no image: 2A's own checks say so when it is tried
+        return {}
+
+
+def blocked_paths(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """When PREFLIGHT refused every path as a stand-in: each path's record, as STARTING would write it."""
+    from bench_py.engines.paths import PATH_KINDS, STREAMING
+
+    for check in result["checks"]:
+        if check["name"] == "standin_engines" and not check["ok"]:
+            return [
+                {
+                    "install_path": name,
+                    "kind": PATH_KINDS[name],
+                    "streaming_capable": STREAMING[name],
+                    "status": "blocked",
+                    "reason": f"{why}; set allow_standin_engines: true to run stand-ins",
+                }
+                for name, why in check["detail"]["paths"].items()
+            ]
+    return []
+
+
+def check_weights(config: Config) -> Check:
+    """The weights are in the host's Hugging Face cache before the run (``voxbench prefetch``): a
+    first start must not download 8 GB under the co-tenant gate."""
+    cache = config.candidate.hf_cache_dir
+    if not cache or config.candidate.install_paths == ["2D"]:
+        return Check(
+            "weights",
+            True,
+            "no Hugging Face cache is configured (candidate.hf_cache_dir): nothing to check",
+            warning=True,
+        )
+    from bench_py.hosts.prefetch import cached_files
+
+    model = config.candidate.model
+    files = cached_files(model, cache)
+    if not files:
+        return Check(
+            "weights",
+            False,
+            f"the weights of {model} are not in {cache}: run `voxbench prefetch` on this host (or setup.yml with "
+            "-e voxbench_runtime_prefetch=true) so the first start does not download them under the gate",
+        )
+    return Check("weights", True, f"{model} is in {cache} ({len(files)} files)", {"files": len(files), "cache": cache})
 
 
 def check_reference(config: Config, project_dir: Path) -> Check:
@@ -221,7 +281,27 @@ def check_cotenant_control(config: Config) -> Check:
             "gemma_mode=pause-gemma needs to know how to stop and restart the "
             "co-tenant: set cotenant.control.kind (container or systemd) and cotenant.control.name",
         )
+    running = _cotenant_running(config)
+    if running is False:
+        return Check(
+            "cotenant_control",
+            False,
+            f"pause-gemma would stop the {control.kind} {control.name}, which is not running on this host; "
+            "name the co-tenant's own container or unit in cotenant.control.name",
+        )
     return Check("cotenant_control", True, f"pause-gemma will stop and restart the {control.kind} {control.name}")
+
+
+def _cotenant_running(config: Config) -> bool | None:
+    """Whether the co-tenant's container or unit runs here; None when that cannot be asked."""
+    control = config.cotenant.control
+    if control.kind == "container":
+        try:
+            return docker_client(config.preflight.docker_url).containers.get(control.name).status == "running"
+        except Exception as error:
+            return False if type(error).__name__ == "NotFound" else None
+    result = subprocess.run(["systemctl", "is-active", str(control.name)], capture_output=True, text=True, check=False)
+    return result.stdout.strip() == "active" if result.returncode in (0, 3) else None
 
 
 def check_orphan_sweep(_config: Config) -> Check:
@@ -256,6 +336,8 @@ CHECKS: tuple[Callable[[Config], Check], ...] = (
     check_disk,
     check_memory,
     check_memory_budget,
+    check_standin_engines,
+    check_weights,
     check_cotenant_control,
     check_orphan_sweep,
 )

@@ -1,14 +1,18 @@
 """Docker images for the stand-ins, built from Debian packages with no registry.
 
-Two steps, each cached by a hash of its inputs so a rebuild happens only when they change:
+Three steps, each cached by a hash of its inputs so a rebuild happens only when they change:
 
 1. base: ``debootstrap --variant=minbase`` a Debian root filesystem holding Python, aiohttp,
-   numpy and the speech engines, then ``docker import`` it (no image is ever pulled);
+   numpy, PyYAML and the speech engines, then ``docker import`` it (no image is ever pulled);
 2. app: ``docker build`` on top of the local base (the legacy builder resolves ``FROM``
-   locally) adding ``bench_py`` and the command of each stand-in.
+   locally) adding ``bench_py``, pydantic 2 (Debian 12 has 1.10; the upstream request model
+   needs 2: its wheels are unpacked beside ``bench_py``) and the command of each stand-in;
+3. candidate: per pinned vLLM-Omni release, its wheel unpacked (metadata and source, never
+   run) and a ``vllm-omni`` command that answers to that release's launch command
+   (:mod:`bench_py.standins.vllm_omni_cli`): ``voxbench/standin-vllm-omni:<release>``.
 
-The stand-in code in the images uses only numpy, aiohttp and the standard library, so the
-Debian packages are all it needs; this is what makes voxbench usable on air-gapped hosts.
+Everything but the Debian packages comes from the package index once and is cached; this is
+what makes voxbench usable on air-gapped hosts.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,6 +51,7 @@ class BaseRecipe:
         "python3",
         "python3-aiohttp",
         "python3-numpy",
+        "python3-yaml",
         "espeak-ng",
         "flite",
         "festival",
@@ -79,6 +85,11 @@ STANDINS = (
     StandinImage("tts", "bench_py.standins.tts_server", 8091),
     StandinImage("cotenant", "bench_py.standins.cotenant_server", 8000),
 )
+CANDIDATE_REPOSITORY = "voxbench/standin-vllm-omni"
+#: The model the candidate images serve by default (their CMD): the production launch command.
+CANDIDATE_MODEL = "mistralai/Voxtral-4B-TTS-2603"
+#: What the stand-in code needs beyond Debian's packages (pydantic 2 for the upstream request model).
+IMAGE_WHEELS = ("pydantic", "pydantic-core", "typing-extensions", "annotated-types", "typing-inspection")
 
 
 class ImageBuildError(RuntimeError):
@@ -151,13 +162,51 @@ def build_layer(
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+                shutil.copy2(source, target)  # keeps the mode: a script stays executable
         Path(context, "Dockerfile").write_text(dockerfile)
         try:
             client.images.build(path=context, tag=tag, rm=True, pull=False, forcerm=True)
         except (docker.errors.BuildError, docker.errors.APIError) as error:
             raise ImageBuildError(f"docker build of {tag} failed: {error}") from None
     return tag
+
+
+def image_wheels(progress: Progress = print) -> Path:
+    """pydantic 2 and what it needs, as wheels for the image's Python (Debian 12: CPython 3.11) on
+    this machine's architecture, at the versions this project runs with; downloaded once."""
+    from importlib import metadata
+
+    from bench_py.standins.upstream import cache_dir
+
+    machine = os.uname().machine
+    pins = [f"{name}=={metadata.version(name)}" for name in IMAGE_WHEELS]
+    folder = cache_dir().parent / "image-wheels" / hashlib.sha256(f"{machine}:{pins}".encode()).hexdigest()[:16]
+    if folder.is_dir() and len(list(folder.glob("*.whl"))) == len(pins):
+        return folder
+    progress(f"downloading {', '.join(pins)} for the stand-in images (CPython 3.11, {machine})")
+    platforms = [f"manylinux{tag}_{machine}" for tag in ("2014", "_2_17", "_2_28", "_2_34")]
+    with tempfile.TemporaryDirectory(
+        prefix="voxbench-wheels-", dir=cache_dir().parent if cache_dir().parent.is_dir() else None
+    ) as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+        command += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--dest", scratch]
+        command += [arg for platform_tag in platforms for arg in ("--platform", platform_tag)]
+        result = subprocess.run([*command, *pins], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ImageBuildError(f"could not download {pins} for the images: {result.stderr.strip()[-500:]}")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(scratch, folder)
+    return folder
+
+
+def _unpacked(wheels: list[Path], destination: Path) -> Path:
+    import zipfile
+
+    destination.mkdir(parents=True, exist_ok=True)
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(destination)
+    return destination
 
 
 def _dockerfile(base: str, standin: StandinImage, inputs: str) -> str:
@@ -168,9 +217,30 @@ def _dockerfile(base: str, standin: StandinImage, inputs: str) -> str:
         [
             f"FROM {base}",
             "COPY bench_py /opt/voxbench/bench_py",
-            "ENV PYTHONPATH=/opt/voxbench PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
+            "COPY site /opt/voxbench/site",
+            "ENV PYTHONPATH=/opt/voxbench:/opt/voxbench/site PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
             f'LABEL {LABEL_ROLE}="{standin.role}" {LABEL_INPUTS}="{inputs}"',
             f"EXPOSE {standin.port}",
+            f"CMD {command}",
+            "",
+        ]
+    )
+
+
+#: The candidate image's ``vllm-omni`` command.
+_VLLM_OMNI_SCRIPT = '#!/bin/sh\nexec python3 -m bench_py.standins.vllm_omni_cli "$@"\n'
+
+
+def _candidate_dockerfile(base: str, version: str, inputs: str) -> str:
+    command = json.dumps(["vllm-omni", "serve", CANDIDATE_MODEL, "--omni", "--host", "0.0.0.0", "--port", "8091"])
+    return "\n".join(
+        [
+            f"FROM {base}",
+            "COPY release /opt/vllm-omni/site",
+            "COPY vllm-omni /usr/local/bin/vllm-omni",
+            "ENV PYTHONPATH=/opt/voxbench:/opt/voxbench/site:/opt/vllm-omni/site",
+            f'LABEL {LABEL_ROLE}="candidate" io.voxbench.vllm-omni="{version}" {LABEL_INPUTS}="{inputs}"',
+            "EXPOSE 8091",
             f"CMD {command}",
             "",
         ]
@@ -183,27 +253,50 @@ def build_standins(
     force: bool = False,
     progress: Progress = print,
 ) -> dict[str, str]:
-    """Build (or find cached) images for every stand-in; returns ``{role: tag}``.
+    """Build (or find cached) images for every stand-in; returns ``{role: tag}`` with the roles
+    ``tts``, ``cotenant`` and ``vllm-omni-<release>`` for each pinned vLLM-Omni release.
 
-    Each image is also tagged ``:latest`` so playbooks and users can name it without a hash.
+    Each image is also tagged ``:latest`` (the candidates ``:<release>``) so playbooks and users
+    can name it without a hash.
     """
+    from bench_py.standins import upstream
+
     client = client or docker.from_env()
     recipe = recipe or BaseRecipe()
+    stable = [f"{s.repository}:latest" for s in STANDINS] + [f"{CANDIDATE_REPOSITORY}:{v}" for v in upstream.RELEASES]
     if force:
-        for tag in [recipe.tag] + [f"{s.repository}:latest" for s in STANDINS]:
+        for tag in [recipe.tag, *stable]:
             if _image_exists(client, tag):
                 client.images.remove(tag, force=True)
     base = build_base(client, recipe, progress)
-    inputs = hashlib.sha256(f"{recipe.digest()}:{source_digest()}:{RECIPE_VERSION}".encode()).hexdigest()[:16]
+    wheels = sorted(image_wheels(progress).glob("*.whl"))
+    releases = {v: upstream.ensure_wheel(v) for v in upstream.RELEASES}
+    pinned = [w.name for w in wheels] + [upstream.RELEASES[v].sha256 for v in releases]
+    inputs = hashlib.sha256(f"{recipe.digest()}:{source_digest()}:{RECIPE_VERSION}:{pinned}".encode()).hexdigest()[:16]
     tags: dict[str, str] = {}
-    for standin in STANDINS:
-        tag = build_layer(
-            client,
-            f"{standin.repository}:{inputs}",
-            _dockerfile(base, standin, inputs),
-            {"bench_py": PACKAGE_ROOT},
-            progress,
-        )
-        client.images.get(tag).tag(standin.repository, "latest")
-        tags[standin.role] = tag
+    with tempfile.TemporaryDirectory(prefix="voxbench-site-") as scratch:
+        site = _unpacked(wheels, Path(scratch, "site"))
+        for standin in STANDINS:
+            tag = build_layer(
+                client,
+                f"{standin.repository}:{inputs}",
+                _dockerfile(base, standin, inputs),
+                {"bench_py": PACKAGE_ROOT, "site": site},
+                progress,
+            )
+            client.images.get(tag).tag(standin.repository, "latest")
+            tags[standin.role] = tag
+        script = Path(scratch, "vllm-omni")
+        script.write_text(_VLLM_OMNI_SCRIPT)
+        script.chmod(0o755)
+        for version, wheel in releases.items():
+            tag = build_layer(
+                client,
+                f"{CANDIDATE_REPOSITORY}:{version}-{inputs}",
+                _candidate_dockerfile(tags["tts"], version, inputs),
+                {"release": _unpacked([wheel], Path(scratch, f"release-{version}")), "vllm-omni": script},
+                progress,
+            )
+            client.images.get(tag).tag(CANDIDATE_REPOSITORY, version)
+            tags[f"vllm-omni-{version}"] = tag
     return tags
