@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from bench_py.audio import read_wav_file
 from bench_py.standins.reference import synthesize_reference
 from tests.helpers import running_server
 
-TEST_RUN_LABEL = "io.voxbench.test-run"
+#: Every container a test session starts carries this label key, unique to the session: its end
+#: removes what it left, and never what another session (a concurrent run on a shared daemon) runs.
+TEST_RUN_LABEL = f"io.voxbench.test-run.{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +40,25 @@ def reference_data_url(reference_path) -> str:
 
 
 @pytest.fixture(scope="session")
-def candidate_url(session_dir):
-    """The candidate stand-in (espeak-ng, OpenAI face) with live knobs."""
+def upstream_wheels() -> dict[str, Path]:
+    """The pinned vLLM-Omni releases' wheels from the package index (sha256-checked, cached)."""
+    from bench_py.standins import upstream
+
+    return {version: upstream.ensure_wheel(version) for version in upstream.RELEASES}
+
+
+@pytest.fixture(scope="session")
+def candidate_url(session_dir, upstream_wheels):
+    """The candidate stand-in (espeak-ng behind vLLM-Omni 0.30's API) with live knobs, playing the
+    full checkpoint (it can clone; the open weights cannot: see test_conformance)."""
     with running_server(
         "bench_py.standins.tts_server",
         "--engine",
         "espeak-ng",
         "--admin",
+        "--encoder-weights",
+        "--upstream",
+        str(upstream_wheels["0.30.0"]),
         "--model",
         "voxbench-candidate",
         log_dir=session_dir,

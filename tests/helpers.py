@@ -46,21 +46,32 @@ def wait_healthy(url: str, timeout_s: float = 60.0, process: subprocess.Popen | 
 def running_server(module: str, *args: str, log_dir: Path) -> Iterator[str]:
     """Run ``python -m module --port N args`` from this venv; yields its base URL."""
     port = free_port()
-    log_path = log_dir / f"{module.rsplit('.', 1)[-1]}-{port}.log"
+    with running_command([sys.executable, "-m", module, "--port", str(port), *args], port, log_dir) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def running_command(
+    argv: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run a server command line that listens on ``port``; yields its base URL and process (its
+    output goes to a log in ``log_dir``)."""
+    log_path = log_dir / f"{Path(argv[2] if argv[1:2] == ['-m'] else argv[0]).name.rsplit('.', 1)[-1]}-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", str(port), *args],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(f"{base}/health", process=process)
-        yield base
+        yield base, process
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -149,7 +160,7 @@ class CanaryWatch:
             for label, blob in (("argv", argv), ("environ", environ)):
                 if canary in blob:
                     self.hits.append(f"/proc/{proc.name}/{label}")
-            if b"bench_py.standins.tts_server" in argv and b"HF_TOKEN_PATH" in environ:
+            if b"bench_py.standins." in argv and b"HF_TOKEN_PATH" in environ:  # a stand-in engine process
                 pairs = [item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item]
                 self.engine_environments.append({k.decode(): v.decode() for k, v in pairs})
         for container in self.docker.containers.list(all=True, filters={"label": "io.voxbench.run-id"}):

@@ -94,6 +94,7 @@ class Candidate(_Strict):
     shm_size: str | None = None  # 2A: or a larger /dev/shm instead, e.g. "16g"
     cloning_probe: bool = True
     cloning_probe_timeout_s: float = Field(default=30.0, gt=0)
+    cloning_probe_settle_s: float = Field(default=8.0, ge=0)  # a failing engine can take seconds to die
     install_paths: list[InstallPathName] = Field(min_length=1)
     pull: bool = False
     process: ProcessPath

@@ -391,6 +391,17 @@ class ContainerPath:
         return container.remove_run_containers(self.client, self.ctx.run_id, 10)
 
 
+def survives(path: InstallPath, seconds: float) -> bool:
+    """Whether an engine stays up for ``seconds``: a failing engine may answer its error first and
+    die later (vLLM's watchdog ends the server a few seconds after the engine core died)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not path.alive():
+            return False
+        time.sleep(0.5)
+    return path.alive()
+
+
 def _settles(running: Callable[[], bool], port: int, within_s: float = 10.0) -> bool:
     """After a failed request: is the engine still up and answering? A dying process can look
     alive for a moment, so wait until it either answers /health or is gone."""

@@ -362,7 +362,7 @@ class Run:
         probe["supported"] = supported
         if supported:
             return {"cloning": "native", "cloning_probe": probe}
-        alive = path.alive()
+        alive = paths.survives(path, cfg.cloning_probe_settle_s)
         probe["engine_state_after"] = "running" if alive else "exited"
         probe["outcome"] = (
             "refused by the API, the engine kept serving"
@@ -393,14 +393,19 @@ class Run:
         from bench_py.judge.similarity import SimilarityUnavailable, speaker_similarity
 
         scores: dict[str, float | None] = {}
+        errors: dict[str, str] = {}
         unavailable = None
         for voice in voices:
             if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
                 continue  # a name that cannot be a file name is skipped, never used in a path
             body = {"model": cfg.model, "input": phrase, "voice": voice, "response_format": "pcm"}
-            response = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
+            try:
+                response = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
+            except httpx.HTTPError as error:  # one voice's failure is a missing score, not the path's end
+                scores[voice], errors[voice] = None, f"{type(error).__name__}: {error}"
+                continue
             if response.status_code != 200:
-                scores[voice] = None
+                scores[voice], errors[voice] = None, f"HTTP {response.status_code}: {_error_message(response)}"
                 continue
             pcm = Pcm(np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2").copy(), cfg.sample_rate)
             write_wav_file(str(folder / f"{voice}.wav"), pcm)
@@ -419,6 +424,7 @@ class Run:
             "chosen_by": "speaker similarity to the reference" if ranked else "the first listed voice (no scores)",
             "wavs": "preset-sweep/",
             "unavailable": unavailable,
+            "errors": errors,
         }
 
     def _sanity_check(self, target: Any) -> dict[str, Any]:

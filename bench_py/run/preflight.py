@@ -255,7 +255,7 @@ def check_weights(config: Config) -> Check:
             "weights",
             False,
             f"the weights of {model} are not in {cache}: run `voxbench prefetch` on this host (or setup.yml with "
-            "-e voxbench_runtime_prefetch=true) so the first start does not download them under the gate",
+            "-e voxbench_prefetch_enabled=true) so the first start does not download them under the gate",
         )
     return Check("weights", True, f"{model} is in {cache} ({len(files)} files)", {"files": len(files), "cache": cache})
 

@@ -82,7 +82,8 @@ class StandinImage:
 
 
 STANDINS = (
-    StandinImage("tts", "bench_py.standins.tts_server", 8091),
+    # Run as is, the TTS image is panda's Chatterbox; the candidate images below play vLLM-Omni.
+    StandinImage("tts", "bench_py.standins.tts_server", 8091, ("--api", "chatterbox", "--engine", "flite")),
     StandinImage("cotenant", "bench_py.standins.cotenant_server", 8000),
 )
 CANDIDATE_REPOSITORY = "voxbench/standin-vllm-omni"
@@ -299,4 +300,6 @@ def build_standins(
             )
             client.images.get(tag).tag(CANDIDATE_REPOSITORY, version)
             tags[f"vllm-omni-{version}"] = tag
+            # 2B's side of the same release: a venv-shaped directory on this host.
+            upstream.standin_venv(version)
     return tags

@@ -7,7 +7,10 @@ the audio sanity check must reject it. A model card carries a license for the li
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from bench_py.engines.standin import MODEL_MARKER
 
 MODEL_CARD = """---
 license: {license}
@@ -50,5 +53,8 @@ def build(dest: str | Path, license_id: str = "apache-2.0", seed: int = 0) -> Pa
     path = Path(dest)
     path.mkdir(parents=True, exist_ok=True)
     VitsModel(config).save_pretrained(str(path))
+    # Says what it is, so that a production run never loads it as the candidate (engines.standin).
+    saved = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**saved, MODEL_MARKER: True}, indent=2) + "\n")
     (path / "README.md").write_text(MODEL_CARD.format(license=license_id))
     return path

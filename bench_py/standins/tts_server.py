@@ -64,6 +64,7 @@ class Knobs:
     stall_ms: float = 0.0  # ... pause once for this long (a mid-stream stall)
     noise: bool = False  # send white noise of the speech's length instead of speech
     encoder_weights: bool = False  # vllm-omni: the full checkpoint, which can clone (the open weights cannot)
+    streams_wav: bool = False  # vllm-omni: a model whose output carries its rate (not Voxtral): WAV streams work
     nvrtc_error: bool = False  # log an NVRTC kernel-compilation traceback (as on GB10) and carry on
     startup_delay_ms: float = 0.0  # the port accepts nothing this long after calibration (slow model load)
     die_after_requests: float = 0.0  # the process exits on this speech request (0: never): dies in warmup

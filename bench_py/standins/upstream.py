@@ -266,3 +266,43 @@ def voxtral_texts(source: Source) -> VoxtralTexts:
 def stage_config_text(source: Source) -> str:
     """The engine's own Voxtral stage config (0.18) or deploy config (0.30), as shipped."""
     return source.read(source.release.stage_config)
+
+
+def sse_event_keys(source: Source) -> dict[str, set[str]]:
+    """The keys of every ``speech.audio.*`` event the release's server builds as a dict literal
+    (0.30's SSE stream): what a client of the real server reads."""
+    tree = ast.parse(source.read("vllm_omni/entrypoints/openai/serving_speech.py"))
+    events: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        keys = [k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        if "type" not in keys:
+            continue
+        kind = node.values[keys.index("type")]
+        if isinstance(kind, ast.Constant) and str(kind.value).startswith("speech.audio."):
+            events.setdefault(str(kind.value), set()).update(keys)
+    return events
+
+
+def standin_venv(version: str, root: Path | None = None, python: str | None = None) -> Path:
+    """A directory shaped like vLLM-Omni's venv on a host, for install path 2B: ``bin/vllm-omni``
+    (the stand-in's command line) and ``bin/python`` seeing the release unpacked in ``site/``,
+    marked as voxbench's stand-in. The embedded default points ``candidate.process.venv`` here."""
+    venv = (root or cache_dir().parent / "standin-venvs") / version
+    site = venv / "site"
+    if not (site / f"vllm_omni-{version}.dist-info").is_dir():
+        shutil.rmtree(site, ignore_errors=True)
+        unpack(ensure_wheel(version), site)
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    interpreter = python or sys.executable
+    scripts = {
+        "python": f'#!/bin/sh\nPYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{interpreter}" "$@"\n',
+        "vllm-omni": f'#!/bin/sh\nexec "{venv}/bin/python" -m bench_py.standins.vllm_omni_cli "$@"\n',
+    }
+    for name, text in scripts.items():
+        script = venv / "bin" / name
+        script.write_text(text)
+        script.chmod(0o755)
+    (venv / "voxbench-standin").write_text(f"voxbench's stand-in of vLLM-Omni {version}'s venv\n")
+    return venv

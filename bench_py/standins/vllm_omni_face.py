@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from aiohttp import web
 
-from bench_py.audio import OUTPUT_RATE, Pcm, encode_wav
+from bench_py.audio import OUTPUT_RATE, Pcm, encode_wav, wav_header
 from bench_py.standins import upstream
 from bench_py.standins.engines import EngineError, SpeechEngine, VoiceParams
 from bench_py.standins.tts_server import (
@@ -332,6 +332,15 @@ class VllmOmniFace(Face):
         )
 
     async def _raw_stream(self, request: web.Request, speech: Any, params: VoiceParams) -> web.StreamResponse:
+        if speech.response_format == "wav" and self.knobs.streams_wav:
+            response = self._response("audio/wav", params)
+            header = wav_header(OUTPUT_RATE)  # streaming: the size fields are placeholders
+            pcm = await self._stream_or_cut(
+                request, response, speech.input, params, lambda c: c.astype("<i2").tobytes(), header
+            )
+            if pcm is not None:
+                await response.write_eof()
+            return response
         if speech.response_format == "wav":
             # Voxtral's output carries no sample rate, which WAV streaming needs: the 200 is out, the body aborts.
             response = self._response("audio/wav", params)
@@ -379,10 +388,16 @@ class VllmOmniFace(Face):
         return response
 
     async def _stream_or_cut(
-        self, request: web.Request, response: web.StreamResponse, text: str, params: VoiceParams, encode: Any
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        text: str,
+        params: VoiceParams,
+        encode: Any,
+        first: bytes = b"",
     ) -> int | None:
         try:
-            sent = await self.stream_pcm(request, response, text, params, encode)
+            sent = await self.stream_pcm(request, response, text, params, encode, first)
         except EngineError as error:
             log.error("engine failed: %s", error)
             if not response.prepared:

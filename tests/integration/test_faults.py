@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from bench_py.audio import read_wav_file
+from bench_py.config.model import default_config
 from bench_py.run.state import StateStore
 from tests.helpers import bench_containers, fill_disk, free_port, small_tmpfs, wait_healthy
 from tests.integration.test_gate import (
@@ -46,10 +47,7 @@ def test_a_candidate_container_killed_mid_run_aborts_and_tears_down(bench_env, d
 def test_a_hanging_engine_times_out_and_the_verdict_is_inconclusive(bench_env, docker_client):
     """Expected: every timed candidate request ends at the 1 s read timeout and is recorded as a
     timeout (none dropped); the run itself completes (DONE) and the verdict is inconclusive, row 1."""
-    command = [
-        "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
-        "--first-audio-delay-ms", "3000",
-    ]  # fmt: skip
+    command = [*default_config()["candidate"]["command"], "--first-audio-delay-ms", "3000"]
     config = {
         "candidate": {**bench_env["config"]["candidate"], "command": command, "install_paths": ["2A"]},
         "bench": {**bench_env["config"]["bench"], "timeouts": {"read": 1.0}},

@@ -29,7 +29,8 @@ def test_images_are_cached_by_their_inputs(docker_client, standin_images):
 def test_containers_from_the_images_answer(docker_client, standin_images, test_run_label):
     tts_port, cotenant_port = free_port(), free_port()
     started = []
-    for role, port, container_port in (("tts", tts_port, 8091), ("cotenant", cotenant_port, 8000)):
+    # The candidate image answers to vLLM-Omni's own launch command (its CMD); the TTS image is panda's API.
+    for role, port, container_port in (("vllm-omni-0.30.0", tts_port, 8091), ("cotenant", cotenant_port, 8000)):
         started.append(
             docker_client.containers.run(
                 standin_images[role],
@@ -47,7 +48,7 @@ def test_containers_from_the_images_answer(docker_client, standin_images, test_r
             json={
                 "model": "mistralai/Voxtral-4B-TTS-2603",
                 "input": "Hello from inside a container.",
-                "voice": "en-us+f3",
+                "voice": "casual_female",
                 "response_format": "wav",
             },
         )

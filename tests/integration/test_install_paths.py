@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench_py.config.model import default_config
 from bench_py.run.measurements import read_measurements
 from bench_py.standins import registry
 from tests.helpers import CanaryWatch, bench_containers, free_port
@@ -18,13 +19,13 @@ from tests.integration.test_pipeline import playbook
 
 pytestmark = pytest.mark.docker
 
-DEFAULT_2A_COMMAND = [
-    "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
-    "--engine", "espeak-ng", "--model", "mistralai/Voxtral-4B-TTS-2603",
-]  # fmt: skip
+#: vLLM-Omni's own launch line, as the candidate image answers it (stand-in knobs are appended).
+DEFAULT_2A_COMMAND = default_config()["candidate"]["command"]
 
+#: vllm-omni without --omni is plain vLLM, which has no implementation of Voxtral: it says so and exits.
 REFUSING_2B_COMMAND = [
-    "{python}", "-m", "bench_py.standins.tts_server", "--port", "{port}", "--model", "{model}", "--refuse-model",
+    "{python}", "-m", "bench_py.standins.vllm_omni_cli", "--standin-release", "0.30.0",
+    "serve", "{model}", "--host", "127.0.0.1", "--port", "{port}",
 ]  # fmt: skip
 
 
@@ -178,9 +179,14 @@ def test_a_license_outside_the_allowed_list_disallows_every_path(bench_env, dock
 
 
 def test_an_engine_dying_in_warmup_aborts_the_run_instead_of_timing_a_dead_engine(bench_env, docker_client):
-    # Request 1 is the sanity check, 2 the cloning probe, 3 the first warmup: the engine dies there.
-    command = [*DEFAULT_2A_COMMAND, "--die-after-requests", "3"]
-    candidate = {**bench_env["config"]["candidate"], "command": command, "install_paths": ["2A"]}
+    # Without the cloning probe, request 1 is the sanity check and 2 the first warmup: the engine dies there.
+    command = [*DEFAULT_2A_COMMAND, "--die-after-requests", "2"]
+    candidate = {
+        **bench_env["config"]["candidate"],
+        "command": command,
+        "install_paths": ["2A"],
+        "cloning_probe": False,
+    }
     result = playbook(bench_env, "-e", "gemma_mode=parallel", config={"candidate": candidate})
     assert result.returncode != 0
     run_dir, measurements = only_run(bench_env)

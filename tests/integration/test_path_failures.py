@@ -8,13 +8,16 @@ import subprocess
 
 import pytest
 
-from bench_py.config.model import load
+from bench_py.config import embedded_overrides
+from bench_py.config.model import deep_merge, default_config, load
 from bench_py.engines import paths
 from tests.helpers import bench_containers, free_port
 
 pytestmark = pytest.mark.docker
 
 RUN_ID = "BENCHMARK-VOXTRAL-TESTHOST-20261126-000000"
+#: vLLM-Omni's own launch line, as the candidate images answer it.
+LAUNCH = default_config()["candidate"]["command"]
 
 
 @pytest.fixture
@@ -24,10 +27,10 @@ def context(tmp_path, standin_images):
     token.chmod(0o600)
 
     def make(**candidate) -> paths.Context:
-        config = load(
-            {"gemma_mode": "parallel", "candidate": {"port": free_port(), "ready_timeout_s": 20, **candidate}}
-        )
-        return paths.Context(RUN_ID, config.candidate, token, tmp_path)
+        # The embedded default's stand-ins (inventory/local), allowed as there.
+        overrides = deep_merge(embedded_overrides(), {"candidate": {"port": free_port(), "ready_timeout_s": 20}})
+        config = load({"gemma_mode": "parallel", **deep_merge(overrides, {"candidate": candidate})})
+        return paths.Context(RUN_ID, config.candidate, token, tmp_path, allow_standins=True)
 
     yield make
     for name in sessions():  # a failed assertion must not leave an engine for the next test
@@ -50,10 +53,7 @@ def test_a_missing_image_is_blocked_before_anything_starts(context, docker_clien
 
 
 def test_a_readiness_timeout_fails_the_container_path_and_removes_it(context, docker_client):
-    command = [
-        "python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091",
-        "--startup-delay-ms", "60000",
-    ]  # fmt: skip
+    command = [*LAUNCH, "--startup-delay-ms", "60000"]  # loading: the port accepts nothing yet
     path = paths.make("2A", context(command=command, ready_timeout_s=3))
     with pytest.raises(paths.PathError) as raised:
         path.start()
@@ -100,27 +100,31 @@ def test_the_process_path_stops_an_engine_that_ignores_sigterm(context, tmp_path
     assert not paths.pid_alive(stopped["pid"]) and sessions() == []
 
 
-STANDIN_2A = ["python3", "-m", "bench_py.standins.tts_server", "--host", "0.0.0.0", "--port", "8091"]
-
-
-def test_the_engines_own_version_picks_the_flags_and_the_patched_stage_config_loads(context, docker_client):
-    old = ["--engine-version", "0.16.2"]
-    ctx = context(command=[*STANDIN_2A, *old], launch={"version_command": [*STANDIN_2A, *old, "--print-version"]})
+@pytest.mark.parametrize(("release", "flag"), [("0.18.0", "--stage-configs-path"), ("0.30.0", "--stage-overrides")])
+def test_the_engines_own_version_picks_the_flags_and_the_budget_reaches_every_stage(
+    context, docker_client, release, flag
+):
+    ctx = context(image=f"voxbench/standin-vllm-omni:{release}")
     path = paths.make("2A", ctx)
     try:
         facts = path.start()
+        log = docker_client.containers.get(facts["container"]["id"]).logs().decode()
     finally:
         stopped = path.stop()
     planned = facts["launch"]
-    assert planned["engine_version"] == "0.16.2" and planned["flags_for"] == "0.16"
-    assert facts["container"]["command"][-2:] == ["--stage-config", ctx.candidate.launch.stage_config_mount]
-    assert planned["reported"]["gpu_memory_utilization"] == planned["gpu_memory_utilization"] < 0.9  # not built-in
-    assert planned["reported"]["version"] == "0.16.2"
-    assert stopped["verified"] and bench_containers(docker_client) == []  # the version probe is gone too
+    assert planned["engine_version"] == release and planned["flags_for"] == release[:4]
+    assert facts["container"]["command"][-2] == flag
+    assert len(planned["stage_utilizations"]) == 2  # Voxtral's two stages, from the engine's own config
+    assert planned["readback"] == {"engine_version": release, "stage_utilizations": planned["stage_utilizations"]}
+    assert facts["vllm_version"].startswith(release[:4]) and planned["pairing"] is None
+    loaded = ", ".join(f"stage {i} gpu_memory_utilization={u:g}" for i, u in enumerate(planned["stage_utilizations"]))
+    assert loaded in log  # what the engine loaded, by its release's merge rule
+    assert facts["preset_voice"]["name"] == "ar_male" and "default" not in facts["voices"]
+    assert stopped["verified"] and bench_containers(docker_client) == []  # the probes are gone too
 
 
 def test_a_flag_set_meant_for_another_version_is_refused_by_the_engine(context, docker_client):
-    command = [*STANDIN_2A, "--engine-version", "0.16.2", "--stage-configs-path", "/dev/null"]
+    command = [*LAUNCH, "--stage-configs-path", "/dev/null"]  # 0.18's flag, given to 0.30
     path = paths.make("2A", context(command=command, launch={"version_command": None}))
     with pytest.raises(paths.PathError) as raised:
         path.start()
@@ -130,13 +134,12 @@ def test_a_flag_set_meant_for_another_version_is_refused_by_the_engine(context, 
 
 
 def test_a_version_with_no_configured_flags_is_blocked_before_the_engine_starts(context, docker_client):
-    new = ["--engine-version", "0.17.1"]
-    path = paths.make(
-        "2A", context(command=[*STANDIN_2A, *new], launch={"version_command": [*STANDIN_2A, *new, "--print-version"]})
-    )
+    # An engine reporting a release no flags are configured for (here the image is asked to say 0.31.0).
+    path = paths.make("2A", context(launch={"version_command": ["sh", "-c", "echo 0.31.0"]}))
     with pytest.raises(paths.PathError) as raised:
         path.start()
-    assert raised.value.status == "blocked" and "reports version 0.17.1" in raised.value.reason
+    assert raised.value.status == "blocked" and "reports version 0.31.0" in raised.value.reason
+    assert "has flags for 0.18, 0.30 only" in raised.value.reason
     assert path.stop()["verified"] and bench_containers(docker_client) == []
 
 

@@ -20,7 +20,7 @@ from tests.integration.conftest import CANARY
 
 pytestmark = pytest.mark.docker
 
-FIRST_AUDIO_DELAY_MS = 120.0  # what the default candidate command injects
+FIRST_AUDIO_DELAY_MS = 120.0  # what inventory/local's candidate command asks of the stand-in
 
 
 def playbook(env: dict, *args: str, config: dict | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench_py.audio import OUTPUT_RATE, Pcm, median_f0, rms_dbfs
+from bench_py.audio import OUTPUT_RATE, Pcm, decode_wav, median_f0, rms_dbfs
 from bench_py.judge.similarity import speaker_similarity
 from bench_py.measure.client import stream_speech
 
@@ -19,7 +19,7 @@ TEXT = "The weather is lovely today. Shall we walk down to the river?"
 
 
 def speech(**overrides) -> dict:
-    return {"model": MODEL, "input": TEXT, "voice": "en-us+f3", **overrides}
+    return {"model": MODEL, "input": TEXT, "voice": "casual_female", **overrides}
 
 
 async def fetch(url: str, body: dict, **kwargs):
@@ -40,79 +40,48 @@ def knobs(candidate_url):
     httpx.post(f"{candidate_url}/admin/knobs", json=defaults)
 
 
-def test_raw_wav_and_sse_streams_carry_the_same_audio(candidate_url):
+def test_raw_sse_and_whole_bodies_carry_the_same_audio(candidate_url):
     raw = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream=True, stream_format="audio")))
-    wav = asyncio.run(
-        fetch(
-            candidate_url,
-            speech(response_format="wav", stream=True, stream_format="audio"),
-            response_format="wav",
-        )
-    )
     sse_pcm = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream_format="sse"), sse=True))
-    # stream=true with no stream_format is SSE, as vLLM-Omni answers.
-    sse_default = asyncio.run(
-        fetch(candidate_url, speech(response_format="wav", stream=True), response_format="wav", sse=True)
-    )
+    # stream=true with no stream_format is SSE, as vLLM-Omni 0.30 answers.
+    sse_default = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream=True), sse=None))
     whole = httpx.post(f"{candidate_url}/v1/audio/speech", json=speech(response_format="pcm"))
+    whole_wav = httpx.post(f"{candidate_url}/v1/audio/speech", json=speech(response_format="wav"))
     assert sse_default.headers["content-type"].startswith("text/event-stream")
-    assert wav.headers["content-type"] == "audio/wav"
-    for result in (raw, wav, sse_pcm, sse_default):
+    # The same audio, to the last bit but for rounding: the engine's pipe hands the resampler
+    # other block boundaries each time.
+    for result in (raw, sse_pcm, sse_default):
         assert result.ok, result.error
         assert result.rate == OUTPUT_RATE
-        np.testing.assert_array_equal(result.samples, raw.samples)
-    np.testing.assert_array_equal(np.frombuffer(whole.content, "<i2"), raw.samples)
+        np.testing.assert_allclose(result.samples, raw.samples, atol=1)
+    assert whole.headers["content-type"] == "audio/pcm" and whole_wav.headers["content-type"] == "audio/wav"
+    np.testing.assert_allclose(np.frombuffer(whole.content, "<i2"), raw.samples, atol=1)
+    np.testing.assert_allclose(decode_wav(whole_wav.content).samples, raw.samples, atol=1)  # true sizes
     assert 2.0 < raw.audio_s < 8.0
     assert rms_dbfs(raw.samples) > -40  # speech, not silence
     assert median_f0(Pcm(raw.samples, OUTPUT_RATE)) is not None
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "param"),
-    [
-        ({"model": MODEL}, 400, "input"),
-        ({"model": MODEL, "input": "  "}, 400, "input"),
-        ({"input": "hi"}, 400, "model"),
-        ({"model": "someone-else", "input": "hi"}, 404, "model"),
-        ({"model": MODEL, "input": "hi", "response_format": "mp3"}, 400, "response_format"),
-        ({"model": MODEL, "input": "hi", "response_format": "xyz"}, 400, "response_format"),
-        ({"model": MODEL, "input": "hi", "stream_format": "websocket"}, 400, "stream_format"),
-        ({"model": MODEL, "input": "hi", "voice": "nobody"}, 400, "voice"),
-        ({"model": MODEL, "input": "hi", "speed": 9}, 400, "speed"),
-        ({"model": MODEL, "input": "hi", "seed": "x"}, 400, "seed"),
-        ({"model": MODEL, "input": "hi", "ref_audio": "data:audio/wav;base64,@@@"}, 400, "ref_audio"),
-        (
-            {
-                "model": MODEL,
-                "input": "hi",
-                "ref_audio": "data:audio/wav;base64," + base64.b64encode(b"RIFFxx").decode(),
-            },
-            400,
-            "ref_audio",
-        ),
-    ],
-)
-def test_bad_requests_get_openai_style_errors(candidate_url, body, status, param):
-    response = httpx.post(f"{candidate_url}/v1/audio/speech", json=body)
-    assert response.status_code == status
-    error = response.json()["error"]
-    assert error["param"] == param
-    assert error["type"] == "invalid_request_error"
-    assert error["message"]
-
-
-def test_non_json_body_is_a_400(candidate_url):
-    response = httpx.post(f"{candidate_url}/v1/audio/speech", content=b"{not json")
-    assert response.status_code == 400
-    assert "JSON" in response.json()["error"]["message"]
-
-
-def test_voices_health_and_honest_labels(candidate_url):
+def test_a_voxtral_voice_is_an_engine_voice_of_its_language_and_register(candidate_url):
+    """The 20 preset names each speak with a different real voice: the preset sweep has a real choice."""
     voices = httpx.get(f"{candidate_url}/v1/audio/voices").json()["voices"]
-    assert "en-us+f3" in voices
+    assert len([v for v in voices if v != "default"]) == 20 and "neutral_female" in voices
+    female = httpx.post(f"{candidate_url}/v1/audio/speech", json=speech(voice="neutral_female"), timeout=30)
+    male = httpx.post(f"{candidate_url}/v1/audio/speech", json=speech(voice="neutral_male"), timeout=30)
+    high = median_f0(Pcm(np.frombuffer(female.content, "<i2"), OUTPUT_RATE))
+    low = median_f0(Pcm(np.frombuffer(male.content, "<i2"), OUTPUT_RATE))
+    assert high and low and high > low * 1.3
+    assert female.headers["x-voxbench-voice"].startswith("en-us+f1")
+
+
+def test_every_response_names_the_standin(candidate_url):
     health = httpx.get(f"{candidate_url}/health")
-    assert health.json()["standin"] is True and health.json()["engine"] == "espeak-ng"
-    assert health.headers["x-voxbench-standin"].startswith("tts-server/openai/espeak-ng")
+    assert health.headers["x-voxbench-standin"] == "tts-server/vllm-omni/espeak-ng"
+    body = speech(response_format="pcm", stream=True, stream_format="audio")
+    streamed = httpx.post(f"{candidate_url}/v1/audio/speech", json=body, timeout=30)
+    assert streamed.headers["x-voxbench-standin"] == "tts-server/vllm-omni/espeak-ng"
+    refused = httpx.post(f"{candidate_url}/v1/audio/speech", json={"input": "hi", "voice": "nobody"})
+    assert refused.status_code == 400 and refused.headers["x-voxbench-standin"]
 
 
 def test_sixteen_concurrent_streams_interleave(candidate_url, knobs):
@@ -121,7 +90,7 @@ def test_sixteen_concurrent_streams_interleave(candidate_url, knobs):
 
     async def all_at_once():
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as client:
-            body = {"model": MODEL, "input": text, "voice": "en-us+f1", "stream": True, "stream_format": "audio"}
+            body = speech(input=text, voice="casual_male", response_format="pcm", stream=True, stream_format="audio")
             return await asyncio.gather(
                 *[stream_speech(client, f"{candidate_url}/v1/audio/speech", body) for _ in range(16)]
             )
@@ -145,7 +114,9 @@ def test_cloned_condition_is_closer_to_the_reference_than_the_preset(candidate_u
     cloned_scores, preset_scores = [], []
     for text in texts:
         preset = httpx.post(
-            f"{candidate_url}/v1/audio/speech", json={"model": MODEL, "input": text, "voice": "en-us"}, timeout=30
+            f"{candidate_url}/v1/audio/speech",
+            json={"model": MODEL, "input": text, "voice": "neutral_male"},
+            timeout=30,
         )
         cloned = httpx.post(
             f"{candidate_url}/v1/audio/speech",
@@ -161,23 +132,18 @@ def test_cloned_condition_is_closer_to_the_reference_than_the_preset(candidate_u
 
 def test_first_audio_delay_and_header_first(candidate_url, knobs):
     knobs(first_audio_delay_ms=400.0)
-    late = asyncio.run(fetch(candidate_url, speech(stream=True, stream_format="audio")))
+    late = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream=True, stream_format="audio")))
     assert late.ttfb_ms >= 400 and late.ttfa_ms >= 400
     knobs(first_audio_delay_ms=400.0, header_first=True)
-    early = asyncio.run(
-        fetch(
-            candidate_url,
-            speech(response_format="wav", stream=True, stream_format="audio"),
-            response_format="wav",
-        )
-    )
-    # The WAV header left at once; the first audio sample only after the delay.
-    assert early.ttfb_ms < 300 <= 400 <= early.ttfa_ms < early.total_ms
+    early = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream_format="sse"), sse=True))
+    # The headers left at once; the first audio sample only after the delay.
+    assert early.ttfb_ms is None or early.ttfb_ms >= 400  # SSE's first byte is an event: it carries audio
+    assert early.ttfa_ms >= 400
 
 
 def test_leading_silence_chunk_size_stall_and_noise(candidate_url, knobs):
     knobs(leading_silence_ms=500.0, chunk_ms=100.0, stall_after_ms=300.0, stall_ms=600.0)
-    body = speech(stream=True, stream_format="sse")
+    body = speech(response_format="pcm", stream=True, stream_format="sse")
 
     async def events():
         async with (
@@ -190,7 +156,8 @@ def test_leading_silence_chunk_size_stall_and_noise(candidate_url, knobs):
                 buffer += chunk
                 while b"\n\n" in buffer:
                     block, buffer = buffer.split(b"\n\n", 1)
-                    out.append((loop.time(), json.loads(block[6:])))
+                    data = next(line for line in block.split(b"\n") if line.startswith(b"data: "))
+                    out.append((loop.time(), json.loads(data[6:])))
             return out
 
     received = asyncio.run(events())
@@ -209,7 +176,7 @@ def test_leading_silence_chunk_size_stall_and_noise(candidate_url, knobs):
     assert gaps.max() >= 0.55 and np.sum(gaps >= 0.55) == 1  # one stall of 600 ms
 
     knobs(noise=True, leading_silence_ms=0.0, stall_ms=0.0)
-    noisy = asyncio.run(fetch(candidate_url, speech(stream=True, stream_format="audio")))
+    noisy = asyncio.run(fetch(candidate_url, speech(response_format="pcm", stream=True, stream_format="audio")))
     assert noisy.ok and noisy.audio_s > 1.0
     assert median_f0(Pcm(noisy.samples, OUTPUT_RATE)) is None  # no voice in it, only noise
 
@@ -219,26 +186,27 @@ def test_bad_knobs_are_refused(candidate_url):
         assert httpx.post(f"{candidate_url}/admin/knobs", json=change).status_code == 400
 
 
-def test_chatterbox_face_needs_its_token_and_sends_raw_pcm(incumbent_url, incumbent_token, reference_data_url):
-    body = {"text": "Good morning. The kettle is on."}
+def test_chatterbox_face_takes_the_published_api_and_refuses_anything_else(
+    incumbent_url, incumbent_token, reference_path
+):
+    """panda's API: {text, reference_audio, exaggeration, cfg_weight, temperature} and the token header;
+    raw PCM back with its shape in X-Sample-Rate / X-Channels / X-Format."""
+    body = {"text": "Good morning. The kettle is on.", "exaggeration": 0.3, "cfg_weight": 0.3, "temperature": 0.6}
+    token = {"X-Internal-Token": incumbent_token}
     assert httpx.post(f"{incumbent_url}/tts", json=body).status_code == 401
     assert httpx.post(f"{incumbent_url}/tts", json=body, headers={"X-Internal-Token": "wrong"}).status_code == 401
-    result = asyncio.run(_incumbent(incumbent_url, body, incumbent_token))
-    assert result.ok, result.error
-    assert result.headers["x-sample-rate"] == str(OUTPUT_RATE)
-    assert result.headers["content-type"] == "application/octet-stream"
-    assert 1.0 < result.audio_s < 6.0
-    assert rms_dbfs(result.samples) > -40
-    cloned = httpx.post(
-        f"{incumbent_url}/tts",
-        json={**body, "audio_prompt": reference_data_url},
-        headers={"X-Internal-Token": incumbent_token},
-        timeout=30,
-    )
+    plain = httpx.post(f"{incumbent_url}/tts", json=body, headers=token, timeout=30)
+    assert plain.status_code == 200, plain.text
+    assert plain.headers["x-sample-rate"] == str(OUTPUT_RATE) and plain.headers["x-channels"] == "1"
+    assert plain.headers["x-format"] == "pcm_s16le" and plain.headers["content-type"] == "application/octet-stream"
+    duration = float(plain.headers["x-audio-duration"])
+    assert abs(duration - len(plain.content) / 2 / OUTPUT_RATE) < 0.01 and 1.0 < duration < 6.0
+    inline = base64.b64encode(reference_path.read_bytes()).decode()
+    cloned = httpx.post(f"{incumbent_url}/tts", json={**body, "reference_audio": inline}, headers=token, timeout=30)
     assert cloned.status_code == 200 and "cloned" in cloned.headers["x-voxbench-voice"]
+    # What other APIs send is refused, as a strict FastAPI model refuses it.
+    for wrong in ({"audio_prompt": inline}, {"voice": "kal16"}, {"input": "hi"}):
+        refused = httpx.post(f"{incumbent_url}/tts", json={**body, **wrong}, headers=token)
+        assert refused.status_code == 422, wrong
+        assert refused.json()["detail"][0]["loc"][0] == "body"
     assert httpx.post(f"{incumbent_url}/v1/audio/speech", json={"model": "x", "input": "y"}).status_code == 404
-
-
-async def _incumbent(url: str, body: dict, token: str):
-    async with httpx.AsyncClient() as client:
-        return await stream_speech(client, f"{url}/tts", body, headers={"X-Internal-Token": token})

@@ -68,7 +68,10 @@ def test_the_budget_reaches_every_stage_of_the_releases_own_config_in_its_ratio(
 
 
 def test_placeholders_must_be_planned_and_readback_is_compared():
-    assert launch.fill(["--stage-overrides", "{stage_overrides}"], None, '{"0":{}}') == ["--stage-overrides", '{"0":{}}']
+    assert launch.fill(["--stage-overrides", "{stage_overrides}"], None, '{"0":{}}') == [
+        "--stage-overrides",
+        '{"0":{}}',
+    ]
     with pytest.raises(launch.LaunchError, match="no stage config was planned"):
         launch.fill(["--stage-configs-path", "{stage_config}"], None)
     plan = {"engine_version": "0.18.0", "stage_utilizations": [0.16, 0.02]}
