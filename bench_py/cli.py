@@ -832,10 +832,10 @@ def demo_prepare(project_dir: Path) -> None:
 @click.option("--seed", default=0, show_default=True, help="The same seed gives the same film.")
 @click.option("--lines", default=30, show_default=True, help="Lines of dialogue.")
 def demo_film(out_dir: Path, seed: int, lines: int) -> None:
-    """Generate the film stand-in for Phase A0 (several real voices, subtitles in four formats, ground truth)."""
+    """Generate the film stand-in for Phase A0 (several real voices, subtitles in six shapes, ground truth)."""
     import json
 
-    from bench_py.standins.film import FORMATS, generate
+    from bench_py.standins.film import FILES, generate
 
     truth_path = out_dir / "truth.json"
     if truth_path.is_file():
@@ -846,7 +846,7 @@ def demo_film(out_dir: Path, seed: int, lines: int) -> None:
     truth = generate(out_dir, seed=seed, lines=lines)
     click.echo(
         f"film stand-in {out_dir / truth['film']}: {truth['duration_s']:.0f} s, target {truth['target']}, "
-        f"subtitles {', '.join(f'film.{k}.vtt' for k in FORMATS)}"
+        f"subtitles {', '.join(FILES.values())}"
     )
 
 

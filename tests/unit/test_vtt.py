@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bench_py.standins.film import Line, subtitles
+from bench_py.standins.film import Line
+from bench_py.standins.film_subtitles import SHAPES
+from bench_py.standins.film_subtitles import write as subtitles
 from bench_py.voice import vtt
 from bench_py.voice.extract import ExtractError, clip_name, inside
 
@@ -141,5 +143,9 @@ def test_names_come_from_integers_and_stay_inside(tmp_path):
 def test_the_film_stand_ins_subtitles_are_detected_as_written():
     lines = [Line(1.0 + 3 * i, 3.5 + 3 * i, s, f"Line number {i} is here.", False, False)
              for i, s in enumerate(["SAMANTHA", "THEODORE"] * 10)]  # fmt: skip
-    for kind in ("voice", "dash", "youtube", "none"):
-        assert vtt.parse(subtitles(lines, [(2.0, 4.0)], kind, seed=3)).format == kind
+    expected = {"voice": "voice", "dash": "dash", "youtube": "youtube", "continuous": "continuous", "none": "none"}
+    for shape in SHAPES:
+        subs = vtt.parse(subtitles(lines, [(2.0, 4.0)], shape, seed=3))
+        assert subs.format == expected.get(shape, subs.format) and subs.syntax == (
+            "srt" if shape == "srt" else "webvtt"
+        )
