@@ -2,9 +2,10 @@
 join her cleanest regions with short silences into 5–15 s references.
 
 A region may be joined when nothing else is heard with it (no overlapping turn, no music, no
-background voices), it holds at least a second of speech, and it sounds like the target: its
-similarity to the target is high and it agrees with the other pieces of its clip (the clip's
-pieces are taken in order of similarity, each close to the mean of those already taken). The
+background voices, no voice running into it without a pause), it holds at least a second of
+speech, and it sounds like the target: its similarity to the target is high and it agrees with
+the other pieces of its clip (the clip's pieces are taken in order of similarity, each close to
+the mean of those already taken). The
 clip keeps the film's order of its pieces, records every source span, and is scored on the same
 scale as single stretches: its own embedding's similarity to the target, SNR, length, clipping.
 """
@@ -37,7 +38,9 @@ def usable(regions: list[Any], taken: set[int]) -> list[Any]:
     return [
         r
         for r in regions
-        if id(r) not in taken and not (r.overlapped or r.background or r.mixed) and r.end - r.start >= MIN_PIECE_S
+        if id(r) not in taken
+        and not (r.overlapped or r.background or r.mixed or r.touching)
+        and r.end - r.start >= MIN_PIECE_S
     ]
 
 

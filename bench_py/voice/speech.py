@@ -28,6 +28,7 @@ class Region:
     embedding: Any = field(default=None, repr=False)
     cluster: int | None = None
     background: bool = False  # voices or noise murmur under it (the local floor is raised)
+    touching: bool = False  # cut where speech goes on: another voice runs into it without a pause
     mixed: bool = False  # another voice inside it: its likeness to the target drops somewhere along it
     least_likeness: float | None = None  # the least-like 1.2 s window's similarity to the target
     similarity: float | None = None  # to the target, once known
@@ -80,10 +81,19 @@ def regions(subs: vtt.Subtitles, speech: np.ndarray, levels: np.ndarray | None =
     return out
 
 
-def _speech_runs(speech: np.ndarray, lo: float, hi: float) -> list[tuple[float, float]]:
+def _speech_runs(speech: np.ndarray, lo: float, hi: float) -> list[tuple[float, float, bool]]:
+    """(start, end, touching) of the speech between ``lo`` and ``hi``; touching: the speech goes
+    on past the window, so the region was cut where another voice runs into it."""
     first, last = max(0, int(lo / FRAME_S)), min(len(speech), int(hi / FRAME_S))
-    spans = [((first + a) * FRAME_S, (first + b) * FRAME_S) for a, b in _runs(speech[first:last])]
-    return [(round(float(a), 2), round(float(b), 2)) for a, b in spans if b - a >= MIN_REGION_S]
+    out = []
+    for a, b in _runs(speech[first:last]):
+        start, end = (first + a) * FRAME_S, (first + b) * FRAME_S
+        touching = bool(
+            (a == 0 and first > 0 and speech[first - 1]) or (first + b == last < len(speech) and speech[last])
+        )
+        if end - start >= MIN_REGION_S:
+            out.append((round(float(start), 2), round(float(end), 2), touching))
+    return out
 
 
 def _turn_regions(subs: vtt.Subtitles, speech: np.ndarray) -> list[Region]:
@@ -101,7 +111,7 @@ def _turn_regions(subs: vtt.Subtitles, speech: np.ndarray) -> list[Region]:
         for after in turns[index + 1 : index + 5]:
             if other(turn, after) and after.start >= turn.end - 0.05:
                 hi = min(hi, after.start)
-        out.extend(Region(a, b, turn.speaker, turn.line) for a, b in _speech_runs(speech, lo, hi))
+        out.extend(Region(a, b, turn.speaker, turn.line, touching=t) for a, b, t in _speech_runs(speech, lo, hi))
     return out
 
 
@@ -116,9 +126,9 @@ def _stream_regions(subs: vtt.Subtitles, speech: np.ndarray) -> list[Region]:
             spans.append([turn.start - 0.2, turn.end + 0.3])
     out = []
     for lo, hi in spans:
-        for a, b in _speech_runs(speech, lo, hi):
+        for a, b, touching in _speech_runs(speech, lo, hi):
             at = max(0, bisect.bisect_right(starts, a + 0.2) - 1)
-            out.append(Region(a, b, None, turns[at].line))
+            out.append(Region(a, b, None, turns[at].line, touching=touching))
     return out
 
 
