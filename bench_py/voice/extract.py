@@ -380,7 +380,10 @@ def extract(
         groups = cluster(found)
         lap("embed")
         for number, group in groups.items():
-            representative = max(group, key=lambda r: r.end - r.start)
+            # The most typical voice of the cluster (nearest its centroid), from its longer regions.
+            centroid = np.mean([r.embedding for r in group], axis=0)
+            longer = [r for r in group if r.end - r.start >= 1.5] or group
+            representative = max(longer, key=lambda r: (_cosine(r.embedding, centroid), r.end - r.start))
             clusters_out.append(
                 {"cluster": number, "regions": len(group), "speech_s": round(sum(r.end - r.start for r in group), 1),
                  "representative": {"start": representative.start, "end": representative.end}}
