@@ -34,7 +34,10 @@ from bench_py.standins.film import FILES, generate, properties  # noqa: E402
 from bench_py.voice import findings  # noqa: E402
 from bench_py.voice.extract import extract  # noqa: E402
 
-EXAMPLE_TEXT = "The quiet morning came back to the station, and I kept thinking about the long walk home before the light returned."
+EXAMPLE_TEXT = (
+    "The quiet morning came back to the station, and I kept thinking about the long walk home "
+    "before the light returned."
+)
 
 
 def is_right(candidate: dict, truth: dict) -> bool:

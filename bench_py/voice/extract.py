@@ -413,7 +413,7 @@ def extract(
     candidates, rejected = rank(runs, samples, floor, target, embed_many, min_seconds)
     pool: dict[str, Any] = {}
     if len(candidates) < top:  # too few single stretches: join short regions
-        more, pool = join_short(chosen, samples, floor, target, embed_many, top - len(candidates) + 2, min_seconds)
+        more, pool = join_short(chosen, samples, floor, target, embed_many, top - len(candidates), min_seconds)
         candidates += more
     candidates.sort(key=lambda c: (-c.score, c.start))
     for number, candidate in enumerate(candidates, start=1):

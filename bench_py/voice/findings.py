@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-#: What each rejection code means, for people.
+#: What each rejection code means, for people (one stretch, several).
 REASONS = {
-    "overlap": "overlap another speaker or music",
-    "mixed": "hold another voice (their likeness to the target drops along them)",
-    "background": "have voices or noise murmuring under them",
-    "short": "are shorter than the minimum",
-    "little_speech": "hold under 0.5 s of speech once silence is trimmed",
-    "cut_failed": "could not be cut by ffmpeg",
-}
+    "overlap": ("overlaps another speaker or music", "overlap another speaker or music"),
+    "mixed": ("holds another voice (its likeness to the target drops along it)",
+              "hold another voice (their likeness to the target drops along them)"),
+    "background": ("has voices or noise murmuring under it", "have voices or noise murmuring under them"),
+    "short": ("is shorter than the minimum", "are shorter than the minimum"),
+    "little_speech": ("holds under 0.5 s of speech once silence is trimmed",
+                      "hold under 0.5 s of speech once silence is trimmed"),
+    "cut_failed": ("could not be cut by ffmpeg", "could not be cut by ffmpeg"),
+}  # fmt: skip
 
 
 def _field(candidate: Any, name: str) -> Any:
@@ -43,7 +45,7 @@ def summarize(
         summary["why"] = None
         summary["advice"] = []
         return summary
-    parts = [f"{n} stretch{'es' * (n != 1)} {REASONS.get(why, why)}" for why, n in counts.most_common()]
+    parts = [f"{n} stretch{'es' * (n != 1)} {REASONS.get(why, (why, why))[n != 1]}" for why, n in counts.most_common()]
     why = f"{len(kept)} of {asked} references: " + ("; ".join(parts) if parts else "the target has no usable speech")
     if pool:
         why += (
@@ -52,7 +54,7 @@ def summarize(
         )
     advice = []
     shorter = sum(1 for r in rejected if r.get("why") == "short" and r["end"] - r["start"] >= 3.0)
-    if counts.get("short") and min_seconds > 3.0:
+    if shorter and min_seconds > 3.0:
         advice.append(
             f"a lower minimum: --min-seconds 3 (now {min_seconds:g}) admits {shorter} more single "
             f"stretch{'es' * (shorter != 1)}"

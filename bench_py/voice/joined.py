@@ -45,7 +45,9 @@ def usable(regions: list[Any], taken: set[int]) -> list[Any]:
 
 
 def groups(pieces: list[Any], target: np.ndarray, count: int, min_s: float, max_s: float) -> list[list[Any]]:
-    """Up to ``count`` clips' pieces, most similar first; each clip 5–15 s with its silences."""
+    """Up to ``count`` clips' pieces, most similar first; each clip ``min_s``–``max_s`` with its
+    silences, holding up to 8 s of speech (less when the clean speech there is would otherwise
+    make fewer clips than asked)."""
     scored = [p for p in pieces if p.embedding is not None]
     for piece in scored:
         piece.similarity = round(_cosine(piece.embedding, target), 4)
@@ -54,6 +56,8 @@ def groups(pieces: list[Any], target: np.ndarray, count: int, min_s: float, max_
         return []
     floor = scored[0].similarity - SIMILAR_BELOW_BEST
     pool = [p for p in scored if p.similarity >= floor]
+    speech = sum(p.end - p.start for p in pool)
+    per_clip = min(SPEECH_S, max(min_s, 0.75 * speech / max(1, count)))  # room for the overshoot of a last piece
     out: list[list[Any]] = []
     while pool and len(out) < count:
         clip: list[Any] = []
@@ -63,7 +67,7 @@ def groups(pieces: list[Any], target: np.ndarray, count: int, min_s: float, max_
             if length > max_s or (mean is not None and _cosine(piece.embedding, mean) < CONSISTENT):
                 continue  # left for a later clip
             clip.append(piece)
-            if sum(p.end - p.start for p in clip) >= SPEECH_S:
+            if sum(p.end - p.start for p in clip) >= per_clip:
                 break
         taken = {id(p) for p in clip}
         pool = [p for p in pool if id(p) not in taken]
