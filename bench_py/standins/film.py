@@ -20,7 +20,7 @@ import random
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,20 @@ def _timeline(said: list[tuple[str, str]], audio: list[Pcm], rng: random.Random,
     return timeline
 
 
+def _stretch(timeline: list[Line], seconds: float) -> list[Line]:
+    """Scene breaks of room tone only (films are not all dialogue), so that the film lasts about
+    ``seconds``: the time is shared among breaks before every twelfth line that overlaps nothing."""
+    total = max(x.end for x in timeline) + 1.5
+    breaks = {i for i in range(12, len(timeline), 12) if timeline[i].start >= timeline[i - 1].end}
+    if total >= seconds or not breaks:
+        return timeline
+    extra, shift, out = (seconds - total) / len(breaks), 0.0, []
+    for index, line in enumerate(timeline):
+        shift += extra if index in breaks else 0.0
+        out.append(replace(line, start=round(line.start + shift, 3), end=round(line.end + shift, 3)))
+    return out
+
+
 def _background(timeline: list[Line], audio: list[Pcm], rng: random.Random, total: float) -> list[tuple[float, float]]:
     """One or two scenes with voices murmuring under the dialogue (a café, a party): under 8% of the film."""
     spans = []
@@ -191,10 +205,12 @@ def _background(timeline: list[Line], audio: list[Pcm], rng: random.Random, tota
 
 
 def generate(
-    out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, workers: int = 2, style: str = "long"
-) -> dict[str, Any]:
+    out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, workers: int = 2, style: str = "long",
+    minutes: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Write ``film.mp4`` (or ``film.wav`` without video), the subtitles in every shape (``FILES``)
-    and ``truth.json``; returns the ground truth."""
+    and ``truth.json``; returns the ground truth. ``minutes``: stretch the film to about that long
+    with scene breaks (a 2-hour film with 1,500 cues is mostly not dialogue)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     out_dir = Path(out_dir)
@@ -204,6 +220,8 @@ def generate(
     with tempfile.TemporaryDirectory() as tmp:
         audio = _voices(said, rng, style, Path(tmp), workers)
     timeline = _timeline(said, audio, rng, style)
+    if minutes:
+        timeline = _stretch(timeline, minutes * 60)
     music_spans = [(max(0.0, x.start - 0.5), x.end + 0.5) for x in timeline if x.music]
     total = max(x.end for x in timeline) + 1.5
     mix = np.random.default_rng(seed).normal(0, 0.004, int(total * RATE))  # noise floor near -48 dBFS

@@ -30,7 +30,7 @@ import numpy as np
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.voice import findings, joined, vtt
 from bench_py.voice.references import sha256_file
-from bench_py.voice.speech import ANALYSIS_RATE, Region, frame_levels, mark_mixed, regions, speech_frames
+from bench_py.voice.speech import ANALYSIS_RATE, MixedCheck, Region, frame_levels, regions, speech_frames
 
 CLIP_RATE = 24_000
 MIN_SEGMENT_S, MAX_SEGMENT_S = 5.0, 15.0
@@ -87,7 +87,8 @@ def load_audio(film: Path, rate: int = ANALYSIS_RATE) -> np.ndarray:
 
 
 def _embedders() -> tuple[Callable[[Pcm], np.ndarray], Callable[[list[Pcm]], list[Any]]]:
-    from bench_py.judge.similarity import embed, embed_many
+    from bench_py.judge.similarity import embed
+    from bench_py.voice.embedding import embed_many
 
     return embed, embed_many
 
@@ -171,17 +172,16 @@ def score(similarity: float, snr: float, clipped: float, length_s: float, joins:
 def rank(
     runs: list[list[Region]], samples: np.ndarray, floor_db: float, target: np.ndarray,
     embed_many: Callable[[list[Pcm]], list[Any]], min_s: float = MIN_SEGMENT_S,
-) -> tuple[list[Candidate], list[dict[str, Any]]]:  # fmt: skip
+) -> tuple[list[Candidate], list[dict[str, Any]], dict[int, list[Region]]]:  # fmt: skip
     """Score each single stretch of ``min_s``–15 s; the candidates and the rejected with reasons
     (``why``: a code that findings count, ``reason``: the sentence)."""
     candidates, rejected, usable = [], [], []
+    runs_of: dict[int, list[Region]] = {}
     for run in runs:
         start, end = run[0].start, run[-1].end
         where = {"start": start, "end": end, "lines": sorted({r.line for r in run})}
         if any(r.overlapped for r in run):
             rejected.append({**where, "why": "overlap", "reason": "overlaps another speaker or music"})
-        elif any(r.mixed for r in run):
-            rejected.append({**where, "why": "mixed", "reason": "another voice in it (its likeness drops along it)"})
         elif any(r.background for r in run):
             rejected.append({**where, "why": "background", "reason": "voices or noise murmur under it"})
         elif end - start < min_s:
@@ -203,14 +203,39 @@ def rank(
                       round(clipped, 5), round(score(similarity, snr, clipped, end - start), 4), where["lines"],
                       spans=[[float(start), float(end)]])
         )  # fmt: skip
-        for region in run:
-            region.similarity = -1.0  # in a single clip: not joined again
-    return candidates, rejected
+        runs_of[id(candidates[-1])] = run
+    return candidates, rejected, runs_of
+
+
+def verify(
+    candidates: list[Candidate], runs_of: dict[int, list[Region]], checker: MixedCheck, top: int,
+    rejected: list[dict[str, Any]],
+) -> list[Candidate]:  # fmt: skip
+    """The best single stretches with no other voice inside (checked best first, only as many as
+    needed); the rest are rejected with the reason."""
+    ordered = sorted(candidates, key=lambda c: (-c.score, c.start))
+    kept: list[Candidate] = []
+    at = 0
+    while at < len(ordered) and len(kept) < top:
+        batch = ordered[at : at + top - len(kept) + 2]
+        at += len(batch)
+        checker.mark([r for c in batch for r in runs_of[id(c)]])
+        for candidate in batch:
+            if any(r.mixed for r in runs_of[id(candidate)]):
+                where = {"start": candidate.start, "end": candidate.end, "lines": candidate.lines}
+                rejected.append(
+                    {**where, "why": "mixed", "reason": "another voice in it (its likeness drops along it)"}
+                )
+            else:
+                kept.append(candidate)
+                for region in runs_of[id(candidate)]:
+                    region.similarity = -1.0  # in a single clip: not joined again
+    return kept
 
 
 def join_short(
     chosen: list[Region], samples: np.ndarray, floor_db: float, target: np.ndarray,
-    embed_many: Callable[[list[Pcm]], list[Any]], count: int, min_s: float,
+    embed_many: Callable[[list[Pcm]], list[Any]], count: int, min_s: float, checker: MixedCheck,
 ) -> tuple[list[Candidate], dict[str, Any]]:  # fmt: skip
     """Joined references from the target's cleanest short regions (:mod:`bench_py.voice.joined`),
     and what was there to join."""
@@ -218,7 +243,9 @@ def join_short(
     missing = [r for r in pieces if r.embedding is None]
     for region, vector in zip(missing, embed_many([_slice(samples, r.start, r.end) for r in missing]), strict=True):
         region.embedding = vector
-    clips = joined.groups(pieces, target, count, min_s, MAX_SEGMENT_S)
+    pool = joined.likely(pieces, target)
+    checker.mark(pool)
+    clips = joined.groups([p for p in pool if not p.mixed], count, min_s, MAX_SEGMENT_S)
     vectors = embed_many([joined.audio(samples, ANALYSIS_RATE, clip) for clip in clips])
     out = []
     for clip, vector in zip(clips, vectors, strict=True):
@@ -234,8 +261,9 @@ def join_short(
                       round(clipped, 5), round(score(similarity, snr, clipped, length, len(clip) - 1), 4),
                       sorted({p.line for p in clip}), kind="joined", spans=spans)
         )  # fmt: skip
-    pool = {"clean_regions": len(pieces), "clean_speech_s": round(sum(r.end - r.start for r in pieces), 1)}
-    return out, pool
+    clean = [p for p in pieces if not p.mixed]
+    found = {"clean_regions": len(clean), "clean_speech_s": round(sum(r.end - r.start for r in clean), 1)}
+    return out, found
 
 
 def clip_name(start: float, end: float, taken: set[str], joined_clip: bool = False) -> str:
@@ -409,11 +437,13 @@ def extract(
             _save(out_dir, result)
             return result
         runs = merge(chosen, found)
-    mark_mixed(chosen, samples, target, embed_many)
-    candidates, rejected = rank(runs, samples, floor, target, embed_many, min_seconds)
+    checker = MixedCheck(chosen, samples, target, embed_many)
+    candidates, rejected, runs_of = rank(runs, samples, floor, target, embed_many, min_seconds)
+    candidates = verify(candidates, runs_of, checker, top, rejected)
     pool: dict[str, Any] = {}
     if len(candidates) < top:  # too few single stretches: join short regions
-        more, pool = join_short(chosen, samples, floor, target, embed_many, top - len(candidates), min_seconds)
+        count = top - len(candidates)
+        more, pool = join_short(chosen, samples, floor, target, embed_many, count, min_seconds, checker)
         candidates += more
     candidates.sort(key=lambda c: (-c.score, c.start))
     for number, candidate in enumerate(candidates, start=1):

@@ -44,18 +44,20 @@ def usable(regions: list[Any], taken: set[int]) -> list[Any]:
     ]
 
 
-def groups(pieces: list[Any], target: np.ndarray, count: int, min_s: float, max_s: float) -> list[list[Any]]:
-    """Up to ``count`` clips' pieces, most similar first; each clip ``min_s``–``max_s`` with its
-    silences, holding up to 8 s of speech (less when the clean speech there is would otherwise
-    make fewer clips than asked)."""
+def likely(pieces: list[Any], target: np.ndarray) -> list[Any]:
+    """The pieces that sound most like the target (within 0.12 of the most similar), most similar
+    first; ``similarity`` is set on each."""
     scored = [p for p in pieces if p.embedding is not None]
     for piece in scored:
         piece.similarity = round(_cosine(piece.embedding, target), 4)
     scored.sort(key=lambda p: -p.similarity)
-    if not scored:
-        return []
-    floor = scored[0].similarity - SIMILAR_BELOW_BEST
-    pool = [p for p in scored if p.similarity >= floor]
+    return [p for p in scored if p.similarity >= scored[0].similarity - SIMILAR_BELOW_BEST] if scored else []
+
+
+def groups(pool: list[Any], count: int, min_s: float, max_s: float) -> list[list[Any]]:
+    """Up to ``count`` clips' pieces from ``pool`` (most similar first); each clip ``min_s``–``max_s``
+    with its silences, holding up to 8 s of speech (less when the clean speech there is would
+    otherwise make fewer clips than asked)."""
     speech = sum(p.end - p.start for p in pool)
     per_clip = min(SPEECH_S, max(min_s, 0.75 * speech / max(1, count)))  # room for the overshoot of a last piece
     out: list[list[Any]] = []

@@ -31,6 +31,7 @@ class Region:
     touching: bool = False  # cut where speech goes on: another voice runs into it without a pause
     mixed: bool = False  # another voice inside it: its likeness to the target drops somewhere along it
     least_likeness: float | None = None  # the least-like 1.2 s window's similarity to the target
+    checked: bool = False  # least_likeness measured
     similarity: float | None = None  # to the target, once known
 
 
@@ -169,27 +170,42 @@ WINDOW_S, HOP_S = 1.2, 0.6
 MIXED_BELOW = 0.08  # under the usual likeness of the target's regions by this much: someone else is in it
 
 
-def mark_mixed(chosen: list[Region], samples: np.ndarray, target: np.ndarray, embed_many: Any) -> None:
+class MixedCheck:
     """Another voice inside a region (no pause between them, or over her) shows as a drop in
-    likeness to the target somewhere along it: each region's least-like 1.2 s window is compared
-    with the target's regions' usual (the upper quartile of those least-like values)."""
-    windows, owners = [], []
-    for index, region in enumerate(chosen):
-        length = region.end - region.start
-        count = 1 if length <= WINDOW_S else int(np.ceil((length - WINDOW_S) / HOP_S)) + 1
-        for k in range(count):
-            a = min(region.start + k * HOP_S, max(region.start, region.end - WINDOW_S))
-            b = min(region.end, a + WINDOW_S)
-            windows.append(Pcm(samples[int(a * ANALYSIS_RATE) : int(b * ANALYSIS_RATE)], ANALYSIS_RATE))
-            owners.append(index)
-    least: dict[int, float] = {}
-    for index, vector in zip(owners, embed_many(windows), strict=True):
-        if vector is not None:
-            likeness = float(np.dot(vector, target) / (np.linalg.norm(vector) * np.linalg.norm(target)))
-            least[index] = min(least.get(index, 1.0), likeness)
-    if not least:
-        return
-    usual = float(np.percentile(list(least.values()), 75))
-    for index, region in enumerate(chosen):
-        region.least_likeness = least.get(index)
-        region.mixed = region.least_likeness is None or region.least_likeness < usual - MIXED_BELOW
+    likeness to the target somewhere along it: a region's least-like 1.2 s window is compared with
+    the usual for the target's regions (the upper quartile of their least-like values, from an
+    even sample of up to 80 of them). Regions are checked when they are about to be offered, so
+    a 2-hour film does not pay for the thousands that never are."""
+
+    def __init__(self, chosen: list[Region], samples: np.ndarray, target: np.ndarray, embed_many: Any) -> None:
+        self.samples, self.target, self.embed_many = samples, target, embed_many
+        sample = chosen[:: max(1, len(chosen) // 80)]
+        self._measure(sample)
+        values = [r.least_likeness for r in sample if r.least_likeness is not None]
+        self.usual = float(np.percentile(values, 75)) if values else None
+
+    def _measure(self, regions: list[Region]) -> None:
+        todo = [r for r in regions if not r.checked]
+        windows, owners = [], []
+        for index, region in enumerate(todo):
+            length = region.end - region.start
+            count = 1 if length <= WINDOW_S else int(np.ceil((length - WINDOW_S) / HOP_S)) + 1
+            for k in range(count):
+                a = min(region.start + k * HOP_S, max(region.start, region.end - WINDOW_S))
+                b = min(region.end, a + WINDOW_S)
+                windows.append(Pcm(self.samples[int(a * ANALYSIS_RATE) : int(b * ANALYSIS_RATE)], ANALYSIS_RATE))
+                owners.append(index)
+        least: dict[int, float] = {}
+        for index, vector in zip(owners, self.embed_many(windows) if windows else [], strict=True):
+            if vector is not None:
+                likeness = float(np.dot(vector, self.target) / (np.linalg.norm(vector) * np.linalg.norm(self.target)))
+                least[index] = min(least.get(index, 1.0), likeness)
+        for index, region in enumerate(todo):
+            region.least_likeness, region.checked = least.get(index), True
+
+    def mark(self, regions: list[Region]) -> None:
+        """Measure these regions (once) and set ``mixed`` on each."""
+        self._measure(regions)
+        for region in regions:
+            unknown = region.least_likeness is None or self.usual is None
+            region.mixed = unknown or region.least_likeness < self.usual - MIXED_BELOW
