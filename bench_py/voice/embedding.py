@@ -3,8 +3,10 @@
 The values are those of the shared scorer, :func:`bench_py.judge.similarity.embed_many`
 (resemblyzer's preprocessing, its partial windows and their average; a test holds them equal):
 only the work is arranged differently. The mel filterbank is one matrix product (librosa's
-``melspectrogram`` spends most of its time planning an ``einsum`` for each clip), and the audio is
-prepared on a second thread while the encoder, which releases the GIL, runs on the batch before.
+``melspectrogram`` spends most of its time planning an ``einsum`` for each clip), and the work is
+split over two cores: the audio is prepared on a second thread while the encoder, which releases
+the GIL, runs on the batch before, each on one thread (torch's and BLAS's own thread pools fight
+each other on two cores: four times slower under load, measured).
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ def _prepare(encoder, pcm: Pcm) -> list[np.ndarray]:
 
 def embed_many(pcms: list[Pcm], batch: int = 256) -> list[np.ndarray | None]:
     """Unit-length embeddings of ``pcms`` (None for a clip with under 0.5 s of speech)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            return _embed_many(pcms, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _embed_many(pcms: list[Pcm], batch: int) -> list[np.ndarray | None]:
     import torch
 
     from bench_py.judge.similarity import _encoder

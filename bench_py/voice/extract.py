@@ -101,9 +101,18 @@ def _slice(samples: np.ndarray, start: float, end: float) -> Pcm:
     return Pcm(samples[int(start * ANALYSIS_RATE) : int(end * ANALYSIS_RATE)], ANALYSIS_RATE)
 
 
+REGION_EMBED_S = 2.4  # who speaks is plain in 2.4 s; longer regions are embedded on their middle
+
+
+def _middle(region: Region) -> tuple[float, float]:
+    spare = max(0.0, (region.end - region.start - REGION_EMBED_S) / 2)
+    return region.start + spare, region.end - spare
+
+
 def embed_regions(found: list[Region], samples: np.ndarray, embed_many: Callable[[list[Pcm]], list[Any]]) -> None:
-    """One embedding per region, in batches (None: too little speech once silence is trimmed)."""
-    for region, vector in zip(found, embed_many([_slice(samples, r.start, r.end) for r in found]), strict=True):
+    """One embedding per region (of its middle 2.4 s at most), in batches (None: too little speech
+    once silence is trimmed)."""
+    for region, vector in zip(found, embed_many([_slice(samples, *_middle(r)) for r in found]), strict=True):
         region.embedding = vector
 
 
@@ -171,10 +180,12 @@ def score(similarity: float, snr: float, clipped: float, length_s: float, joins:
 
 def rank(
     runs: list[list[Region]], samples: np.ndarray, floor_db: float, target: np.ndarray,
-    embed_many: Callable[[list[Pcm]], list[Any]], min_s: float = MIN_SEGMENT_S,
+    embed_many: Callable[[list[Pcm]], list[Any]], min_s: float = MIN_SEGMENT_S, top: int = 5,
 ) -> tuple[list[Candidate], list[dict[str, Any]], dict[int, list[Region]]]:  # fmt: skip
     """Score each single stretch of ``min_s``–15 s; the candidates and the rejected with reasons
-    (``why``: a code that findings count, ``reason``: the sentence)."""
+    (``why``: a code that findings count, ``reason``: the sentence). When the regions are already
+    embedded, only the ``3 * top`` stretches whose regions sound most like the target are embedded
+    whole and scored."""
     candidates, rejected, usable = [], [], []
     runs_of: dict[int, list[Region]] = {}
     for run in runs:
@@ -188,6 +199,12 @@ def rank(
             rejected.append({**where, "why": "short", "reason": f"{end - start:.1f} s is under {min_s:g} s"})
         else:
             usable.append((run, where))
+    if len(usable) > 3 * top and all(r.embedding is not None for run, _ in usable for r in run):
+        # Coarse to fine: the mean of a stretch's region embeddings picks the few worth embedding whole.
+        def rough(run: list[Region]) -> float:
+            return _cosine(np.mean([r.embedding for r in run], axis=0), target)
+
+        usable = sorted(usable, key=lambda item: -rough(item[0]))[: 3 * top]
     vectors = embed_many([_slice(samples, w["start"], w["end"]) for _, w in usable])
     for (run, where), vector in zip(usable, vectors, strict=True):
         start, end = where["start"], where["end"]
@@ -438,7 +455,7 @@ def extract(
             return result
         runs = merge(chosen, found)
     checker = MixedCheck(chosen, samples, target, embed_many)
-    candidates, rejected, runs_of = rank(runs, samples, floor, target, embed_many, min_seconds)
+    candidates, rejected, runs_of = rank(runs, samples, floor, target, embed_many, min_seconds, top)
     candidates = verify(candidates, runs_of, checker, top, rejected)
     pool: dict[str, Any] = {}
     if len(candidates) < top:  # too few single stretches: join short regions
