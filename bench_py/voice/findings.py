@@ -61,10 +61,12 @@ def summarize(
         )
     if mode != "example":
         advice.append("--example CLIP: a few seconds of the voice, cut by hand, ranks every region by likeness to it")
+    else:
+        advice.append("another --example: a longer, cleaner clip of the voice finds its speaker cluster more surely")
     if mode in ("cluster", "example") and len(clusters) > 1:
         advice.append(
-            f"another cluster: `voxbench voices list` shows {len(clusters)}; a voice split in two "
-            "shows as two clusters (--cluster N)"
+            f"another cluster: --cluster N picks one of the {len(clusters)} speaker clusters by ear (without "
+            "--example and --cluster, one clip of each is written to OUT/clusters/); a voice can be split in two"
         )
     summary["why"] = why
     summary["advice"] = advice
