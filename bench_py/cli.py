@@ -692,15 +692,24 @@ def prescreen_command(
     "--cluster", "cluster_choice", type=int, help="The speaker cluster you picked (see `voxbench voices list`)."
 )
 @click.option("--top", default=5, show_default=True, help="How many of the best clips to cut.")
+@click.option(
+    "--min-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 15.0),
+    help="The shortest single stretch offered; with too few, short lines are joined into references.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print candidates.json.")
 def extract_command(
     film: Path, subtitles: Path, out_dir: Path, speaker: str | None, example: Path | None,
-    cluster_choice: int | None, top: int, as_json: bool,
+    cluster_choice: int | None, top: int, min_seconds: float, as_json: bool,
 ) -> None:  # fmt: skip
-    """Phase A0: rank reference clips of one speaker in a film with WebVTT subtitles, cut the best.
+    """Phase A0: rank reference clips of one speaker in a film with subtitles (WebVTT or SRT), cut the best.
 
     Without --speaker or --example on subtitles that name nobody, the speakers are clustered and
     one clip per cluster is written to OUT/clusters/: listen, then run again with --cluster N.
+    When too few single stretches reach --min-seconds, the speaker's cleanest short lines are
+    joined (with short silences) into 5-15 s references, ranked with the others.
     """
     import json
 
@@ -709,7 +718,7 @@ def extract_command(
     try:
         result = extract.extract(
             film, subtitles, out_dir, speaker=speaker, example=example, cluster_choice=cluster_choice, top=top,
-            progress=lambda line: click.echo(line, err=True),
+            min_seconds=min_seconds, progress=lambda line: click.echo(line, err=True),
         )  # fmt: skip
     except (extract.ExtractError, vtt.VttError) as error:
         raise click.ClickException(str(error)) from None
@@ -720,7 +729,9 @@ def extract_command(
 
 
 def _list_extraction(data: dict, out_dir: Path) -> None:
-    click.echo(f"subtitles: {data['format']} ({data['format_reason']})")
+    from bench_py.voice import findings
+
+    click.echo(f"subtitles: {data.get('syntax', 'webvtt')}, {data['format']} ({data['format_reason']})")
     if data["mode"] == "choose-cluster":
         click.echo("speakers found (listen to each, then run again with --cluster N):")
         for entry in data["clusters"]:
@@ -730,10 +741,15 @@ def _list_extraction(data: dict, out_dir: Path) -> None:
         return
     for entry in data["candidates"]:
         if entry.get("file"):
+            spans = entry.get("spans") or [[entry["start"], entry["end"]]]
+            length = sum(b - a for a, b in spans) + 0.3 * (len(spans) - 1)
+            kind = f"joined from {len(spans)} lines" if entry.get("kind") == "joined" else "single"
             click.echo(
-                f"  {entry['rank']:>2}. {entry['file']:<16} {entry['end'] - entry['start']:5.1f} s  "
-                f"similarity {entry['similarity']:.3f}  SNR {entry['snr_db']:.0f} dB"
+                f"  {entry['rank']:>2}. {entry['file']:<22} {length:5.1f} s  "
+                f"similarity {entry['similarity']:.3f}  SNR {entry['snr_db']:.0f} dB  {kind}"
             )
+    for line in findings.lines(data.get("summary", {})):
+        click.echo(line)
     click.echo(
         f"listen: voxbench voices play {out_dir} RANK; keep one: voxbench voices confirm {out_dir} RANK --name NAME"
     )
@@ -909,10 +925,10 @@ def demo_prepare(project_dir: Path) -> None:
 @click.option("--seed", default=0, show_default=True, help="The same seed gives the same film.")
 @click.option("--lines", default=30, show_default=True, help="Lines of dialogue.")
 def demo_film(out_dir: Path, seed: int, lines: int) -> None:
-    """Generate the film stand-in for Phase A0 (several real voices, subtitles in four formats, ground truth)."""
+    """Generate the film stand-in for Phase A0 (several real voices, subtitles in six shapes, ground truth)."""
     import json
 
-    from bench_py.standins.film import FORMATS, generate
+    from bench_py.standins.film import FILES, generate
 
     truth_path = out_dir / "truth.json"
     if truth_path.is_file():
@@ -923,7 +939,7 @@ def demo_film(out_dir: Path, seed: int, lines: int) -> None:
     truth = generate(out_dir, seed=seed, lines=lines)
     click.echo(
         f"film stand-in {out_dir / truth['film']}: {truth['duration_s']:.0f} s, target {truth['target']}, "
-        f"subtitles {', '.join(f'film.{k}.vtt' for k in FORMATS)}"
+        f"subtitles {', '.join(FILES.values())}"
     )
 
 

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: voxbench_extract
-short_description: Rank reference clips of one speaker in a film with WebVTT subtitles
+short_description: Rank reference clips of one speaker in a film with its subtitles (WebVTT or SRT)
 description:
-  - Detects the subtitles' format (voice spans, dash turns, YouTube auto-subtitles, none) and says
-    why, segments the speech, ranks 5-15 s segments of the target speaker by speaker similarity and
-    quality, and cuts the best into I(out_dir). Returns them as the fact C(voxbench_extraction).
+  - Detects the subtitles' format (voice spans, dash turns, yt-dlp auto-captions, cues cut across turns,
+    none) and says why, segments the speech, ranks 5-15 s segments of the target speaker by speaker
+    similarity and quality (joining her cleanest short lines into references when too few single
+    stretches reach I(min_seconds)), and cuts the best into I(out_dir). Returns them, with a summary
+    that says why fewer came out and what to try, as the fact C(voxbench_extraction).
   - With I(confirm_rank), the chosen clip enters the references allowlist (a listener has confirmed it).
 options:
   film: {description: The video or audio file., type: path, required: true}
-  subtitles: {description: Its WebVTT subtitles., type: path, required: true}
+  subtitles: {description: Its subtitles (WebVTT or SRT)., type: path, required: true}
   out_dir: {description: Where clips and candidates.json go; nothing is written elsewhere., type: path, required: true}
   speaker: {description: The target's name in voice spans., type: str}
   example: {description: A clip of the target voice (subtitles that name nobody)., type: path}
   cluster: {description: The speaker cluster picked after listening to the representatives., type: int}
   top: {description: How many clips to cut., type: int, default: 5}
+  min_seconds:
+    description: The shortest single stretch offered (1-15 s); short lines are joined when too few reach it.
+    type: float
+    default: 5.0
   confirm_rank: {description: Confirm this candidate into the references store., type: int}
   reference_name: {description: The confirmed clip's name in the allowlist., type: str}
   references_dir: {description: The references store (its metadata.json is merged into, never replaced)., type: path}
@@ -41,7 +47,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ansible_facts:
-  description: C(voxbench_extraction) with the format, its reason, the ranked candidates (or clusters) and timings.
+  description: >-
+    C(voxbench_extraction) with the syntax and format, its reason, the ranked candidates (or clusters),
+    timings, and the summary (asked, produced, single and joined, rejections counted by reason, why fewer, advice).
   returned: success
   type: dict
 """
@@ -59,6 +67,7 @@ def main() -> None:
             "example": {"type": "path"},
             "cluster": {"type": "int"},
             "top": {"type": "int", "default": 5},
+            "min_seconds": {"type": "float", "default": 5.0},
             "confirm_rank": {"type": "int"},
             "reference_name": {"type": "str"},
             "references_dir": {"type": "path"},
@@ -68,13 +77,14 @@ def main() -> None:
     )
     from pathlib import Path
 
-    from bench_py.voice import confirm, extract, references, vtt
+    from bench_py.voice import confirm, extract, findings, references, vtt
 
     p = module.params
     try:
         result = extract.extract(
             Path(p["film"]), Path(p["subtitles"]), Path(p["out_dir"]), speaker=p["speaker"],
             example=Path(p["example"]) if p["example"] else None, cluster_choice=p["cluster"], top=p["top"],
+            min_seconds=p["min_seconds"],
         )  # fmt: skip
         data = result.to_json()
         confirmed = None
@@ -86,6 +96,7 @@ def main() -> None:
     except (extract.ExtractError, vtt.VttError, references.ReferenceError) as error:
         module.fail_json(msg=str(error))
     facts = {
+        "syntax": data["syntax"],
         "format": data["format"],
         "format_reason": data["format_reason"],
         "mode": data["mode"],
@@ -94,6 +105,8 @@ def main() -> None:
         "rejected": len(data["rejected"]),
         "skipped_cues": data["skipped_cues"],
         "timings_s": data["timings_s"],
+        "summary": data["summary"],
+        "summary_lines": findings.lines(data["summary"]),
         "out_dir": p["out_dir"],
         "confirmed": confirmed,
     }

@@ -1,11 +1,16 @@
-"""A film stand-in for Phase A0: dialogue spoken by several real voices, subtitles in each format
-voxbench reads, and the ground truth to measure extraction against. Seeded: the same seed gives
-the same film.
+"""A film stand-in for Phase A0: dialogue spoken by several real voices, subtitles in each shape
+voxbench reads (:mod:`bench_py.standins.film_subtitles`), and the ground truth to measure
+extraction against. Seeded: the same seed gives the same film.
 
 The target ("SAMANTHA") is flite's slt; the distractors are flite's other voices (kal16, awb,
-rms: the same engine as the target) and a second woman's voice from espeak-ng. Lines are
-separated by pauses, a few overlap the line before, a low noise floor runs throughout, and music
-beds (chords) play under some lines, with "♪" cues as real subtitles have them.
+rms: the same engine as the target), a second woman from espeak-ng, and ISABEL: the same recorded
+speaker as the target through another engine (festival's slt HTS voice), the closest voice there
+is to hers. A low noise floor runs throughout, music beds (chords) play under some lines with
+"♪" cues as real subtitles have them, and background voices murmur under a few scenes.
+
+Two styles: ``long`` — the target speaks in runs of 2–4 lines (stretches long enough to cut
+clips from); ``short`` — as real dialogue mostly is: her lines run 1.5–4.5 s, other voices come
+between them, often within half a second, sometimes over her.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import random
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,8 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from bench_py.audio import Pcm, read_wav_file, write_wav_file
+from bench_py.standins.film_subtitles import FILES, SHAPES
+from bench_py.standins.film_subtitles import write as write_subtitles
 
 RATE = 24_000
 TARGET = "SAMANTHA"
@@ -32,8 +39,12 @@ VOICES: dict[str, tuple[str, str]] = {
     "PAUL": ("flite", "awb"),
     "CHARLES": ("flite", "rms"),
     "AMY": ("espeak-ng", "en-us+f4"),  # the second woman
+    "ISABEL": ("festival", "cmu_us_slt_arctic_hts"),  # the target's own voice through another engine
 }
-FORMATS = ("voice", "dash", "youtube", "none")
+DISTRACTOR = "ISABEL"
+FORMATS = SHAPES  # the subtitle shapes written beside each film (FILES names their files)
+STYLES = ("long", "short")
+SHORT_LINE_S = (1.5, 4.5)
 
 _SUBJECTS = ["I", "You", "We", "They", "Everyone", "Nobody", "My sister", "The city", "Your friend", "This house"]
 _VERBS = ["remember", "wanted", "found", "never liked", "kept thinking about", "could hear", "wrote about",
@@ -61,16 +72,34 @@ def _sentence(rng: random.Random) -> str:
     return text[0].upper() + text[1:] + rng.choice([".", ".", ".", "?", "!"])
 
 
-def script(seed: int, lines: int) -> list[tuple[str, str]]:
-    """Who says what: the target speaks in runs of 2–4 lines (long stretches to cut clips from)."""
+def _short_sentence(rng: random.Random) -> str:
+    """A line of 1.5–4.5 s: a few words, as people answer each other."""
+    openers = ["Yes,", "No,", "Well,", "Listen,", "Okay,", "Maybe", "Really?", "Look,"]
+    text = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+    if rng.random() < 0.35:
+        text = f"{rng.choice(openers)} {text[0].lower()}{text[1:]}"
+    return text[0].upper() + text[1:] + rng.choice([".", ".", "?", "!"])
+
+
+def script(seed: int, lines: int, style: str = "long") -> list[tuple[str, str]]:
+    """Who says what. ``long``: the target speaks in runs of 2–4 lines (long stretches to cut
+    clips from). ``short``: never two target lines in a row; one line in eight of the others is
+    the distractor who sounds most like her."""
     rng = random.Random(seed)
-    others = [name for name in VOICES if name != TARGET]
+    others = [name for name in VOICES if name not in (TARGET, DISTRACTOR)]
     out: list[tuple[str, str]] = []
     while len(out) < lines:
-        if rng.random() < 0.4:
-            out.extend((TARGET, _sentence(rng)) for _ in range(rng.randint(2, 4)))
+        if style == "long":
+            if rng.random() < 0.4:
+                out.extend((TARGET, _sentence(rng)) for _ in range(rng.randint(2, 4)))
+            else:
+                out.append((rng.choice(others), _sentence(rng)))
+            continue
+        if out and out[-1][0] != TARGET and rng.random() < 0.8:
+            out.append((TARGET, _short_sentence(rng)))
         else:
-            out.append((rng.choice(others), _sentence(rng)))
+            speaker = DISTRACTOR if rng.random() < 0.125 else rng.choice(others)
+            out.append((speaker, _short_sentence(rng) if rng.random() < 0.7 else _sentence(rng)))
     return out[:lines]
 
 
@@ -79,9 +108,14 @@ def _synthesize(speaker: str, text: str, workdir: Path, index: int) -> Pcm:
     path = workdir / f"{index:05d}.wav"
     if engine == "flite":
         command = ["flite", "-voice", voice, "-t", text, "-o", str(path)]
+    elif engine == "festival":
+        command = ["text2wave", "-eval", f"(voice_{voice})", "-o", str(path)]
+        subprocess.run(command, input=text.encode(), check=True, capture_output=True)
+        command = []
     else:
         command = ["espeak-ng", "-v", voice, "-w", str(path), text]
-    subprocess.run(command, check=True, capture_output=True)
+    if command:
+        subprocess.run(command, check=True, capture_output=True)
     pcm = read_wav_file(str(path))
     divisor = np.gcd(RATE, pcm.rate)
     samples = resample_poly(pcm.samples.astype(np.float64), RATE // divisor, pcm.rate // divisor)
@@ -96,29 +130,100 @@ def _chord(rng: random.Random, seconds: float) -> np.ndarray:
     return tone * envelope / 4
 
 
-def generate(out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, workers: int = 2) -> dict[str, Any]:
-    """Write ``film.mp4`` (or ``film.wav`` without video), ``film.<format>.vtt`` for each format
-    and ``truth.json``; returns the ground truth."""
+def _trim(pcm: Pcm) -> Pcm:
+    """The line without the engine's leading and trailing silence: the truth times are speech."""
+    loud = np.flatnonzero(np.abs(pcm.samples.astype(np.int32)) > 300)
+    if len(loud) == 0:
+        return pcm
+    margin = int(0.02 * pcm.rate)
+    return Pcm(pcm.samples[max(0, loud[0] - margin) : loud[-1] + margin], pcm.rate)
+
+
+def _voices(said: list[tuple[str, str]], rng: random.Random, style: str, workdir: Path, workers: int) -> list[Pcm]:
+    """Each line's audio; in the short style a target line outside 1.5–4.5 s is said again, shorter or longer."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        audio = list(pool.map(lambda item: _trim(_synthesize(*item[1], workdir, item[0])), enumerate(said)))
+    if style == "short":
+        low, high = SHORT_LINE_S
+        for index, (speaker, _text) in enumerate(said):
+            tries = 0
+            while speaker == TARGET and not low <= audio[index].duration_s <= high and tries < 20:
+                said[index] = (speaker, _short_sentence(rng))
+                audio[index] = _trim(_synthesize(speaker, said[index][1], workdir, index))
+                tries += 1
+    return audio
+
+
+def _timeline(said: list[tuple[str, str]], audio: list[Pcm], rng: random.Random, style: str) -> list[Line]:
+    timeline: list[Line] = []
+    at = 1.0
+    for index, ((speaker, text), pcm) in enumerate(zip(said, audio, strict=True)):
+        prev = timeline[-1] if timeline else None
+        if style == "short" and prev and prev.speaker != speaker:
+            # Real dialogue: often within half a second of the voice before, sometimes over it.
+            roll = rng.random()
+            if roll < 0.14:
+                start = max(prev.start + 0.4, prev.end - rng.uniform(0.3, 0.8))
+            elif roll < 0.55:
+                start = prev.end + rng.uniform(0.08, 0.5)
+            else:
+                start = prev.end + rng.uniform(0.6, 1.4)
+        elif style == "long" and prev and prev.speaker != speaker and rng.random() < 0.12:
+            start = prev.end - 0.6
+        else:
+            start = at
+        end = start + pcm.duration_s
+        music = index > 2 and rng.random() < (0.06 if style == "short" else 0.08)
+        timeline.append(Line(round(start, 3), round(end, 3), speaker, text, bool(prev and start < prev.end), music))
+        same_run = index + 1 < len(said) and said[index + 1][0] == speaker
+        at = end + (rng.uniform(0.25, 0.6) if same_run else rng.uniform(0.5, 1.5))
+    return timeline
+
+
+def _stretch(timeline: list[Line], seconds: float) -> list[Line]:
+    """Scene breaks of room tone only (films are not all dialogue), so that the film lasts about
+    ``seconds``: the time is shared among breaks before every twelfth line that overlaps nothing."""
+    total = max(x.end for x in timeline) + 1.5
+    breaks = {i for i in range(12, len(timeline), 12) if timeline[i].start >= timeline[i - 1].end}
+    if total >= seconds or not breaks:
+        return timeline
+    extra, shift, out = (seconds - total) / len(breaks), 0.0, []
+    for index, line in enumerate(timeline):
+        shift += extra if index in breaks else 0.0
+        out.append(replace(line, start=round(line.start + shift, 3), end=round(line.end + shift, 3)))
+    return out
+
+
+def _background(timeline: list[Line], audio: list[Pcm], rng: random.Random, total: float) -> list[tuple[float, float]]:
+    """One or two scenes with voices murmuring under the dialogue (a café, a party): under 8% of the film."""
+    spans = []
+    for _ in range(rng.randint(1, 2)):
+        length = min(rng.uniform(15, 30), total * 0.04)
+        start = rng.uniform(total * 0.1, max(total * 0.1, total * 0.9 - length))
+        spans.append((round(start, 3), round(start + length, 3)))
+    return spans
+
+
+def generate(
+    out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, workers: int = 2, style: str = "long",
+    minutes: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Write ``film.mp4`` (or ``film.wav`` without video), the subtitles in every shape (``FILES``)
+    and ``truth.json``; returns the ground truth. ``minutes``: stretch the film to about that long
+    with scene breaks (a 2-hour film with 1,500 cues is mostly not dialogue)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed * 7919 + 1)
-    said = script(seed, lines)
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=workers) as pool:
-        audio = list(pool.map(lambda item: _synthesize(item[1][0], item[1][1], Path(tmp), item[0]), enumerate(said)))
-    timeline: list[Line] = []
-    at = 1.0
-    music_spans: list[tuple[float, float]] = []
-    for index, ((speaker, text), pcm) in enumerate(zip(said, audio, strict=True)):
-        overlap = bool(timeline) and timeline[-1].speaker != speaker and rng.random() < 0.12
-        start = timeline[-1].end - 0.6 if overlap else at
-        end = start + pcm.duration_s
-        music = index > 2 and rng.random() < 0.08
-        if music:
-            music_spans.append((max(0.0, start - 0.5), end + 0.5))
-        timeline.append(Line(round(start, 3), round(end, 3), speaker, text, overlap, music))
-        same_run = index + 1 < len(said) and said[index + 1][0] == speaker
-        at = end + (rng.uniform(0.25, 0.6) if same_run else rng.uniform(0.5, 1.5))
-    total = timeline[-1].end + 1.5
+    said = script(seed, lines, style)
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = _voices(said, rng, style, Path(tmp), workers)
+    timeline = _timeline(said, audio, rng, style)
+    if minutes:
+        timeline = _stretch(timeline, minutes * 60)
+    music_spans = [(max(0.0, x.start - 0.5), x.end + 0.5) for x in timeline if x.music]
+    total = max(x.end for x in timeline) + 1.5
     mix = np.random.default_rng(seed).normal(0, 0.004, int(total * RATE))  # noise floor near -48 dBFS
     for line, pcm in zip(timeline, audio, strict=True):
         begin = int(line.start * RATE)
@@ -127,6 +232,17 @@ def generate(out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, 
         begin = int(start * RATE)
         bed = _chord(rng, end - start) * 0.25
         mix[begin : begin + len(bed)] += bed[: len(mix) - begin]
+    background = _background(timeline, audio, rng, total) if style == "short" else []
+    murmur = [pcm for line, pcm in zip(timeline, audio, strict=True) if line.speaker not in (TARGET, DISTRACTOR)]
+    for start, end in background:
+        for voice in range(4):  # four voices, about 10 dB over the noise floor together
+            at = start + voice * 0.7
+            while at < end and murmur:
+                pcm = rng.choice(murmur)
+                piece = pcm.samples[: int((end - at) * RATE)] / 32768.0 * 0.06
+                begin = int(at * RATE)
+                mix[begin : begin + len(piece)] += piece[: len(mix) - begin]
+                at += len(piece) / RATE + rng.uniform(0.1, 0.6)
     samples = np.clip(mix * 32767, -32768, 32767).astype(np.int16)
     wav = out_dir / "film-audio.wav"
     write_wav_file(str(wav), Pcm(samples, RATE))
@@ -139,75 +255,77 @@ def generate(out_dir: Path, seed: int = 0, lines: int = 40, video: bool = True, 
         wav.unlink()
     else:
         film = wav.rename(out_dir / "film.wav")
-    for kind in FORMATS:
-        (out_dir / f"film.{kind}.vtt").write_text(subtitles(timeline, music_spans, kind, seed), encoding="utf-8")
+    for shape, name in FILES.items():
+        (out_dir / name).write_bytes(write_subtitles(timeline, music_spans, shape, seed).encode("utf-8"))
     truth = {
         "seed": seed,
+        "style": style,
         "target": TARGET,
+        "distractor": DISTRACTOR,
         "voices": {name: f"{engine} {voice}" for name, (engine, voice) in VOICES.items()},
         "film": film.name,
+        "subtitles": FILES,
         "duration_s": round(total, 3),
         "lines": [asdict(line) for line in timeline],
         "music": [[round(a, 3), round(b, 3)] for a, b in music_spans],
+        "background": [list(span) for span in background],
+        "distractor_similarity": _distractor_similarity(timeline, audio),
     }
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
     return truth
 
 
-def _ts(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+def _distractor_similarity(timeline: list[Line], audio: list[Pcm]) -> float | None:
+    """Speaker similarity of the distractor's lines to the target's (the shared scorer), or None
+    without the judge extra or without distractor lines."""
+    try:
+        from bench_py.judge.similarity import embed
+    except ImportError:
+        return None
+
+    def voice_of(name: str) -> Pcm | None:
+        pieces = [pcm.samples for line, pcm in zip(timeline, audio, strict=True) if line.speaker == name][:8]
+        return Pcm(np.concatenate(pieces), RATE) if pieces else None
+
+    target, distractor = voice_of(TARGET), voice_of(DISTRACTOR)
+    if target is None or distractor is None:
+        return None
+    a, b = embed(target), embed(distractor)
+    return round(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))), 3)
 
 
-def subtitles(lines: list[Line], music: list[tuple[float, float]], kind: str, seed: int = 0) -> str:
-    """The film's subtitles in one of the four formats (times from the ground truth)."""
-    rng = random.Random(seed + len(kind))
-    cues: list[tuple[float, float, str]] = [
-        (a, b, "♪ soft piano ♪" if kind != "youtube" else "[Music]") for a, b in music
-    ]
-    if kind == "voice":
-        index = 0
-        while index < len(lines):
-            line = lines[index]
-            nxt = lines[index + 1] if index + 1 < len(lines) else None
-            if nxt and nxt.speaker != line.speaker and len(line.text) < 45 and rng.random() < 0.25:
-                # Two speakers in one cue, one span each.
-                text = f"<v {line.speaker}>{line.text}</v> <v {nxt.speaker}>{nxt.text}</v>"
-                cues.append((line.start, nxt.end, text))
-                index += 2
-                continue
-            tag = f"<v.loud {line.speaker}>" if rng.random() < 0.15 else f"<v {line.speaker}>"
-            closing = "</v>" if rng.random() < 0.5 else ""
-            cues.append((line.start, line.end, f"{tag}{line.text}{closing}"))
-            index += 1
-    elif kind == "dash":
-        index = 0
-        while index < len(lines):
-            line = lines[index]
-            nxt = lines[index + 1] if index + 1 < len(lines) else None
-            if nxt and nxt.speaker != line.speaker and rng.random() < 0.5:
-                cues.append((line.start, nxt.end, f"- {line.text}\n- {nxt.text}"))
-                index += 2
-                continue
-            cues.append((line.start, line.end, line.text))
-            index += 1
-    elif kind == "youtube":
-        previous = ""
-        for line in lines:
-            words = line.text.rstrip(".?!").lower().replace(",", "").split()
-            step = (line.end - line.start) / max(1, len(words))
-            timed = words[0] + "".join(
-                f"<{_ts(line.start + step * (i + 1))}><c> {w}</c>" for i, w in enumerate(words[1:])
-            )
-            cues.append((line.start, line.end, f"{previous}\n{timed}" if previous else timed))
-            plain_words = " ".join(words)
-            cues.append((line.end, line.end + 0.01, f"{plain_words}\n "))  # the rolling snapshot
-            previous = plain_words
-    else:
-        cues.extend((line.start, line.end, line.text) for line in lines)
-    cues.sort(key=lambda cue: cue[0])
-    header = "WEBVTT\nKind: captions\nLanguage: en\n" if kind == "youtube" else "WEBVTT\n"
-    body = "\n".join(f"{_ts(a)} --> {_ts(b)}\n{text}\n" for a, b, text in cues)
-    return f"{header}\n{body}"
+def properties(truth: dict[str, Any]) -> dict[str, Any]:
+    """What makes this film hard, measured on its ground truth (printed by bench/extraction.py)."""
+    lines = truth["lines"]
+    target = [x for x in lines if x["speaker"] == truth["target"]]
+    others = [x for x in lines if x["speaker"] != truth["target"]]
+
+    def gap(line: dict[str, Any]) -> float:
+        """Seconds to the nearest other voice (negative: overlapped)."""
+        return min((max(o["start"] - line["end"], line["start"] - o["end"]) for o in others), default=99.0)
+
+    gaps = [gap(x) for x in target]
+    durations = [x["end"] - x["start"] for x in target]
+    longest, run_start, run_end = 0.0, None, None
+    for line in sorted(lines, key=lambda x: x["start"]):  # the longest target speech with nobody between
+        if line["speaker"] != truth["target"]:
+            run_start = None
+            continue
+        if run_start is None or line["start"] - run_end > 1.0:
+            run_start = line["start"]
+        run_end = line["end"]
+        longest = max(longest, run_end - run_start)
+    return {
+        "duration_s": truth["duration_s"],
+        "style": truth.get("style", "long"),
+        "lines": len(lines),
+        "target_lines": len(target),
+        "target_line_s": [round(min(durations), 2), round(max(durations), 2)] if durations else None,
+        "longest_uninterrupted_target_s": round(longest, 2),
+        "near_another_voice": round(sum(g <= 0.5 for g in gaps) / max(1, len(gaps)), 2),
+        "overlapped": round(sum(g < 0 for g in gaps) / max(1, len(gaps)), 2),
+        "distractor_similarity": truth.get("distractor_similarity"),
+        "music_s": round(sum(b - a for a, b in truth["music"]), 1),
+        "background_voices_s": round(sum(b - a for a, b in truth.get("background", [])), 1),
+        "subtitles": sorted(truth.get("subtitles", {}).values()),
+    }

@@ -33,16 +33,21 @@ def confirm(
     """Copy the chosen clip into the references store with its provenance (the allowlist entry)."""
     data = extract.load(out_dir)
     chosen = candidate(out_dir, rank)
+    spans = chosen.get("spans") or [[chosen["start"], chosen["end"]]]
+    kind = chosen.get("kind", "single")
     details = {
         "speaker": chosen.get("speaker") or data.get("speaker"),
         "source_file": Path(data["film"]).name,
         "source_sha256": data["film_sha256"],
         "source_span_s": [chosen["start"], chosen["end"]],
+        "kind": kind,  # single: one stretch of the film; joined: the spans below, 0.3 s of silence between
+        "source_spans_s": spans,
         "subtitles": Path(data["subtitles"]).name,
         "subtitle_format": data["format"],
         "similarity": chosen["similarity"],
         "confirmed_by": confirmed_by or getpass.getuser(),
         "added_by": "voxbench",
     }
-    source = f"{Path(data['film']).name} {chosen['start']:.2f}-{chosen['end']:.2f} s"
+    where = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in spans)
+    source = f"{Path(data['film']).name} {'joined ' if kind == 'joined' else ''}{where} s"
     return references.add_confirmed(Path(references_dir), name, Path(chosen["path"]), source, details)

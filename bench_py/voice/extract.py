@@ -1,11 +1,14 @@
 """Phase A0: from a film and its subtitles to ranked reference clips of one speaker.
 
 parse the subtitles (format detected, with the reason) → speech regions (subtitle turns refined
-by an energy voice-activity detector; silence gaps split them) → which regions are the target
-(named spans, or the cluster closest to an example clip, or a cluster the user picks) → merge
-adjacent regions into 5–15 s segments, dropping any that overlap another speaker or music →
-rank by speaker similarity (the shared scorer in :mod:`bench_py.judge.similarity`) and quality
-(SNR, clipping, length) → cut the best with ffmpeg (input seeking), loudness-normalized.
+by an energy voice-activity detector; silence gaps split them; where cues are not turns, speech
+is followed across them) → which regions are the target (named spans, or the cluster closest to
+an example clip, or a cluster the user picks) → merge adjacent regions into 5–15 s segments,
+dropping any that overlap another speaker, music or background voices → when too few reach the
+minimum, join the target's cleanest short regions into references (:mod:`bench_py.voice.joined`)
+→ rank all on one scale by speaker similarity (the shared scorer in
+:mod:`bench_py.judge.similarity`) and quality (SNR, clipping, length) → cut the best with ffmpeg
+(input seeking), loudness-normalized → say what was found (:mod:`bench_py.voice.findings`).
 
 Nothing is written outside the output directory: clip names come from integers only
 (``<start_s>-<end_s>.wav``, ``-<k>`` on a clash) and every path is resolved and checked.
@@ -25,31 +28,18 @@ from typing import Any
 import numpy as np
 
 from bench_py.audio import Pcm, read_wav_file
-from bench_py.voice import vtt
+from bench_py.voice import findings, joined, vtt
 from bench_py.voice.references import sha256_file
+from bench_py.voice.speech import ANALYSIS_RATE, MixedCheck, Region, frame_levels, regions, speech_frames
 
-ANALYSIS_RATE = 16_000
 CLIP_RATE = 24_000
-FRAME_S = 0.02
 MIN_SEGMENT_S, MAX_SEGMENT_S = 5.0, 15.0
 MERGE_GAP_S = 1.0
-MIN_REGION_S = 0.6
 CANDIDATES = "candidates.json"
 
 
 class ExtractError(ValueError):
     """The film or its subtitles cannot be used; the message says why and what to do."""
-
-
-@dataclass
-class Region:
-    start: float
-    end: float
-    speaker: str | None
-    line: int
-    overlapped: bool = False  # another speaker or music at the same time
-    embedding: Any = field(default=None, repr=False)
-    cluster: int | None = None
 
 
 @dataclass
@@ -64,6 +54,8 @@ class Candidate:
     lines: list[int]
     file: str | None = None
     rank: int | None = None
+    kind: str = "single"  # single: one stretch of the film; joined: short regions with silences between
+    spans: list[list[float]] = field(default_factory=list)  # the film spans it is made of, in order
 
 
 def _need(tool: str) -> str:
@@ -94,73 +86,9 @@ def load_audio(film: Path, rate: int = ANALYSIS_RATE) -> np.ndarray:
     return samples
 
 
-def frame_levels(samples: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
-    """RMS level in dBFS of each 20 ms frame."""
-    size = int(rate * FRAME_S)
-    usable = len(samples) // size * size
-    frames = samples[:usable].astype(np.float32).reshape(-1, size) / 32768.0
-    return 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-10)
-
-
-def speech_frames(levels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Energy VAD: frames 12 dB over the noise floor (the 10th percentile level); the floor."""
-    floor = float(np.percentile(levels, 10))
-    threshold = max(floor + 12.0, -55.0)
-    speech = levels > threshold
-    # Close gaps shorter than 200 ms (stops and plosives), drop blips shorter than 100 ms.
-    speech = _close(speech, int(0.2 / FRAME_S))
-    speech = ~_close(~speech, int(0.1 / FRAME_S))
-    return speech, floor
-
-
-def _close(mask: np.ndarray, width: int) -> np.ndarray:
-    """Fill runs of False no longer than ``width`` frames that have True on both sides."""
-    out = mask.copy()
-    for begin, finish in _runs(~mask):
-        if begin > 0 and finish < len(mask) and finish - begin <= width:
-            out[begin:finish] = True
-    return out
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask, [False]])
-    changes = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(changes[::2], changes[1::2], strict=True))
-
-
-def regions(subs: vtt.Subtitles, speech: np.ndarray) -> list[Region]:
-    """Subtitle turns cut to where there is speech; silence inside a turn splits it."""
-    out: list[Region] = []
-    for turn in subs.turns:
-        first = max(0, int((turn.start - 0.2) / FRAME_S))
-        last = min(len(speech), int((turn.end + 0.3) / FRAME_S))
-        for begin, finish in _runs(speech[first:last]):
-            start, end = (first + begin) * FRAME_S, (first + finish) * FRAME_S
-            if end - start >= MIN_REGION_S:
-                out.append(Region(round(float(start), 2), round(float(end), 2), turn.speaker, turn.line))
-    out.sort(key=lambda r: r.start)
-    _mark_overlaps(out, subs)
-    return out
-
-
-def _mark_overlaps(found: list[Region], subs: vtt.Subtitles) -> None:
-    turns = subs.turns
-    for region in found:
-        for a, b in subs.music:
-            if a < region.end and region.start < b:
-                region.overlapped = True
-        for turn in turns:
-            if turn.line == region.line or not (turn.start < region.end - 0.1 and region.start + 0.1 < turn.end):
-                continue
-            if subs.format == "voice" and turn.speaker == region.speaker:
-                continue
-            if subs.format in ("voice", "dash") and turn.line == region.line:
-                continue
-            region.overlapped = True
-
-
 def _embedders() -> tuple[Callable[[Pcm], np.ndarray], Callable[[list[Pcm]], list[Any]]]:
-    from bench_py.judge.similarity import embed, embed_many
+    from bench_py.judge.similarity import embed
+    from bench_py.voice.embedding import embed_many
 
     return embed, embed_many
 
@@ -173,9 +101,18 @@ def _slice(samples: np.ndarray, start: float, end: float) -> Pcm:
     return Pcm(samples[int(start * ANALYSIS_RATE) : int(end * ANALYSIS_RATE)], ANALYSIS_RATE)
 
 
+REGION_EMBED_S = 2.4  # who speaks is plain in 2.4 s; longer regions are embedded on their middle
+
+
+def _middle(region: Region) -> tuple[float, float]:
+    spare = max(0.0, (region.end - region.start - REGION_EMBED_S) / 2)
+    return region.start + spare, region.end - spare
+
+
 def embed_regions(found: list[Region], samples: np.ndarray, embed_many: Callable[[list[Pcm]], list[Any]]) -> None:
-    """One embedding per region, in batches (None: too little speech once silence is trimmed)."""
-    for region, vector in zip(found, embed_many([_slice(samples, r.start, r.end) for r in found]), strict=True):
+    """One embedding per region (of its middle 2.4 s at most), in batches (None: too little speech
+    once silence is trimmed)."""
+    for region, vector in zip(found, embed_many([_slice(samples, *_middle(r)) for r in found]), strict=True):
         region.embedding = vector
 
 
@@ -233,52 +170,123 @@ def quality(samples: np.ndarray, start: float, end: float, floor_db: float) -> t
     return level - floor_db, clipped
 
 
+def score(similarity: float, snr: float, clipped: float, length_s: float, joins: int = 0) -> float:
+    """One scale for every candidate: similarity first, a little for SNR and a length near 10 s,
+    minus clipping, and a hair per join (a continuous stretch wins a tie)."""
+    length_fit = 1.0 - min(abs(length_s - 10.0) / 10.0, 1.0)
+    snr_part = 0.05 * min(max(snr, 0.0), 30.0) / 30.0
+    return similarity + snr_part + 0.02 * length_fit - 2.0 * clipped - joined.JOIN_PENALTY * joins
+
+
 def rank(
     runs: list[list[Region]], samples: np.ndarray, floor_db: float, target: np.ndarray,
-    embed_many: Callable[[list[Pcm]], list[Any]],
-) -> tuple[list[Candidate], list[dict[str, Any]]]:  # fmt: skip
-    """Score each 5–15 s segment; return the ranked candidates and the rejected with reasons."""
+    embed_many: Callable[[list[Pcm]], list[Any]], min_s: float = MIN_SEGMENT_S, top: int = 5,
+) -> tuple[list[Candidate], list[dict[str, Any]], dict[int, list[Region]]]:  # fmt: skip
+    """Score each single stretch of ``min_s``–15 s; the candidates and the rejected with reasons
+    (``why``: a code that findings count, ``reason``: the sentence). When the regions are already
+    embedded, only the ``3 * top`` stretches whose regions sound most like the target are embedded
+    whole and scored."""
     candidates, rejected, usable = [], [], []
+    runs_of: dict[int, list[Region]] = {}
     for run in runs:
         start, end = run[0].start, run[-1].end
         where = {"start": start, "end": end, "lines": sorted({r.line for r in run})}
         if any(r.overlapped for r in run):
-            rejected.append({**where, "reason": "overlaps another speaker or music"})
-        elif end - start < MIN_SEGMENT_S:
-            rejected.append({**where, "reason": f"{end - start:.1f} s is under {MIN_SEGMENT_S:g} s"})
+            rejected.append({**where, "why": "overlap", "reason": "overlaps another speaker or music"})
+        elif any(r.background for r in run):
+            rejected.append({**where, "why": "background", "reason": "voices or noise murmur under it"})
+        elif end - start < min_s:
+            rejected.append({**where, "why": "short", "reason": f"{end - start:.1f} s is under {min_s:g} s"})
         else:
             usable.append((run, where))
+    if len(usable) > 3 * top and all(r.embedding is not None for run, _ in usable for r in run):
+        # Coarse to fine: the mean of a stretch's region embeddings picks the few worth embedding whole.
+        def rough(run: list[Region]) -> float:
+            return _cosine(np.mean([r.embedding for r in run], axis=0), target)
+
+        usable = sorted(usable, key=lambda item: -rough(item[0]))[: 3 * top]
     vectors = embed_many([_slice(samples, w["start"], w["end"]) for _, w in usable])
     for (run, where), vector in zip(usable, vectors, strict=True):
         start, end = where["start"], where["end"]
         if vector is None:
-            rejected.append({**where, "reason": "under 0.5 s of speech once silence is trimmed"})
+            rejected.append(
+                {**where, "why": "little_speech", "reason": "under 0.5 s of speech once silence is trimmed"}
+            )
             continue
         similarity = _cosine(vector, target)
         snr, clipped = quality(samples, start, end, floor_db)
-        length_fit = 1.0 - min(abs((end - start) - 10.0) / 10.0, 1.0)
-        score = similarity + 0.05 * min(max(snr, 0.0), 30.0) / 30.0 + 0.02 * length_fit - 2.0 * clipped
         candidates.append(
-            Candidate(
-                float(start),
-                float(end),
-                run[0].speaker,
-                round(similarity, 4),
-                round(float(snr), 1),
-                round(clipped, 5),
-                round(score, 4),
-                where["lines"],
-            )
-        )
-    candidates.sort(key=lambda c: (-c.score, c.start))
-    for number, candidate in enumerate(candidates, start=1):
-        candidate.rank = number
-    return candidates, rejected
+            Candidate(float(start), float(end), run[0].speaker, round(similarity, 4), round(float(snr), 1),
+                      round(clipped, 5), round(score(similarity, snr, clipped, end - start), 4), where["lines"],
+                      spans=[[float(start), float(end)]])
+        )  # fmt: skip
+        runs_of[id(candidates[-1])] = run
+    return candidates, rejected, runs_of
 
 
-def clip_name(start: float, end: float, taken: set[str]) -> str:
-    """``<start_s>-<end_s>.wav`` from integers only; ``-<k>`` when whole seconds clash."""
-    base = f"{int(start)}-{int(end)}"
+def verify(
+    candidates: list[Candidate], runs_of: dict[int, list[Region]], checker: MixedCheck, top: int,
+    rejected: list[dict[str, Any]],
+) -> list[Candidate]:  # fmt: skip
+    """The best single stretches with no other voice inside (checked best first, only as many as
+    needed); the rest are rejected with the reason."""
+    ordered = sorted(candidates, key=lambda c: (-c.score, c.start))
+    kept: list[Candidate] = []
+    at = 0
+    while at < len(ordered) and len(kept) < top:
+        batch = ordered[at : at + top - len(kept) + 2]
+        at += len(batch)
+        checker.mark([r for c in batch for r in runs_of[id(c)]])
+        for candidate in batch:
+            if any(r.mixed for r in runs_of[id(candidate)]):
+                where = {"start": candidate.start, "end": candidate.end, "lines": candidate.lines}
+                rejected.append(
+                    {**where, "why": "mixed", "reason": "another voice in it (its likeness drops along it)"}
+                )
+            else:
+                kept.append(candidate)
+                for region in runs_of[id(candidate)]:
+                    region.similarity = -1.0  # in a single clip: not joined again
+    return kept
+
+
+def join_short(
+    chosen: list[Region], samples: np.ndarray, floor_db: float, target: np.ndarray,
+    embed_many: Callable[[list[Pcm]], list[Any]], count: int, min_s: float, checker: MixedCheck,
+) -> tuple[list[Candidate], dict[str, Any]]:  # fmt: skip
+    """Joined references from the target's cleanest short regions (:mod:`bench_py.voice.joined`),
+    and what was there to join."""
+    pieces = [r for r in joined.usable(chosen, set()) if r.similarity != -1.0]
+    missing = [r for r in pieces if r.embedding is None]
+    for region, vector in zip(missing, embed_many([_slice(samples, r.start, r.end) for r in missing]), strict=True):
+        region.embedding = vector
+    pool = joined.likely(pieces, target)
+    checker.mark(pool)
+    clips = joined.groups([p for p in pool if not p.mixed], count, min_s, MAX_SEGMENT_S)
+    vectors = embed_many([joined.audio(samples, ANALYSIS_RATE, clip) for clip in clips])
+    out = []
+    for clip, vector in zip(clips, vectors, strict=True):
+        if vector is None:
+            continue
+        spans = [[float(p.start), float(p.end)] for p in clip]
+        similarity = _cosine(vector, target)
+        qualities = [quality(samples, a, b, floor_db) for a, b in spans]
+        snr, clipped = float(np.mean([q[0] for q in qualities])), max(q[1] for q in qualities)
+        length = joined.duration(spans)
+        out.append(
+            Candidate(spans[0][0], spans[-1][1], clip[0].speaker, round(similarity, 4), round(snr, 1),
+                      round(clipped, 5), round(score(similarity, snr, clipped, length, len(clip) - 1), 4),
+                      sorted({p.line for p in clip}), kind="joined", spans=spans)
+        )  # fmt: skip
+    clean = [p for p in pieces if not p.mixed]
+    found = {"clean_regions": len(clean), "clean_speech_s": round(sum(r.end - r.start for r in clean), 1)}
+    return out, found
+
+
+def clip_name(start: float, end: float, taken: set[str], joined_clip: bool = False) -> str:
+    """``<start_s>-<end_s>.wav`` from integers only (``joined-`` before a joined clip's first and
+    last second); ``-<k>`` when whole seconds clash."""
+    base = f"{'joined-' if joined_clip else ''}{int(start)}-{int(end)}"
     name, k = f"{base}.wav", 2
     while name in taken:
         name, k = f"{base}-{k}.wav", k + 1
@@ -295,14 +303,24 @@ def inside(directory: Path, name: str) -> Path:
 
 def cut(film: Path, start: float, end: float, target: Path) -> str | None:
     """Cut one clip with input seeking, loudness-normalized; None when it is good, else why not."""
-    duration = end - start
     tmp = target.with_name(f".{target.name}.tmp.wav")
     result = subprocess.run(
-        [_need("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{duration:.3f}",
+        [_need("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{end - start:.3f}",
          "-i", str(film), "-vn", "-ac", "1", "-ar", str(CLIP_RATE), "-af", "loudnorm=I=-23:TP=-2:LRA=11",
          "-ar", str(CLIP_RATE), "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact", str(tmp)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
+    return _keep(result, tmp, target, end - start)
+
+
+def cut_joined(film: Path, spans: list[list[float]], target: Path) -> str | None:
+    """Cut a joined clip (every span, silences between); None when it is good, else why not."""
+    tmp = target.with_name(f".{target.name}.tmp.wav")
+    result = joined.cut(_need("ffmpeg"), film, spans, tmp, CLIP_RATE)
+    return _keep(result, tmp, target, joined.duration(spans))
+
+
+def _keep(result: subprocess.CompletedProcess, tmp: Path, target: Path, duration: float) -> str | None:
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         return f"ffmpeg failed: {result.stderr.strip()[-200:]}"
@@ -332,6 +350,9 @@ class Extraction:
     skipped_cues: list[dict[str, Any]]
     clusters: list[dict[str, Any]]
     timings_s: dict[str, float]
+    syntax: str = "webvtt"  # webvtt | srt
+    min_seconds: float = MIN_SEGMENT_S
+    summary: dict[str, Any] = field(default_factory=dict)  # what was found, and why fewer (findings)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -348,9 +369,13 @@ def extract(
     example: Path | None = None,
     cluster_choice: int | None = None,
     top: int = 5,
+    min_seconds: float = MIN_SEGMENT_S,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Extraction:
-    """Rank a speaker's segments in a film and cut the best ``top`` into ``out_dir``."""
+    """Rank a speaker's references in a film (single stretches of at least ``min_seconds``, and
+    joined ones when too few) and cut the best ``top`` into ``out_dir``."""
+    if not 1.0 <= min_seconds <= MAX_SEGMENT_S:
+        raise ExtractError(f"--min-seconds {min_seconds:g} is outside 1–{MAX_SEGMENT_S:g} s")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -369,7 +394,7 @@ def extract(
     lap("decode")
     levels = frame_levels(samples)
     speech, floor = speech_frames(levels)
-    found = regions(subs, speech)
+    found = regions(subs, speech, levels)
     if not found:
         raise ExtractError("no speech where the subtitles have cues: do they belong to this film?")
     lap("segment")
@@ -389,9 +414,8 @@ def extract(
         if example:
             target = embed(read_wav_file(str(example)))
         else:
-            pieces = [
-                embed(_slice(samples, run[0].start, run[-1].end)) for run in runs if run[-1].end - run[0].start >= 1.0
-            ]
+            clean = [r for r in chosen if not r.overlapped and r.end - r.start >= 1.0] or chosen
+            pieces = [v for v in embed_many([_slice(samples, r.start, r.end) for r in clean]) if v is not None]
             if not pieces:
                 raise ExtractError(f"{speaker!r} has no stretch of speech over 1 s to learn the voice from")
             target = np.mean(pieces, axis=0)
@@ -401,7 +425,10 @@ def extract(
         groups = cluster(found)
         lap("embed")
         for number, group in groups.items():
-            representative = max(group, key=lambda r: r.end - r.start)
+            # The most typical voice of the cluster (nearest its centroid), from its longer regions.
+            centroid = np.mean([r.embedding for r in group], axis=0)
+            longer = [r for r in group if r.end - r.start >= 1.5] or group
+            representative = max(longer, key=lambda r: (_cosine(r.embedding, centroid), r.end - r.start))
             clusters_out.append(
                 {"cluster": number, "regions": len(group), "speech_s": round(sum(r.end - r.start for r in group), 1),
                  "representative": {"start": representative.start, "end": representative.end}}
@@ -421,29 +448,49 @@ def extract(
             _write_representatives(film, out_dir, clusters_out)
             result = Extraction(
                 str(film), sha256_file(Path(film)), str(subtitles), subs.format, subs.reason, None, "choose-cluster",
-                [], [], [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings,
+                [], [], [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings, subs.syntax,
+                min_seconds, findings.clusters_summary(clusters_out, subs.skipped),
             )  # fmt: skip
             _save(out_dir, result)
             return result
         runs = merge(chosen, found)
-    candidates, rejected = rank(runs, samples, floor, target, embed_many)
+    checker = MixedCheck(chosen, samples, target, embed_many)
+    candidates, rejected, runs_of = rank(runs, samples, floor, target, embed_many, min_seconds, top)
+    candidates = verify(candidates, runs_of, checker, top, rejected)
+    pool: dict[str, Any] = {}
+    if len(candidates) < top:  # too few single stretches: join short regions
+        count = top - len(candidates)
+        more, pool = join_short(chosen, samples, floor, target, embed_many, count, min_seconds, checker)
+        candidates += more
+    candidates.sort(key=lambda c: (-c.score, c.start))
+    for number, candidate in enumerate(candidates, start=1):
+        candidate.rank = number
     lap("rank")
     taken: set[str] = set()
     kept = []
     for candidate in candidates:
         if len(kept) >= top:
             break
-        name = clip_name(candidate.start, candidate.end, taken)
-        reason = cut(Path(film), candidate.start, candidate.end, inside(out_dir, name))
+        name = clip_name(candidate.start, candidate.end, taken, candidate.kind == "joined")
+        target_path = inside(out_dir, name)
+        if candidate.kind == "joined":
+            reason = cut_joined(Path(film), candidate.spans, target_path)
+        else:
+            reason = cut(Path(film), candidate.start, candidate.end, target_path)
         if reason:
-            rejected.append({"start": candidate.start, "end": candidate.end, "reason": reason})
+            rejected.append({"start": candidate.start, "end": candidate.end, "why": "cut_failed", "reason": reason})
             continue
         candidate.file = name
         kept.append(candidate)
     lap("extract")
+    summary = findings.summarize(
+        asked=top, candidates=candidates, rejected=rejected, mode=mode, min_seconds=min_seconds,
+        clusters=clusters_out, pool=pool, skipped=subs.skipped,
+    )  # fmt: skip
     result = Extraction(
         str(film), sha256_file(Path(film)), str(subtitles), subs.format, subs.reason, speaker, mode, candidates,
-        rejected, [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings,
+        rejected, [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings, subs.syntax,
+        min_seconds, summary,
     )  # fmt: skip
     _save(out_dir, result)
     return result

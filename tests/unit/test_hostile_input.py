@@ -39,6 +39,10 @@ VTT_PIECES = st.sampled_from(
         "WEBVTT\n\n", "\n\n", "00:00:01.000 --> 00:00:02.500\n", "00:01.000 --> 00:03.000 align:start\n",
         "99:99:99.999 --> 00:00:00.000\n", "<v Samantha>", "<v.loud Theodore>", "</v>", "- ", "<c>", "</c>",
         "<00:00:01.500>", "NOTE x\n", "STYLE\n", "Hello there.\n", "\ufeff", "\r\n", "-->", "<", ">", "&amp;",
+        # yt-dlp auto-captions, SRT, regions: the shapes of docs/extraction.md
+        " \n", "Kind: captions\nLanguage: en\n", "00:00:02.310 --> 00:00:02.320 align:start position:0%\n",
+        "<00:00:00.880><c> kept</c>", "[Music]\n", "REGION\nid:x\n", "1\n", "00:00:01,000 --> 00:00:02,000\n",
+        "{\\an8}", "X1:100 X2:600\n", "\r",
     ]
 )  # fmt: skip
 
@@ -52,9 +56,45 @@ def test_subtitles_parse_or_say_why(pieces):
     except vtt.VttError as error:
         assert str(error)
         return
-    assert subs.format in ("voice", "dash", "youtube", "none")
+    assert subs.format in ("voice", "dash", "youtube", "continuous", "none") and subs.syntax in ("webvtt", "srt")
     for turn in subs.turns:
         assert turn.end >= turn.start >= 0
+
+
+GOOD_CUES = st.lists(
+    st.tuples(st.integers(0, 3500), st.integers(1, 8), st.sampled_from(["Hello there.", " ", "<v Sam>Hi", "- Go."])),
+    min_size=1,
+    max_size=12,
+)
+BAD_TIMINGS = st.sampled_from(
+    ["00:00:0x.000 --> 00:00:04.000", "00:61:00.000 --> 01:00:00.000", "1.5 --> 2.5",
+     "00:00:01.000 -> 00:00:02.000 -->", "--> 00:00:02.000", "00:00:01.000 --> soon"]
+)  # fmt: skip
+
+
+def _timestamp(seconds: int, comma: bool) -> str:
+    stamp = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.000"
+    return stamp.replace(".", ",") if comma else stamp
+
+
+@FUZZ
+@given(GOOD_CUES, BAD_TIMINGS, st.integers(0, 12), st.booleans(), st.booleans())
+def test_a_malformed_timing_line_is_an_error_naming_its_line(cues, bad, where, srt, crlf):
+    """Wherever a malformed timing line sits among good cues, in WebVTT or SRT, the error names it."""
+    blocks = [
+        f"{n + 1}\n{_timestamp(a, srt)} --> {_timestamp(a + d, srt)}\n{text}\n" for n, (a, d, text) in enumerate(cues)
+    ]
+    blocks.insert(min(where, len(blocks)), f"{len(blocks) + 1}\n{bad.replace('.', ',') if srt else bad}\nbroken\n")
+    text = ("" if srt else "WEBVTT\n\n") + "\n".join(blocks)
+    lines = text.split("\n")
+    bad_line = next(n for n, line in enumerate(lines, 1) if line.startswith(bad.replace(".", ",") if srt else bad))
+    wanted = {bad_line, bad_line - 1}  # SRT names the block, which starts at its number
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    with pytest.raises(vtt.VttError) as caught:
+        vtt.parse(text, "film.srt" if srt else "film.vtt")
+    named = int(str(caught.value).split(" line ")[1].split(":")[0])
+    assert named in wanted, (str(caught.value), bad_line)
 
 
 @FUZZ
