@@ -270,6 +270,34 @@ def test_a_killed_server_loses_no_saved_answer_and_old_tokens_stop_working(run_c
     assert len(counted) == 2 and len(refused) == 2
 
 
+def test_the_operator_adds_a_listener_and_closes_the_session_while_the_page_is_served(run_copy):
+    process, info = start_server(run_copy, "gus")
+    pairs = sessions.load(run_copy).data["pairs"]
+    try:
+        added = subprocess.run(
+            [str(BIN / "voxbench"), "score", str(run_copy), "--listener", "hal"], capture_output=True, text=True
+        )
+        assert added.returncode == 0 and f"already served (pid {process.pid})" in added.stdout
+        (link,) = [line.split(": ", 1)[1] for line in added.stdout.splitlines() if line.startswith("listener hal")]
+        with httpx.Client() as client:
+            assert client.get(info["url"] + "api/state", headers=key_of(link)).json()["listener"] == "hal"
+            for pair in pairs:  # gus finishes; hal, registered later, has not: no reveal
+                for clip in (pair["a"], pair["b"]):
+                    body = {"pair": pair["pair"], "clip": clip, "score": 4}
+                    given = client.post(info["url"] + "api/answer", json=body, headers=key_of(info["links"]["gus"]))
+                    assert given.status_code == 200
+            assert not sessions.load(run_copy).revealed
+            closed = subprocess.run([str(BIN / "voxbench"), "score", str(run_copy), "--close"], capture_output=True)
+            assert closed.returncode == 0
+            assert process.wait(timeout=30) == 0  # the page noticed the operator's close, showed it, stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+    session = sessions.load(run_copy).data
+    assert session["revealed_by"] == "operator" and session["abandoned"] is True
+    assert session["listeners_finished"] == {"gus": True, "hal": False}
+
+
 def test_a_server_killed_mid_write_loses_only_the_answer_being_written(run_copy):
     """A real SIGKILL while the server is between the two halves of an answer's line (the
     test-only pause makes the moment certain): the answers before it and after it are all there."""
@@ -280,7 +308,8 @@ def test_a_server_killed_mid_write_loses_only_the_answer_being_written(run_copy)
         (p, s) for p in pairs for s in ("a", "b"))]  # fmt: skip
     with httpx.Client(timeout=60) as client:
         for body in answers[:2]:
-            assert client.post(info["url"] + "api/answer", json=body, headers=key_of(info["links"]["erin"])).is_success
+            given = client.post(info["url"] + "api/answer", json=body, headers=key_of(info["links"]["erin"]))
+            assert given.status_code == 200
         process.terminate()
         process.wait(timeout=10)
         paused, info = start_server(run_copy, env={files.TEST_PAUSE_ENV: "60"})
