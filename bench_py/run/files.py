@@ -129,8 +129,8 @@ def _set_aside_torn_tail(path: Path, fd: int) -> int | None:
     """Cut off bytes after the last newline (a write that never finished), after copying them
     with a note to the torn file. Returns where the tail began, or None when there was none."""
     size = os.fstat(fd).st_size
-    if size == 0:
-        return None
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return None  # the usual case: the last record is complete
     data = os.pread(fd, size, 0)
     start = data.rfind(b"\n") + 1
     if start == size:
