@@ -108,9 +108,10 @@ class ListeningServer:
             "reference": bool(data.get("reference")),
             "progress": progress,
             "finished": progress["pairs_done"] == progress["pairs"],
-            "revealed": self.session.revealed,
+            # Shown once the verdict is derived, so every page shows the same, whole reveal.
+            "revealed": self.session.revealed and self.verdict is not None,
         }
-        if self.session.revealed:
+        if body["revealed"]:
             body["reveal"] = self._reveal_view(progress["answers"])
         return body
 
@@ -139,9 +140,12 @@ class ListeningServer:
         if self._closing:
             return
         self._closing = True
-        from bench_py.run.report import refresh_verdict
+        from bench_py.run.report import ReportError, refresh_verdict
 
-        self.verdict = await asyncio.to_thread(refresh_verdict, self.run_dir)
+        try:
+            self.verdict = await asyncio.to_thread(refresh_verdict, self.run_dir)
+        except (ReportError, sessions.SessionError) as error:
+            self.verdict = {"verdict": None, "reason": f"the verdict could not be derived: {error}"}
         if self.exit_after_reveal:
             asyncio.get_running_loop().call_later(EXIT_DELAY_S, self.done.set)
 
