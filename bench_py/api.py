@@ -322,13 +322,17 @@ def teardown(
 def score(
     run_dir: str | Path,
     *,
+    listeners: list[str] | None = None,
     on_url: Callable[[str], Any] | None = None,
+    on_links: Callable[[dict[str, str]], Any] | None = None,
     timeout_s: int = 86400,
     extra_vars: dict[str, Any] | None = None,
     private_data_dir: str | None = None,
 ) -> PlaybookResult:
-    """Run ``score.yml``: serve the blind listening page, call ``on_url`` with its address (token
-    included) as soon as it is up, wait for the reveal, then commit on the benchmark branch."""
+    """Run ``score.yml``: register ``listeners`` (default: one named after you), serve the blind
+    listening page, call ``on_url`` with its address and ``on_links`` with each listener's personal
+    link (listener name -> URL with their key) as soon as it is up, wait for the reveal (every
+    listener finished, or ``voxbench score RUN_DIR --close``), then commit on the benchmark branch."""
     import base64
     import json
 
@@ -336,10 +340,21 @@ def score(
         data = event.get("event_data", {})
         if event.get("event") == "runner_on_ok" and data.get("task_action") in ("ansible.builtin.slurp", "slurp"):
             content = (data.get("res") or {}).get("content")
-            if content and on_url:
-                on_url(json.loads(base64.b64decode(content))["url"])
+            server = json.loads(base64.b64decode(content)) if content else {}
+            if "url" not in server:
+                return  # the session file, read first to see whether it was revealed
+            if on_url:
+                on_url(server["url"])
+            if on_links:
+                on_links(server.get("links") or {})
 
-    variables = {"run_dir": str(Path(run_dir).resolve()), "voxbench_score_timeout_s": timeout_s, **(extra_vars or {})}
+    variables: dict[str, Any] = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "voxbench_score_timeout_s": timeout_s,
+        **(extra_vars or {}),
+    }
+    if listeners:
+        variables["voxbench_score_listeners"] = list(listeners)
     return _run("score.yml", variables, event_handler=handler, private_data_dir=private_data_dir)
 
 

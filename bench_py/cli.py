@@ -463,44 +463,88 @@ def report_command(run_dir: Path, out: Path | None, as_json: bool) -> None:
 @main.command("score")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: any free one).")
-@click.option("--listener", help="Your listener id (the page asks when it is not given).")
-@click.option("--terminal", is_flag=True, help="Score in this terminal instead of a browser.")
+@click.option(
+    "--listener",
+    "listeners",
+    multiple=True,
+    help="Register a listener (repeatable); each gets a personal link. Default: one listener named after you.",
+)
+@click.option("--terminal", is_flag=True, help="Score in this terminal (one listener) instead of a browser.")
 @click.option("--player", help="Terminal mode: command that plays a WAV (default: ffplay, aplay or paplay).")
 @click.option("--simulate", type=int, default=0, help="Add answers from this many simulated listeners (never counted).")
-@click.option("--abandon", is_flag=True, help="Reveal now, even with pairs unscored.")
+@click.option(
+    "--close",
+    "--abandon",
+    "close",
+    is_flag=True,
+    help="Operator: close the session and reveal now, even if some listener has not finished.",
+)
 @click.option("--keep-serving", is_flag=True, help="Do not stop the server after the reveal.")
 def score_command(
     run_dir: Path,
     port: int,
-    listener: str | None,
+    listeners: tuple[str, ...],
     terminal: bool,
     player: str | None,
     simulate: int,
-    abandon: bool,
+    close: bool,
     keep_serving: bool,
 ) -> None:
     """Blind A/B listening for a collected run; reveals and derives the verdict at the end.
 
-    Serves the page on 127.0.0.1 with a random token in its URL (also written, owner-only, to
-    RUN_DIR/scoring/server.json) and exits a moment after the reveal. Every answer is saved as it
-    is given: run the same command again to go on where you stopped.
+    Registers the listeners and serves the page on 127.0.0.1 with a random token in its URL; each
+    listener gets a personal link (also written, owner-only, to RUN_DIR/scoring/server.json). The
+    session is revealed when every registered listener has finished, or when you close it
+    (--close); no listener can. Every answer is saved as it is given: run the same command again
+    to go on where you stopped, or, while the page is served, to register another listener.
     """
     from bench_py.judge import session as sessions
+    from bench_py.judge.server import listener_link, running_server
     from bench_py.run.report import ReportError, refresh_verdict
 
     try:
         session = sessions.create(run_dir)
+        if session.revealed and not close:
+            verdict = refresh_verdict(run_dir)
+            click.echo(f"already revealed; verdict {verdict['verdict']}: {verdict['reason']}")
+            return
+        names = list(listeners)
+        registered_real = [e["name"] for e in sessions.listeners(session) if not e["simulated"]]
+        if not names and not registered_real and (terminal or not close):
+            names = [_default_listener()]
+        if terminal and len(names) > 1:
+            raise click.UsageError("--terminal scores for one listener: give one --listener")
+        for name in names:
+            sessions.register(session, name)
         if simulate:
             written = sessions.simulate(session, simulate)
             click.echo(f"{written} simulated answers added (labelled simulated: the rule ignores them)")
-        if terminal and not abandon:
-            abandon = not _score_in_terminal(session, listener, player)
-            if abandon:
+        verdict = None
+        if close:
+            sessions.reveal(session, by="operator")
+            verdict = refresh_verdict(run_dir)
+        elif terminal:
+            who = names[0] if names else registered_real[0]
+            if not _score_in_terminal(session, who, player):
                 click.echo("stopped; every answer so far is saved. Run the same command to go on.")
                 return
-        if terminal or abandon:
-            sessions.reveal(session, abandon=abandon)
+            if not sessions.everyone_finished(session):
+                waiting = sorted(n for n, done in sessions.finished_listeners(session).items() if not done)
+                click.echo(
+                    f"{who} has scored every pair; the session is revealed when {', '.join(waiting)} "
+                    f"{'has' if len(waiting) == 1 else 'have'} finished too, or when the operator closes it "
+                    f"(voxbench score {run_dir} --close)"
+                )
+                return
+            sessions.reveal(session, by="listeners")
             verdict = refresh_verdict(run_dir)
+        elif (server := running_server(run_dir)) is not None:
+            click.echo(f"the page is already served (pid {server['pid']}): {server['url']}")
+            for entry in sessions.listeners(session):
+                if not entry["simulated"]:
+                    link = listener_link(server["url"], server["secret"], entry["name"])
+                    click.echo(f"listener {entry['name']}: {link}")
+            return
         else:
             verdict = _serve_page(run_dir, port, keep_serving)
     except (sessions.SessionError, ReportError) as error:
@@ -509,14 +553,23 @@ def score_command(
         click.echo(f"revealed; verdict {verdict['verdict']}: {verdict['reason']}")
 
 
-def _score_in_terminal(session, listener: str | None, player: str | None) -> bool:
+def _default_listener() -> str:
+    """The operator's own name, as a listener name."""
+    import getpass
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", getpass.getuser()).lstrip("-_.")[:64]
+    return name or "listener"
+
+
+def _score_in_terminal(session, listener: str, player: str | None) -> bool:
     from bench_py.judge import terminal
 
-    who = listener or click.prompt("listener id")
     chosen = player or terminal.default_player()
     if chosen is None:
         click.echo("no audio player found (ffplay, aplay, paplay): clips are not played; use --player", err=True)
-    return terminal.run(session, who, lambda q: click.prompt(q, default="", show_default=False), click.echo, chosen)
+    ask = lambda q: click.prompt(q, default="", show_default=False)  # noqa: E731
+    return terminal.run(session, listener, ask, click.echo, chosen)
 
 
 def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
@@ -524,8 +577,14 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
 
     from bench_py.judge.server import ListeningServer, serve
 
+    def announce(url: str, links: dict[str, str]) -> None:
+        click.echo(f"listening page: {url}")
+        for name, link in links.items():
+            click.echo(f"listener {name}: {link}")
+        click.echo("each listener opens their own link; you close the session with --close", err=True)
+
     server = ListeningServer(run_dir, exit_after_reveal=not keep_serving)
-    asyncio.run(serve(server, port, announce=lambda url: click.echo(f"listening page: {url}")))
+    asyncio.run(serve(server, port, announce=announce))
     return server.verdict
 
 
@@ -831,13 +890,14 @@ def voices_confirm(out_dir: Path, rank: int, name: str, references_dir: Path, co
 @click.option("--no-push", is_flag=True, help="Commit on the local branch only.")
 def publish_command(run_dir: Path, repo: Path, remote: str, base: str, no_push: bool) -> None:
     """Commit a run's files and WAVs (git-lfs) on its benchmark branch and push it."""
+    from bench_py.judge.session import SessionError
     from bench_py.run.artifacts import ArtifactsError
     from bench_py.run.publish import publish_run
     from bench_py.run.report import ReportError
 
     try:
         result = publish_run(run_dir, repo, remote=remote, base=base, push=not no_push)
-    except (ArtifactsError, ReportError) as error:
+    except (ArtifactsError, ReportError, SessionError) as error:
         raise click.ClickException(str(error)) from None
     state = "new commit" if result.committed else "no change"
     click.echo(f"branch {result.branch} at {result.commit[:12]} ({state}{', pushed' if result.pushed else ''})")
@@ -853,11 +913,21 @@ def publish_command(run_dir: Path, repo: Path, remote: str, base: str, no_push: 
 def correct_command(
     run_dir: Path, reason: str, evidence: tuple[str, ...], retracts: str | None, new_verdict: str | None, by: str
 ) -> None:
-    """Append a correction to a run (append-only: nothing else is rewritten)."""
+    """Append a correction to a run (append-only: nothing else is rewritten). --verdict and
+    --retracts must be verdicts DESIGN's table can give for this run's engines."""
     import datetime as dt
 
+    from bench_py.judge.verdict import VerdictNameError, check_verdict_name
     from bench_py.run import files
 
+    try:
+        measurements = files.read("measurements", run_dir / files.FILE_NAMES["measurements"])
+        names = measurements["candidate"]["name"], measurements["incumbent"]["name"]
+        for option, value in (("--verdict", new_verdict), ("--retracts", retracts)):
+            if value is not None:
+                check_verdict_name(value, *names, what=option)
+    except (files.RunFileError, OSError, VerdictNameError) as error:
+        raise click.ClickException(str(error)) from None
     record = {
         "schema": "voxbench/corrections/v0",
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

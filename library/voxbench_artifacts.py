@@ -7,9 +7,13 @@ DOCUMENTATION = r"""
 module: voxbench_artifacts
 short_description: Commit a voxbench run on its benchmark branch and push it
 description:
-  - Rebuilds the run's report (recomputing the verdict), then, in a temporary worktree of I(repo)
-    started from I(remote)/I(base), commits the run's files under C(docs/) and its WAVs (tracked by
+  - Seals the run's blind listening session (when both engines saved takes and there is none yet),
+    rebuilds the report (recomputing the verdict), then, in a temporary worktree of I(repo) started
+    from I(remote)/I(base), commits the run directory under C(docs/<run id>/) (WAVs tracked by
     git-lfs) on the branch C(<candidate>-bench-<YYYYMMDD-HHMMSS>), and pushes branch and LFS objects.
+  - Until the session is revealed only the sealed view is committed (opaque clips, the session's
+    hashes, latency summaries, the sealed report); the per-request records, proxies, answers and
+    the takes under their sides' names follow the reveal.
   - The user's checkout, its current branch and its git configuration are not touched; nothing is
     committed to I(base). Running it again with the same files adds no commit (C(changed=false)).
 options:
@@ -89,6 +93,7 @@ def main() -> None:
     )
     from pathlib import Path
 
+    from bench_py.judge.session import SessionError
     from bench_py.run.artifacts import ArtifactsError, ensure_embedded_origin
     from bench_py.run.publish import publish_run
     from bench_py.run.report import ReportError
@@ -101,7 +106,7 @@ def main() -> None:
         result = publish_run(
             Path(params["run_dir"]), repo, remote=params["remote"], base=params["base"], push=params["push"]
         )
-    except (ArtifactsError, ReportError) as error:
+    except (ArtifactsError, ReportError, SessionError) as error:
         module.fail_json(msg=str(error))
     module.exit_json(
         changed=result.committed or result.pushed,

@@ -24,6 +24,12 @@ options:
       - Needs the C(judge) extra (resemblyzer, pocketsphinx) on the controller.
     type: bool
     default: false
+  seal:
+    description:
+      - First create the run's blind listening session when both engines saved takes and there is
+        none yet (clips by opaque id; the mapping and the rule sealed by hash before anyone listens).
+    type: bool
+    default: false
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -58,11 +64,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"run_dir": {"type": "path", "required": True}, "proxies": {"type": "bool", "default": False}},
+        argument_spec={
+            "run_dir": {"type": "path", "required": True},
+            "proxies": {"type": "bool", "default": False},
+            "seal": {"type": "bool", "default": False},
+        },
         supports_check_mode=True,
     )
     from pathlib import Path
 
+    from bench_py.judge.session import SessionError
     from bench_py.run.measurements import MeasurementsError
     from bench_py.run.report import REPORT_NAME, ReportError, build
     from bench_py.run.results import ResultsError, figures, summary_lines
@@ -73,13 +84,17 @@ def main() -> None:
         figures(run_dir)  # a missing or invalid measurements file fails here, naming it
         report = run_dir / REPORT_NAME
         if not module.check_mode:
+            if module.params["seal"]:
+                from bench_py.run.publish import seal_session
+
+                seal_session(run_dir)
             if module.params["proxies"] and not (run_dir / "proxies.json").is_file():
                 from bench_py.judge import proxies
 
                 proxies.write(run_dir)
             report, _ = build(run_dir)  # derives verdict.json again when its inputs changed
         facts = figures(run_dir)
-    except (MeasurementsError, ResultsError, ReportError) as error:
+    except (MeasurementsError, ResultsError, ReportError, SessionError) as error:
         module.fail_json(msg=str(error))
     changed = not module.check_mode and report.read_bytes() != before
     module.exit_json(

@@ -28,8 +28,9 @@ def run(
     say: Callable[[str], None],
     player: str | None,
 ) -> bool:
-    """Go through the unanswered clips in pair order; returns True when every pair is scored.
-    Answers are saved one by one, so an interrupted session resumes where it stopped."""
+    """Go through the listener's unanswered clips in pair order; returns True when they have
+    scored every pair. Answers are saved one by one, so an interrupted session resumes where it
+    stopped. The listener must be registered (``voxbench score`` registers ``--listener``)."""
 
     def play(path: Path) -> None:
         if player:
@@ -55,7 +56,11 @@ def run(
                 if reply == "q":
                     return False
                 if reply in {"1", "2", "3", "4", "5"}:
-                    sessions.answer(session, listener, pair["pair"], clip, int(reply))
+                    try:
+                        sessions.answer(session, listener, pair["pair"], clip, int(reply))
+                    except sessions.RefusedAnswer as error:
+                        say(f"  not saved: {error}")
+                        return False
                     break
                 if reply != "r":
                     say("  answer 1 to 5, r or q")

@@ -14,6 +14,55 @@ class SealError(ValueError):
     """The rule recorded in the measurements does not match the hash sealed at PREFLIGHT."""
 
 
+class VerdictNameError(ValueError):
+    """A verdict name that DESIGN's table cannot give for this run (a typo, another run's names)."""
+
+
+def verdict_names(candidate: str, incumbent: str) -> tuple[str, ...]:
+    """The verdicts DESIGN's eight rows can give, with this run's engine names, in row order."""
+    return (
+        "inconclusive",
+        f"keep_{incumbent}_{candidate}_tts_unsupported_upstream",
+        "aarch64_vllm_omni_unverified",
+        f"keep_{incumbent}",
+        "pending_listening",
+        "swap_candidate",
+    )
+
+
+def check_verdict_name(name: str, candidate: str, incumbent: str, what: str = "verdict") -> str:
+    """``name`` when the table can give it for this run; otherwise an error listing those it can."""
+    allowed = verdict_names(candidate, incumbent)
+    if name not in allowed:
+        raise VerdictNameError(f"{what} {name!r} is not one of this run's verdicts: {', '.join(allowed)}")
+    return name
+
+
+def candidate_ttfa_p50(bench: dict[str, Any], rule: Rule) -> tuple[float | None, str]:
+    """The candidate's TTFA p50 at the sealed rule's concurrency, and where it comes from.
+
+    Concurrency 1 is the timed loop (one request at a time, the rule's voice condition); a higher
+    one is the load sweep's level of that concurrency. Nothing else stands in for it: when that
+    level was not measured (or not for the rule's metric) the figure is None and the source says
+    why, so the rule cannot pass on a figure taken at another concurrency."""
+    metric, concurrency = rule.ttfa_metric, rule.ttfa_concurrency
+    if concurrency == 1:
+        summary = (bench.get("summary") or {}).get("candidate", {}).get(rule.voice_condition, {})
+        p50 = (summary.get(metric) or {}).get("p50")
+        where = f"the timed loop at concurrency 1, {rule.voice_condition} condition"
+        return p50, where if p50 is not None else f"not measured: no {metric} p50 in {where}"
+    load = bench.get("load") or {}
+    levels = (load.get("sweep") or {}).get("levels") or []
+    level = next((lv for lv in levels if lv.get("concurrency") == concurrency), None)
+    if level is None:
+        measured = sorted(lv.get("concurrency") for lv in levels)
+        return None, f"not measured at concurrency {concurrency}: the load sweep measured {measured or 'nothing'}"
+    p50 = (level.get(metric) or {}).get("p50")
+    if p50 is None:
+        return None, f"not measured: the load sweep's level {concurrency} has no {metric} p50"
+    return p50, f"the load sweep at concurrency {concurrency} (the sweep's sentence, preset voice)"
+
+
 def sealed_rule(measurements: dict[str, Any]) -> Rule:
     """The rule as sealed at PREFLIGHT, re-hashed: a file edited after the fact is refused."""
     sealed = (measurements.get("preflight") or {}).get("rule") or {}
@@ -73,7 +122,7 @@ def decide_with(
         statuses = {p["install_path"]: p["status"] for p in paths}
         if statuses and set(statuses.values()) <= UNSUPPORTED:
             return verdict(
-                f"keep_{incumbent}_{candidate}_tts_unsupported_upstream",
+                verdict_names(candidate, incumbent)[1],
                 2,
                 "every install path is unsupported upstream",
                 paths=statuses,
@@ -97,15 +146,27 @@ def decide_with(
     # Exact arithmetic: scores are integers, so "difference exactly 0.5" must not fall to rounding.
     exact = {side: Fraction(sum(Fraction(x) for x in v), len(v)) for side, v in per_side.items()}
     means = {side: float(value) for side, value in exact.items()}
-    summary = (bench.get("summary") or {}).get("candidate", {}).get(rule.voice_condition, {})
-    ttfa_p50 = summary.get(rule.ttfa_metric, {}).get("p50")
-    evidence = {"means": means, f"candidate_{rule.ttfa_metric}_p50": ttfa_p50}
-    if (
-        exact["candidate"] >= exact["incumbent"] + Fraction(str(rule.min_mean_margin))
-        and ttfa_p50 is not None
-        and ttfa_p50 <= rule.ttfa_p50_max_ms
-    ):
+    ttfa_p50, ttfa_source = candidate_ttfa_p50(bench, rule)
+    evidence = {
+        "means": means,
+        f"candidate_{rule.ttfa_metric}_p50": ttfa_p50,
+        "ttfa_concurrency": rule.ttfa_concurrency,
+        "ttfa_source": ttfa_source,
+    }
+    margin_met = exact["candidate"] >= exact["incumbent"] + Fraction(str(rule.min_mean_margin))
+    fast_enough = ttfa_p50 is not None and ttfa_p50 <= rule.ttfa_p50_max_ms
+    if margin_met and fast_enough:
         return verdict(
             "swap_candidate", 7, "the candidate clones better by the margin and starts audio fast enough", **evidence
         )
-    return verdict(f"keep_{incumbent}", 8, "the candidate did not meet both conditions of the rule", **evidence)
+    unmet = []
+    if not margin_met:
+        unmet.append(f"its mean is not {rule.min_mean_margin:g} above the incumbent's")
+    if ttfa_p50 is None:
+        unmet.append(f"its {rule.ttfa_metric} p50 at concurrency {rule.ttfa_concurrency} is {ttfa_source}")
+    elif not fast_enough:
+        unmet.append(
+            f"its {rule.ttfa_metric} p50 at concurrency {rule.ttfa_concurrency} is above {rule.ttfa_p50_max_ms:g} ms"
+        )
+    reason = "the candidate did not meet both conditions of the rule: " + "; ".join(unmet)
+    return verdict(f"keep_{incumbent}", 8, reason, **evidence)

@@ -1,4 +1,9 @@
-"""The benchmark branch: a run's files and WAVs committed, WAVs in git-lfs, pushed for review.
+"""The benchmark branch: a run directory committed under ``docs/<run id>/``, WAVs in git-lfs,
+pushed for review.
+
+What goes there is decided by :mod:`bench_py.run.publish` (sealed before the listening session's
+reveal, whole after it); this module only commits it. The branch holds a run directory, so
+``voxbench report docs/<run id>`` recomputes the verdict on any clone.
 
 Works in the user's own checkout with its existing remote and credentials (voxbench stores none
 and changes no git configuration): the branch is built in a separate, temporary worktree from
@@ -14,11 +19,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from bench_py.run import files
 
 LFS_CONFIG = (
     "-c", "filter.lfs.clean=git-lfs clean -- %f",
@@ -26,16 +29,9 @@ LFS_CONFIG = (
     "-c", "filter.lfs.process=git-lfs filter-process",
     "-c", "filter.lfs.required=true",
 )  # fmt: skip
-LFS_PATTERN = "docs/*-bench-samples-*/**/*.wav filter=lfs diff=lfs merge=lfs -text"
+LFS_PATTERN = "docs/BENCHMARK-*/**/*.wav filter=lfs diff=lfs merge=lfs -text"
 RUN_ID_STAMP = re.compile(r"-(\d{8}-\d{6})$")
-RUN_FILES = {  # run directory name -> suffix after docs/<run_id>
-    files.FILE_NAMES["measurements"]: ".json",
-    files.FILE_NAMES["verdict"]: ".verdict.json",
-    files.FILE_NAMES["scores"]: ".scores.jsonl",
-    files.FILE_NAMES["corrections"]: ".corrections.jsonl",
-    "report.html": ".report.html",
-    "proxies.json": ".proxies.json",
-}
+SAFE_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
 class ArtifactsError(RuntimeError):
@@ -93,33 +89,25 @@ def _identity(repo: Path) -> list[str]:
     return ["-c", "user.name=voxbench", "-c", "user.email=voxbench@localhost"]
 
 
-def _stage(worktree: Path, run_dir: Path, run_id: str, samples_dir: str, summary: str) -> list[str]:
-    docs = worktree / "docs"
-    docs.mkdir(exist_ok=True)
+def _stage(worktree: Path, run_id: str, public: Mapping[str, Path | bytes]) -> list[str]:
+    """Write the published files under ``docs/<run_id>/`` and the LFS line; returns what was written."""
+    folder = worktree / "docs" / run_id
     written = []
-    for name, suffix in RUN_FILES.items():
-        source = run_dir / name
-        if source.is_file():
-            shutil.copyfile(source, docs / f"{run_id}{suffix}")
-            written.append(f"docs/{run_id}{suffix}")
-    samples = docs / samples_dir
-    wavs = sorted((run_dir / "wavs").rglob("*.wav")) if (run_dir / "wavs").is_dir() else []
-    for wav in wavs:
-        target = samples / wav.relative_to(run_dir / "wavs")
+    for relative, source in sorted(public.items()):
+        if not SAFE_PATH.match(relative) or ".." in relative.split("/"):
+            raise ArtifactsError(f"refusing to publish {relative!r}: not a plain relative path")
+        target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(wav, target)
-        written.append(str(target.relative_to(worktree)))
-    samples.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "reference.wav").is_file():  # the confirmed clip both sides cloned from
-        shutil.copyfile(run_dir / "reference.wav", samples / "reference.wav")
-        written.append(f"docs/{samples_dir}/reference.wav")
-    (samples / "SUMMARY.md").write_text(summary, encoding="utf-8")
-    written.append(f"docs/{samples_dir}/SUMMARY.md")
+        if isinstance(source, bytes):
+            target.write_bytes(source)
+        else:
+            shutil.copyfile(source, target)
+        written.append(f"docs/{run_id}/{relative}")
     attributes = worktree / ".gitattributes"
     existing = attributes.read_text(encoding="utf-8") if attributes.exists() else ""
     if LFS_PATTERN not in existing.splitlines():
         prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
-        note = "# voxbench: benchmark sample WAVs in git-lfs"
+        note = "# voxbench: benchmark WAVs in git-lfs"
         attributes.write_text(f"{prefix}{note}\n{LFS_PATTERN}\n", encoding="utf-8")
         written.append(".gitattributes")
     return written
@@ -127,20 +115,21 @@ def _stage(worktree: Path, run_dir: Path, run_id: str, samples_dir: str, summary
 
 def publish(
     repo: Path,
-    run_dir: Path,
+    run_id: str,
+    public: Mapping[str, Path | bytes],
     *,
     candidate: str,
-    summary: str,
     verdict: str,
+    sealed: bool,
     remote: str = "origin",
     base: str = "main",
     push: bool = True,
 ) -> Publication:
-    """Commit the run's files on its benchmark branch (a new commit only when something changed)."""
-    repo, run_dir = Path(repo).expanduser().resolve(), Path(run_dir).resolve()
+    """Commit ``public`` (paths relative to the run directory -> file or bytes) under
+    ``docs/<run_id>/`` on the run's benchmark branch; a new commit only when something changed."""
+    repo = Path(repo).expanduser().resolve()
     if not (repo / ".git").exists():
         raise ArtifactsError(f"{repo} is not a git checkout (no .git)")
-    run_id = run_dir.name
     branch = branch_name(candidate, run_id)
     if branch == base:
         raise ArtifactsError(f"refusing to commit on the base branch {base!r}")
@@ -161,11 +150,15 @@ def publish(
         add += ["--no-track", "-b", branch, str(worktree), start] if create else [str(worktree), branch]
         _git([*LFS_CONFIG, *add], repo, env=skip)
         stamp = RUN_ID_STAMP.search(run_id).group(1)  # type: ignore[union-attr]
-        written = _stage(worktree, run_dir, run_id, f"{branch.rsplit('-bench-', 1)[0]}-bench-samples-{stamp}", summary)
+        written = _stage(worktree, run_id, public)
         _git([*LFS_CONFIG, "add", "--", *written], worktree, env=skip)
         changed = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=worktree, check=False).returncode != 0
         if changed:
-            message = f"{candidate} bench {stamp}: verdict {verdict}\n\nRun {run_id}, files written by voxbench.\n"
+            state = "sealed for blind listening" if sealed else "complete"
+            message = (
+                f"{candidate} bench {stamp}: verdict {verdict} ({state})\n\n"
+                f"Run {run_id}, files written by voxbench under docs/{run_id}/.\n"
+            )
             _git([*_identity(repo), *LFS_CONFIG, "commit", "--quiet", "-m", message], worktree, env=skip)
         commit = _git(["rev-parse", "HEAD"], worktree)
         pushed = False

@@ -1,14 +1,24 @@
 """A run's files, each validated against its versioned JSON Schema on write and on read.
 
 ``measurements`` and ``verdict`` are whole JSON documents written atomically; ``scores`` and
-``corrections`` are append-only JSON Lines, one validated record per line, flushed and fsynced
-the moment they are given so that a killed process loses no answer already taken.
+``corrections`` are append-only JSON Lines, one validated record per line, fsynced the moment it
+is given so that a killed process loses no answer already taken.
+
+A record is complete when its line ends with a newline. A process killed in the middle of a
+write leaves a torn tail (bytes after the last newline): readers skip it, and the next append
+sets it aside in ``<name>.torn.jsonl`` with a note, cuts it off, then writes, so the log stays
+readable and every later answer still lands. Appends hold an exclusive ``flock`` on the log, so
+the listening server and a command line can write the same file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
@@ -80,38 +90,127 @@ def read(kind: str, path: Path) -> dict[str, Any]:
     return data
 
 
+#: Tests only: seconds to pause between the two halves of a line, so that a test can kill the
+#: writer at a moment it knows (the first half is on disk, the newline is not).
+TEST_PAUSE_ENV = "VOXBENCH_TEST_PAUSE_MID_APPEND_S"
+
+_held: dict[str, int] = {}  # logs this process holds locked -> the locked descriptor
+
+
+def torn_path(path: Path) -> Path:
+    """Where the torn tails of ``scores.jsonl`` go: ``scores.torn.jsonl`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.torn{path.suffix}")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[int]:
+    """Hold the log exclusively (``flock``) for a check-then-append; re-entrant in one process.
+    Yields a read-write descriptor of the file (created when missing)."""
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _held:
+        yield _held[key]
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _held[key] = fd
+        try:
+            yield fd
+        finally:
+            del _held[key]
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _set_aside_torn_tail(path: Path, fd: int) -> int | None:
+    """Cut off bytes after the last newline (a write that never finished), after copying them
+    with a note to the torn file. Returns where the tail began, or None when there was none."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return None  # the usual case: the last record is complete
+    data = os.pread(fd, size, 0)
+    start = data.rfind(b"\n") + 1
+    if start == size:
+        return None
+    note = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        "file": Path(path).name,
+        "offset": start,
+        "length": size - start,
+        "text": data[start:].decode("utf-8", "replace"),
+        "note": "an unfinished write (the writing process stopped mid-line, before the answer was "
+        "acknowledged) was set aside here before the next append",
+    }
+    aside = os.open(torn_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(aside, (json.dumps(note, sort_keys=True) + "\n").encode("utf-8"))
+        os.fsync(aside)
+    finally:
+        os.close(aside)
+    os.ftruncate(fd, start)
+    os.fsync(fd)
+    return start
+
+
+def _write_line(fd: int, line: bytes) -> None:
+    pause = os.environ.get(TEST_PAUSE_ENV)
+    end = os.fstat(fd).st_size
+    if pause:
+        half = len(line) // 2
+        os.pwrite(fd, line[:half], end)
+        os.fsync(fd)
+        time.sleep(float(pause))
+        os.pwrite(fd, line[half:], end + half)
+    else:
+        os.pwrite(fd, line, end)
+    os.fsync(fd)
+
+
 def append(kind: str, path: Path, record: dict[str, Any]) -> None:
-    """Append one validated record as a line; durable when this returns."""
+    """Append one validated record as a line; durable when this returns. A torn tail left by a
+    writer that was killed is set aside first (see the module's docstring)."""
     if kind not in LOGS:
         raise RunFileError(f"{kind} is a whole document: use write()")
     validate(kind, record)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    with locked(Path(path)) as fd:
+        _set_aside_torn_tail(Path(path), fd)
+        _write_line(fd, line)
 
 
-def iter_records(kind: str, path: Path) -> Iterator[dict[str, Any]]:
-    """Each valid record in order. A torn last line (a crash mid-write) is skipped, not fatal;
-    a bad line elsewhere is an error naming its number."""
+def complete_bytes(path: Path) -> bytes:
+    """The log's complete lines (a torn tail left out): what a seal over the log hashes."""
     path = Path(path)
     if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").split("\n")
-    complete = lines[:-1]  # the text after the last newline is an unfinished write, if anything
-    for number, line in enumerate(complete, start=1):
+        return b""
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1]
+
+
+def iter_records_at(kind: str, path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Each valid record with the byte offsets of its line ``(start, end)``. A torn last line (a
+    crash mid-write) is skipped, not fatal; a bad line elsewhere is an error naming its number."""
+    data = complete_bytes(path)
+    offset = 0
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
+        start, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise RunFileError(f"{kind} line {number}: not JSON ({error.msg})") from None
+            record = json.loads(line.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8"
+            raise RunFileError(f"{kind} line {number}: not JSON ({reason})") from None
         validate(kind, record, f" line {number}")
+        yield start, offset, record
+
+
+def iter_records(kind: str, path: Path) -> Iterator[dict[str, Any]]:
+    """Each valid record in order (see :func:`iter_records_at`)."""
+    for _, _, record in iter_records_at(kind, path):
         yield record
 
 

@@ -1,8 +1,14 @@
 """The report: one self-contained HTML file rebuilt from a run's files alone.
 
 ``build(run_dir)`` reads the files (each validated by its schema), recomputes the verdict from the
-sealed rule and the scores, refuses a run whose stored verdict disagrees, and renders the page.
-Identical files give byte-identical reports: nothing here reads a clock or an unordered set.
+sealed rule and the answers that count (blind, from registered listeners, given before the reveal),
+refuses a run whose stored verdict disagrees, and renders the page. Identical files give
+byte-identical reports: nothing here reads a clock or an unordered set.
+
+Until the listening session is revealed the report is sealed: it shows what cannot tell a listener
+which clip came from which engine (the verdict, latency summaries, the co-tenant, memory, the
+install paths) and withholds the rest (per-request plots, audio durations and real-time factors,
+the objective proxies, per-side scores), which it shows after the reveal.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 import jinja2
 
 from bench_py.judge import listening
-from bench_py.judge.verdict import SealError, decide_from_files
+from bench_py.judge import session as sessions
+from bench_py.judge.verdict import SealError, VerdictNameError, check_verdict_name, decide_from_files
 from bench_py.run import files
 from bench_py.run.plots import Plot, Series, cdf, render
 from bench_py.run.retrospective import retrospective
@@ -35,10 +42,15 @@ class RunFiles:
     run_dir: Path
     measurements: dict[str, Any]
     stored_verdict: dict[str, Any] | None
-    scores: list[dict[str, Any]]
+    score_lines: list[tuple[int, int, dict[str, Any]]]  # (start, end byte offset, record)
     corrections: list[dict[str, Any]]
     session: dict[str, Any] | None
+    listeners: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     proxies: dict[str, Any] | None = None
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return self.measurements["candidate"]["name"], self.measurements["incumbent"]["name"]
 
 
 def load(run_dir: Path) -> RunFiles:
@@ -50,18 +62,43 @@ def load(run_dir: Path) -> RunFiles:
         measurements = files.read("measurements", path)
         verdict_path = run_dir / files.FILE_NAMES["verdict"]
         stored = files.read("verdict", verdict_path) if verdict_path.is_file() else None
-        scores = files.read_records("scores", run_dir / files.FILE_NAMES["scores"])
+        score_lines = list(files.iter_records_at("scores", run_dir / files.FILE_NAMES["scores"]))
         corrections = files.read_records("corrections", run_dir / files.FILE_NAMES["corrections"])
     except files.RunFileError as error:
         raise ReportError(str(error)) from None
-    session_path = run_dir / "scoring" / "session.json"
+    session_path = run_dir / sessions.SCORING_DIR / sessions.SESSION
     session = json.loads(session_path.read_text()) if session_path.is_file() else None
+    seal_error = sessions.scores_seal_error(session, run_dir / files.FILE_NAMES["scores"])
+    if seal_error:
+        raise ReportError(seal_error)
     proxies_path = run_dir / "proxies.json"
     proxies = json.loads(proxies_path.read_text()) if proxies_path.is_file() else None
-    return RunFiles(run_dir, measurements, stored, scores, corrections, session, proxies)
+    run = RunFiles(
+        run_dir, measurements, stored, score_lines, corrections, session, sessions.read_listeners(run_dir), proxies
+    )
+    try:
+        for number, correction in enumerate(corrections, start=1):
+            for key in ("verdict", "retracts"):
+                if correction.get(key) is not None:
+                    check_verdict_name(correction[key], *run.names, what=f"corrections line {number} {key}")
+    except VerdictNameError as error:
+        raise ReportError(str(error)) from None
+    return run
 
 
-VERDICT_INPUTS = ("measurements.json", "scores.jsonl", "scoring/session.json")
+def is_sealed(run: RunFiles) -> bool:
+    """Whether the blind must still be kept (:func:`bench_py.run.results.blind_pending`)."""
+    from bench_py.run.results import blind_pending
+
+    return blind_pending(run.run_dir, run.measurements)
+
+
+def classified(run: RunFiles) -> sessions.Classified:
+    """The run's answers: those that count (joined with their sides once revealed) and the refused."""
+    return sessions.classify(run.session, run.listeners, run.score_lines)
+
+
+VERDICT_INPUTS = ("measurements.json", "scores.jsonl", "scoring/session.json", "scoring/listeners.json")
 
 
 def verdict_inputs(run_dir: Path) -> dict[str, str | None]:
@@ -75,12 +112,13 @@ def verdict_inputs(run_dir: Path) -> dict[str, str | None]:
 
 def derive(run: RunFiles) -> dict[str, Any]:
     """The verdict the files give now, with the listening statistics and the inputs' hashes."""
-    scores = revealed_scores(run)
+    answers = classified(run)
     try:
-        verdict = decide_from_files(run.measurements, scores)
+        verdict = decide_from_files(run.measurements, answers.counted)
     except SealError as error:
         raise ReportError(str(error)) from None
-    statistics_ = listening.summarize(scores, sealed_condition(run.measurements))
+    statistics_ = listening.summarize(answers.counted, sealed_condition(run.measurements))
+    statistics_["refused"] = {"count": len(answers.refused), "reasons": answers.refused_reasons()}
     return {**verdict, "statistics": statistics_, "inputs": verdict_inputs(run.run_dir)}
 
 
@@ -90,6 +128,11 @@ def recompute_verdict(run: RunFiles) -> dict[str, Any]:
     a session revealed since) is stale, and the caller writes the new one."""
     verdict = derive(run)
     stored = run.stored_verdict
+    if stored is not None:
+        try:
+            check_verdict_name(stored["verdict"], *run.names, what="verdict.json's verdict")
+        except VerdictNameError as error:
+            raise ReportError(str(error)) from None
     if stored is not None and stored.get("inputs") == verdict["inputs"]:
         keys = ("verdict", "row", "reason", "rule_sha256")
         before = {k: stored.get(k) for k in keys}
@@ -107,26 +150,6 @@ def write_verdict(run_dir: Path) -> dict[str, Any]:
     verdict = recompute_verdict(load(run_dir))
     files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
     return verdict
-
-
-def revealed_scores(run: RunFiles) -> list[dict[str, Any]]:
-    """Scores with their sides: as written (files made by hand carry them), or, for a blind
-    session's answers, the latest per listener and clip joined with the revealed mapping.
-    Before the reveal a blind answer has no side and counts for nobody."""
-    mapping = (run.session or {}).get("revealed_mapping") or {}
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    out = []
-    for score in run.scores:
-        if "side" in score:
-            out.append(score)
-        else:
-            latest[(score.get("session", ""), score["listener"], score["clip"])] = score
-    for score in latest.values():
-        clip = mapping.get(score["clip"])
-        if clip is not None:
-            score = {**score, "side": clip["side"], "condition": clip["condition"], "utterance": clip["utterance"]}
-        out.append(score)
-    return out
 
 
 def _timed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -284,24 +307,32 @@ def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
     rule = (m.get("preflight") or {}).get("rule") or {}
     condition = (rule.get("thresholds") or {}).get("voice_condition", "cloned")
     metric = (rule.get("thresholds") or {}).get("ttfa_metric", "ttfa_ms")
-    scores = revealed_scores(run)
+    answers = classified(run)
     listening_summary = verdict["statistics"]
-    plots = [ttfa_cdf_plot(m, metric), latency_plot(m), chunk_plot(m, condition), cotenant_plot(m), *memory_plots(m)]
-    if any(listening_summary["n"].values()):
-        plots.append(score_plot(listening_summary))
+    sealed = is_sealed(run)
+    if sealed:  # per-request figures carry audio lengths, which would name the clips' engines
+        plots = [cotenant_plot(m), *memory_plots(m)]
+    else:
+        plots = [ttfa_cdf_plot(m, metric), latency_plot(m), chunk_plot(m, condition), cotenant_plot(m)]
+        plots += memory_plots(m)
+        if any(listening_summary["n"].values()):
+            plots.append(score_plot(listening_summary))
     from bench_py.run.results import figures_from
 
     return {
         "m": m,
-        "facts": figures_from(m, verdict, str(run.run_dir.name)),
+        "sealed": sealed,
+        "facts": figures_from(m, verdict, str(run.run_dir.name), sealed=sealed),
         "verdict": verdict,
         "rule": rule,
         "listening": listening_summary,
+        "session": run.session,
+        "listeners": run.listeners,
         "corrections": run.corrections,
-        "retrospective": retrospective(m, scores, run.session),
+        "retrospective": retrospective(m, answers.counted, run.session, refused=len(answers.refused)),
         "plots": [{"plot": p, "svg": render(p), "data": p.data()} for p in plots],
         "paths": (m.get("install_paths") or {}).get("paths", []),
-        "proxies": run.proxies,
+        "proxies": None if sealed else run.proxies,
     }
 
 

@@ -24,11 +24,28 @@ def figures(run_dir: Path) -> dict[str, Any]:
     measurements = read_measurements(path)
     verdict_path = run_dir / "verdict.json"
     verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
-    return figures_from(measurements, verdict, str(run_dir))
+    return figures_from(measurements, verdict, str(run_dir), sealed=blind_pending(run_dir, measurements))
 
 
-def figures_from(measurements: dict[str, Any], verdict: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """The headline figures of measurements already read (and the verdict, if there is one)."""
+def blind_pending(run_dir: Path, measurements: dict[str, Any]) -> bool:
+    """Whether the run's blind must still be kept: it saved takes and its listening session is not
+    revealed yet, or these files are the sealed view published before the reveal."""
+    from bench_py.judge import session as sessions
+
+    if measurements.get("sealed_view"):
+        return True
+    path = Path(run_dir) / sessions.SCORING_DIR / sessions.SESSION
+    if path.is_file():
+        return "revealed_mapping" not in json.loads(path.read_text())
+    return sessions.has_takes(Path(run_dir), measurements)
+
+
+def figures_from(
+    measurements: dict[str, Any], verdict: dict[str, Any], run_dir: str, *, sealed: bool = False
+) -> dict[str, Any]:
+    """The headline figures of measurements already read (and the verdict, if there is one).
+    ``sealed``: the listening session is not revealed yet; the one-screen summary then leaves
+    out real-time factors (with the clips' lengths they would tell the engines apart)."""
     bench = measurements.get("bench") or {}
     sides: dict[str, Any] = {}
     for side, conditions in (bench.get("summary") or {}).items():
@@ -50,6 +67,7 @@ def figures_from(measurements: dict[str, Any], verdict: dict[str, Any], run_dir:
     return {
         "run_id": measurements["run_id"],
         "run_dir": run_dir,
+        "sealed": sealed,
         "final_state": measurements["final_state"],
         "reason": measurements.get("reason"),
         "verdict": verdict.get("verdict"),
@@ -97,6 +115,8 @@ def summary_lines(facts: dict[str, Any]) -> list[str]:
         tag = " [stand-in]" if facts["standins"].get(side) else ""
         for condition, s in conditions.items():
             rtf = "—" if s["rtf_p50"] is None else f"{s['rtf_p50']:.2f}"
+            if facts.get("sealed"):
+                rtf = "blind"  # until the reveal
             lines.append(
                 f"{side:<10}{condition:<8} TTFA p50 {_ms(s['ttfa_ms_p50']):>8}  total p50 "
                 f"{_ms(s['total_ms_p50']):>8}  RTF p50 {rtf:>5}  ok {s['ok']}/{s['requests']}"
@@ -116,8 +136,14 @@ def summary_markdown(facts: dict[str, Any], measurements: dict[str, Any]) -> str
     """SUMMARY.md on the benchmark branch: the verdict, headline figures, the path that worked."""
     install = measurements.get("install_paths") or {}
     statuses = ", ".join(f"{p['install_path']} {p['status']}" for p in install.get("paths", [])) or "none tried"
+    sealed_note = (
+        ["", "Sealed for blind listening: per-request figures, audio lengths and the proxies follow the reveal."]
+        if facts.get("sealed")
+        else []
+    )
     lines = [
         f"# {measurements['candidate']['name']} vs {measurements['incumbent']['name']}: {facts['verdict']}",
+        *sealed_note,
         "",
         f"- run: `{facts['run_id']}` ({facts['final_state']}, gemma_mode={facts['gemma_mode']})",
         f"- verdict: **{facts['verdict']}**: {facts['verdict_reason']}",
@@ -125,10 +151,11 @@ def summary_markdown(facts: dict[str, Any], measurements: dict[str, Any]) -> str
         f"- rule sealed at PREFLIGHT: sha256 `{facts['rule_sha256']}`",
         "",
         "```",
-        *summary_lines({**facts, "run_dir": f"docs/{facts['run_id']}.json"}),
+        *summary_lines({**facts, "run_dir": f"docs/{facts['run_id']}/"}),
         "```",
         "",
-        f"Open `docs/{facts['run_id']}.report.html` for the plots; `voxbench report` rebuilds it from the files.",
+        f"Open `docs/{facts['run_id']}/report.html` for the plots; `voxbench report docs/{facts['run_id']}` "
+        "recomputes the verdict and rebuilds it from the files on this branch.",
         "",
     ]
     return "\n".join(lines)

@@ -98,19 +98,25 @@ def _secrets(m: dict[str, Any]) -> dict[str, str]:
     return _row(name, HIT, "token by read-only file mount; never on a command line or in an environment")
 
 
-def _blind(m: dict[str, Any], scores: list[dict[str, Any]], session: dict[str, Any] | None) -> dict[str, str]:
+def _blind(
+    m: dict[str, Any], scores: list[dict[str, Any]], session: dict[str, Any] | None, refused: int = 0
+) -> dict[str, str]:
     name = "blind scoring"
+    refused_text = f"; {refused} refused answer(s) kept, never counted" if refused else ""
     if not scores:
-        return _row(name, NA, "no listening scores yet")
+        return _row(name, NA, f"no listening scores yet{refused_text}")
     real = [s for s in scores if not s.get("simulated")]
     sealed = (session or {}).get("mapping_sha256")
     revealed = (session or {}).get("revealed_verified")
     if sealed and revealed:
-        saw = f"{len(real)} scores; mapping sealed ({sealed[:12]}…) before the first answer, verified at the reveal"
+        saw = (
+            f"{len(real)} blind answers counted; mapping sealed ({sealed[:12]}…) before the first answer, "
+            f"verified at the reveal ({session.get('revealed_by', 'operator')}){refused_text}"  # type: ignore[union-attr]
+        )
         return _row(name, HIT, saw)
     if sealed:
-        return _row(name, PARTIAL, f"{len(real)} scores under a sealed mapping not yet revealed")
-    return _row(name, MISS, f"{len(scores)} scores without a sealed mapping")
+        return _row(name, PARTIAL, f"{len(real)} answers under a sealed mapping not yet revealed{refused_text}")
+    return _row(name, MISS, f"{len(scores)} scores without a sealed mapping{refused_text}")
 
 
 def _deferred(m: dict[str, Any]) -> dict[str, str]:
@@ -134,9 +140,13 @@ def _orphans(m: dict[str, Any]) -> dict[str, str]:
 
 
 def retrospective(
-    measurements: dict[str, Any], scores: list[dict[str, Any]] | None = None, session: dict[str, Any] | None = None
+    measurements: dict[str, Any],
+    scores: list[dict[str, Any]] | None = None,
+    session: dict[str, Any] | None = None,
+    refused: int = 0,
 ) -> list[dict[str, str]]:
-    """One row per safeguard, in the order the hand-run retrospective used."""
+    """One row per safeguard, in the order the hand-run retrospective used. ``scores`` are the
+    answers that count; ``refused`` how many were refused."""
     return [
         _gate(measurements),
         _ttfa(measurements),
@@ -144,7 +154,7 @@ def retrospective(
         _teardown(measurements),
         _ssh(measurements),
         _secrets(measurements),
-        _blind(measurements, scores or [], session),
+        _blind(measurements, scores or [], session, refused),
         _deferred(measurements),
         _orphans(measurements),
     ]

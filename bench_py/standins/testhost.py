@@ -134,14 +134,22 @@ class TestHostFleet:
         self.hosts: dict[str, dict] = {}
         self.image = ""
         self.inventory = workdir / "hosts.yml"
+        # Host keys are checked, as for a real inventory: against the keys each host generated at
+        # its first boot, read from inside it (docker exec) and written here before any SSH.
+        self.known_hosts = workdir / "known_hosts"
+        self.ssh_options = [
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ]
         self.ssh_base = [
             "ssh",
             "-i",
             str(private_key),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
+            *self.ssh_options,
             "-o",
             "LogLevel=ERROR",
             "-o",
@@ -186,6 +194,7 @@ class TestHostFleet:
             # The daemon's socket belongs to this machine's docker group: give the host a group of that gid.
             container.exec_run(["sh", "-c", f"getent group {socket_gid} >/dev/null || groupadd -g {socket_gid} docker"])
             self.hosts[name] = {"container": container, "port": port, "systemd": systemd}
+        self._write_known_hosts(timeout_s)
         for name, host in self.hosts.items():
             deadline = time.monotonic() + timeout_s
             while (
@@ -202,6 +211,30 @@ class TestHostFleet:
                 time.sleep(0.5)
         self._write_inventory()
 
+    def host_keys(self, name: str, timeout_s: float = 60.0) -> list[str]:
+        """The public host keys ``name`` generated at boot (``ssh-keygen -A``), read from inside it."""
+        import time
+
+        container = self.hosts[name]["container"]
+        deadline = time.monotonic() + timeout_s
+        command = ["sh", "-c", "cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub "
+                   "/etc/ssh/ssh_host_rsa_key.pub 2>/dev/null"]  # fmt: skip
+        while True:
+            code, output = container.exec_run(command)
+            keys = [line for line in output.decode().splitlines() if line.startswith(("ssh-", "ecdsa-"))]
+            if code == 0 and len(keys) == 3:
+                return [" ".join(line.split()[:2]) for line in keys]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"test host {name} has no host keys after {timeout_s:g} s")
+            time.sleep(0.3)
+
+    def _write_known_hosts(self, timeout_s: float) -> None:
+        lines = []
+        for name, host in self.hosts.items():
+            lines += [f"[127.0.0.1]:{host['port']} {key}" for key in self.host_keys(name, timeout_s)]
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+
     def _write_inventory(self) -> None:
         lines = ["all:", "  children:", "    gpu_hosts:", "      hosts:"]
         for name, host in self.hosts.items():
@@ -214,7 +247,7 @@ class TestHostFleet:
             "  vars:",
             f"    ansible_user: {BENCH_USER}",
             f"    ansible_ssh_private_key_file: {self.private_key}",
-            '    ansible_ssh_common_args: "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"',
+            f'    ansible_ssh_common_args: "{" ".join(self.ssh_options)}"',
             "    ansible_python_interpreter: /usr/bin/python3",
         ]
         self.inventory.parent.mkdir(parents=True, exist_ok=True)

@@ -151,3 +151,37 @@ def finished_run(tmp_path_factory, production_standins, reference_path, docker_c
         "tmp": tmp,
         "stdout": result.stdout,
     }
+
+
+def score_by_mapping(run_dir: Path, listeners: list[str], score) -> dict:
+    """Register ``listeners`` and have each answer every clip of the blind session, the score
+    chosen by ``score(listener, mapping_entry)`` from the sealed mapping: the test plays the
+    operator, who holds scoring/sealed.json. Returns the mapping."""
+    from bench_py.judge import session as sessions
+
+    session = sessions.create(run_dir)
+    mapping = json.loads((run_dir / "scoring" / "sealed.json").read_text())["mapping"]
+    for name in listeners:
+        sessions.register(session, name)
+        for pair in session.data["pairs"]:
+            for clip in (pair["a"], pair["b"]):
+                sessions.answer(session, name, pair["pair"], clip, score(name, mapping[clip]))
+    return mapping
+
+
+@pytest.fixture(scope="session")
+def revealed_run(finished_run, tmp_path_factory):
+    """A copy of the finished run that three listeners scored blind to the end (so it revealed
+    itself); its report shows everything."""
+    import shutil
+
+    from bench_py.judge import session as sessions
+    from bench_py.run.report import build
+
+    copy = tmp_path_factory.mktemp("revealed") / finished_run["run_dir"].name
+    shutil.copytree(finished_run["run_dir"], copy)
+    score_by_mapping(copy, ["ann", "ben", "cat"], lambda who, m: 4 if m["side"] == "candidate" and who == "ann" else 3)
+    session = sessions.reveal(sessions.load(copy), by="listeners")
+    assert session.data["revealed_by"] == "every listener finished"
+    build(copy)
+    return copy

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from bench_py.run.artifacts import branch_name
 from bench_py.run.publish import publish_run
 from bench_py.run.report import ReportError, build
 from tests.helpers import chromium, console_errors
-from tests.integration.conftest import CANARY
+from tests.integration.conftest import CANARY, score_by_mapping
 
 pytestmark = pytest.mark.docker
 BIN = Path(sys.executable).parent
@@ -29,7 +30,7 @@ def git(*args: str, cwd: Path, env: dict | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
-def test_the_branch_holds_the_run_with_wavs_in_lfs(finished_run, tmp_path):
+def test_the_branch_holds_the_sealed_run_with_clips_in_lfs(finished_run, tmp_path):
     run_dir, origin = finished_run["run_dir"], finished_run["origin"]
     measurements = files.read("measurements", run_dir / "measurements.json")
     branch = branch_name("voxtral", run_dir.name)
@@ -39,21 +40,25 @@ def test_the_branch_holds_the_run_with_wavs_in_lfs(finished_run, tmp_path):
     clone = tmp_path / "clone"
     git("clone", "--quiet", "-b", branch, origin.as_uri(), str(clone), cwd=tmp_path, env=NO_SMUDGE)
     verdict = json.loads((run_dir / "verdict.json").read_text())["verdict"]
-    assert f"verdict {verdict}" in git("log", "-1", "--format=%s", cwd=clone)
-    assert json.loads((clone / "docs" / f"{run_dir.name}.json").read_text()) == measurements
-    assert (clone / "docs" / f"{run_dir.name}.report.html").is_file()
-    wavs = sorted((run_dir / "wavs").rglob("*.wav"))
-    assert wavs
-    samples = next((clone / "docs").glob("voxtral-bench-samples-*"))
-    assert "verdict" in (samples / "SUMMARY.md").read_text()
-    for wav in wavs:
-        committed = samples / wav.relative_to(run_dir / "wavs")
+    assert f"verdict {verdict} (sealed for blind listening)" in git("log", "-1", "--format=%s", cwd=clone)
+    published = clone / "docs" / run_dir.name
+    full = (run_dir / "measurements.json").read_bytes()
+    assert json.loads((published / "measurements.json").read_text()) == json.loads(
+        sealed_view(measurements, hashlib.sha256(full).hexdigest())
+    )
+    assert (published / "report.html").is_file() and 'id="sealed"' in (published / "report.html").read_text()
+    assert "Sealed for blind listening" in (published / "SUMMARY.md").read_text()
+    assert not (published / "wavs").exists() and not (published / "scores.jsonl").exists()
+    assert not (published / "proxies.json").exists() and not (published / "scoring" / "sealed.json").exists()
+    clips = sorted((run_dir / "scoring" / "clips").glob("*.wav"))
+    assert len(clips) == 2 * len(json.loads((run_dir / "scoring" / "session.json").read_text())["pairs"])
+    for clip in clips:
+        committed = published / "scoring" / "clips" / clip.name
         assert committed.read_bytes().startswith(b"version https://git-lfs.github.com/spec/v1")
     git("lfs", "pull", cwd=clone)
-    for wav in wavs:
-        committed = samples / wav.relative_to(run_dir / "wavs")
-        assert committed.read_bytes() == wav.read_bytes()
-        assert committed.read_bytes()[:4] == b"RIFF"
+    for clip in clips:
+        committed = published / "scoring" / "clips" / clip.name
+        assert committed.read_bytes() == clip.read_bytes() and committed.read_bytes()[:4] == b"RIFF"
     # The user's checkout stays on its own branch with a clean tree, and no token reached git.
     checkout = finished_run["checkout"]
     assert git("branch", "--show-current", cwd=checkout) == "main"
@@ -63,37 +68,206 @@ def test_the_branch_holds_the_run_with_wavs_in_lfs(finished_run, tmp_path):
     assert CANARY.encode() not in history
 
 
-def test_publishing_again_adds_no_commit_and_later_scores_add_one(finished_run, tmp_path):
-    run_dir, checkout, origin = finished_run["run_dir"], finished_run["checkout"], finished_run["origin"]
-    branch = branch_name("voxtral", run_dir.name)
-    head = git("rev-parse", branch, cwd=origin)
-    again = publish_run(run_dir, checkout)
-    assert (again.committed, again.pushed, again.commit) == (False, False, head)
-    assert git("rev-parse", branch, cwd=origin) == head
-    # Scores given later: a copy of the run with an answer appended, published onto the same branch.
-    later = tmp_path / run_dir.name
-    shutil.copytree(run_dir, later)
-    files.append(
-        "scores",
-        later / "scores.jsonl",
-        {
-            "schema": "voxbench/scores/v0",
-            "listener": "me",
-            "simulated": False,
-            "pair": "p00",
-            "clip": "c0",
-            "utterance": 0,
-            "condition": "cloned",
-            "side": "candidate",
-            "score": 4,
-            "at": "2026-11-26T09:00:00+00:00",
-        },
+def sealed_view(measurements: dict, full_sha256: str) -> str:
+    from bench_py.run.publish import sealed_measurements
+
+    return json.dumps(sealed_measurements(measurements, full_sha256))
+
+
+@pytest.fixture(scope="module")
+def scored_branch(finished_run, tmp_path_factory):
+    """The real route on a repository of its own: the run published sealed, three listeners scoring
+    blind (and a few answers refused), the reveal when the last one finishes, the run published whole."""
+    from bench_py.judge import session as sessions
+    from bench_py.run.artifacts import ensure_embedded_origin
+
+    tmp = tmp_path_factory.mktemp("scored")
+    run_dir = tmp / finished_run["run_dir"].name
+    shutil.copytree(finished_run["run_dir"], run_dir)
+    checkout = ensure_embedded_origin(tmp / "artifacts")
+    sealed = publish_run(run_dir, checkout)
+    assert sealed.committed and sealed.pushed
+    secret = json.loads((run_dir / "scoring" / "sealed.json").read_text())
+    session = sessions.load(run_dir)
+    pair = next(p for p in session.data["pairs"] if secret["mapping"][p["a"]]["condition"] == "preset")
+    sessions.register(session, "zed")
+    sessions.answer(session, "zed", pair["pair"], pair["a"], 2)  # zed never finishes: the reveal waits
+    with pytest.raises(sessions.SessionError, match=r"waiting for .*zed"):
+        sessions.reveal(session, by="listeners")
+    with pytest.raises(sessions.RefusedAnswer):
+        sessions.answer(session, "nobody", pair["pair"], pair["a"], 5)
+    during = publish_run(run_dir, checkout)  # published again mid-session: still sealed
+    assert during.committed and during.pushed
+    # Five listeners, ten cloned answers per side: the candidate better by 0.4, short of the margin.
+    given: dict[str, int] = {}
+
+    def score(who: str, entry: dict) -> int:
+        key = f"{entry['side']}-{entry['condition']}"
+        given[key] = given.get(key, 0) + 1
+        return 4 if key == "candidate-cloned" and given[key] <= 4 else 3
+
+    score_by_mapping(run_dir, ["l1", "l2", "l3", "l4", "l5"], score)
+    closed = subprocess.run([str(BIN / "voxbench"), "score", str(run_dir), "--close"], capture_output=True, text=True)
+    assert closed.returncode == 0, closed.stderr
+    revealed = publish_run(run_dir, checkout)
+    assert revealed.committed and revealed.pushed and revealed.branch == sealed.branch
+    return {
+        "run_dir": run_dir,
+        "origin": checkout.parent / "origin.git",
+        "branch": sealed.branch,
+        "sealed": during.commit,
+        "revealed": revealed.commit,
+        "secret": secret,
+        "tmp": tmp,
+    }
+
+
+ENGINE_WORDS = ("candidate", "incumbent", "voxtral", "chatterbox", "espeak", "flite", "festival", "cloned", "preset")
+
+
+def _json_numbers(value) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _json_numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _json_numbers(v)]
+    return []
+
+
+def test_nothing_published_before_the_reveal_maps_a_clip_to_a_side(scored_branch, tmp_path):
+    """Everything reachable from the branch's last commit before the reveal (every commit, every
+    file, every LFS object, every message) is searched for a way back to the mapping; the ways a
+    listener could try to re-derive it (names, sizes, durations, order, A/B slot) are tried."""
+    run_dir, sealed_commit = scored_branch["run_dir"], scored_branch["sealed"]
+    mapping = scored_branch["secret"]["mapping"]
+    clip_ids = set(mapping)
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", "--no-checkout", scored_branch["origin"].as_uri(), str(clone), cwd=tmp_path, env=NO_SMUDGE)
+    objects = git("rev-list", "--objects", sealed_commit, cwd=clone).splitlines()
+    blobs = {}  # path -> [contents of every version before the reveal]
+    for line in objects:
+        sha, _, path = line.partition(" ")
+        if path and git("cat-file", "-t", sha, cwd=clone) == "blob":
+            data = subprocess.run(["git", "cat-file", "-p", sha], cwd=clone, capture_output=True, check=True).stdout
+            blobs.setdefault(path, []).append(data)
+    prefix = f"docs/{run_dir.name}/"
+    assert f"{prefix}scoring/session.json" in blobs and f"{prefix}scores.jsonl" not in blobs
+    # 1. Names: the only WAVs are the opaque clips and the reference; no path names a side.
+    wav_paths = {p for p in blobs if p.endswith(".wav")}
+    assert wav_paths == {f"{prefix}scoring/clips/{c}.wav" for c in clip_ids} | {f"{prefix}reference.wav"}
+    for path in blobs:
+        assert not [w for w in ENGINE_WORDS if w in path.removeprefix(prefix).lower()], path
+    # 2. Clip ids appear in the session's public pairs and hashes only: nowhere else, in no message.
+    for path, versions in blobs.items():
+        for data in versions:
+            mentioned = {c for c in clip_ids if c.encode() in data}
+            if path == f"{prefix}scoring/session.json":
+                session = json.loads(data)
+                assert not [k for k in session if k.startswith("revealed") or k == "scores_at_reveal"]
+                assert all(set(p) == {"pair", "a", "b", "text"} for p in session["pairs"])
+                assert set(session["clips_sha256"]) == clip_ids
+            elif not path.endswith(".wav"):
+                assert not mentioned, f"{path} names clips {mentioned}"
+            for secret in (scored_branch["secret"]["seed"], scored_branch["secret"]["salt"]):
+                assert secret.encode() not in data, path
+    messages = git("log", "--format=%B", sealed_commit, cwd=clone)
+    assert not {c for c in clip_ids if c in messages}
+    # 3. What is withheld is nowhere: the full measurements, answers, proxies, the takes (LFS oids),
+    #    and no published number equals a take's duration, sample count or real-time factor.
+    local_objects = {line.split()[0] for line in objects}
+    for withheld in ("measurements.json", "scores.jsonl", "proxies.json"):
+        sha = git("hash-object", str(run_dir / withheld), cwd=clone)
+        assert sha not in local_objects, withheld
+    pointers = b"".join(data for path, versions in blobs.items() if path.endswith(".wav") for data in versions)
+    for take in (run_dir / "wavs").rglob("*.wav"):
+        assert hashlib.sha256(take.read_bytes()).hexdigest().encode() not in pointers, take
+    m = files.read("measurements", run_dir / "measurements.json")
+    takes = json.loads((run_dir / "proxies.json").read_text())["takes"]
+    secret_numbers = {float(r[k]) for side in m["bench"]["records"].values() for r in side for k in ("audio_s", "rtf")}
+    secret_numbers |= {float(t[k]) for t in takes for k in ("duration_s", "duration_ratio", "similarity")}
+    secret_numbers = {x for x in secret_numbers if round(x * 100) != x * 100}  # not a round figure like 0.5
+    secret_numbers |= {float(r["samples"]) for side in m["bench"]["records"].values() for r in side if r["samples"]}
+    for path, versions in blobs.items():
+        if path.endswith((".json", ".jsonl")):
+            for data in versions:
+                for line in data.decode().splitlines() if path.endswith(".jsonl") else [data.decode()]:
+                    leaked = secret_numbers & set(_json_numbers(json.loads(line)))
+                    assert not leaked, f"{path} carries {sorted(leaked)[:3]}"
+    report = blobs[f"{prefix}report.html"][-1].decode()
+    assert 'id="sealed"' in report and "RTF" not in report and 'id="proxies"' not in report
+    assert not {"ttfa-cdf", "latency-per-utterance", "chunk-timeline"} & set(
+        re.findall(r'<figure id="([^"]+)"', report)
     )
-    update = publish_run(later, checkout)
-    assert update.committed and update.pushed and update.branch == branch
-    assert git("rev-parse", f"{branch}~1", cwd=origin) == head
-    assert f"docs/{run_dir.name}.scores.jsonl" in git("show", "--name-only", "--format=", branch, cwd=origin)
-    assert git("log", "--format=%s", "main", cwd=origin) == "Initial commit"
+    # 4. Re-deriving the mapping: every feature of a clip is either equal within its pair (so it
+    #    cannot pick a side) or drawn from secrets (ids, and the order that follows them).
+    git("-c", "advice.detachedHead=false", "checkout", "--quiet", sealed_commit, cwd=clone, env=NO_SMUDGE)
+    git("lfs", "pull", "--include", f"{prefix}scoring/clips/*", cwd=clone)
+    session = json.loads((clone / prefix / "scoring" / "session.json").read_text())
+    clips = clone / prefix / "scoring" / "clips"
+    tree = git("ls-tree", "--name-only", f"{sealed_commit}:{prefix}scoring/clips", cwd=clone).splitlines()
+    assert tree == sorted(tree)  # git lists by name: the order is the random ids' order
+    added = git("log", "--format=%H", "--diff-filter=A", sealed_commit, "--", f"{prefix}scoring/clips", cwd=clone)
+    assert len(added.splitlines()) == 1  # every clip in one commit: no commit order to read
+    hits = {"smaller id": 0, "slot A": 0}
+    for pair in session["pairs"]:
+        a, b = (clips / f"{pair['a']}.wav").read_bytes(), (clips / f"{pair['b']}.wav").read_bytes()
+        assert len(a) == len(b) and a[:44] == b[:44]  # sizes and header durations tie: no guess possible
+        first_is_candidate = mapping[pair["a"]]["side"] == "candidate"
+        hits["smaller id"] += first_is_candidate == (pair["a"] < pair["b"])
+        hits["slot A"] += first_is_candidate
+    pairs = len(session["pairs"])
+    assert hits["slot A"] * 2 == pairs  # counterbalanced: "A is the candidate" is right exactly half the time
+    print(f"\nre-deriving the mapping from {pairs} published pairs: {hits} (chance: {pairs / 2:g})")
+
+
+def test_a_fresh_clone_of_the_branch_recomputes_the_stored_verdict(scored_branch, tmp_path):
+    run_dir = scored_branch["run_dir"]
+    stored = files.read("verdict", run_dir / "verdict.json")
+    assert (stored["verdict"], stored["row"]) == ("keep_chatterbox", 8)
+    assert stored["statistics"]["n"] == {"candidate": 10, "incumbent": 10}
+    assert stored["evidence"]["means"] == {"candidate": 3.4, "incumbent": 3.0}
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", "-b", scored_branch["branch"], scored_branch["origin"].as_uri(), str(clone), cwd=tmp_path)
+    assert git("rev-parse", "HEAD", cwd=clone) == scored_branch["revealed"]
+    git("lfs", "pull", cwd=clone)
+    published = clone / "docs" / run_dir.name
+    # The branch carries the session (mapping and seals), every answer (refused ones too) and the rule.
+    session = json.loads((published / "scoring" / "session.json").read_text())
+    assert session["revealed_mapping"] == scored_branch["secret"]["mapping"]
+    assert (published / "scores.jsonl").read_bytes() == (run_dir / "scores.jsonl").read_bytes()
+    assert sum("refused" in r for r in files.read_records("scores", published / "scores.jsonl")) == 1
+    assert not (published / "scoring" / "sealed.json").exists() and not (published / "scoring" / "server.json").exists()
+    for take in (run_dir / "wavs").rglob("*.wav"):  # the takes under their sides' names, after the reveal
+        assert (published / take.relative_to(run_dir)).read_bytes() == take.read_bytes()
+    result = subprocess.run(
+        [str(BIN / "voxbench"), "report", str(published), "--json"], capture_output=True, text=True, cwd=clone
+    )
+    assert result.returncode == 0, result.stderr
+    recomputed = json.loads(result.stdout)
+    assert recomputed == stored
+    assert git("status", "--porcelain", cwd=clone) == ""  # the same verdict.json and a byte-identical report
+    # A correction is an append-only record naming one of this run's verdicts, nothing else.
+    correct = [str(BIN / "voxbench"), "correct", str(published), "--reason", "r", "--evidence", "e"]
+    wrong = subprocess.run([*correct, "--verdict", "keep_whatever"], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "is not one of this run's verdicts" in wrong.stderr
+    right = subprocess.run(
+        [*correct, "--retracts", "keep_chatterbox", "--verdict", "inconclusive"], capture_output=True
+    )
+    assert right.returncode == 0
+    again = subprocess.run([str(BIN / "voxbench"), "report", str(published)], capture_output=True, text=True)
+    assert again.returncode == 0 and "retracts <code>keep_chatterbox</code>" in (published / "report.html").read_text()
+
+
+def test_publishing_again_adds_no_commit(scored_branch):
+    head = git("rev-parse", scored_branch["branch"], cwd=scored_branch["origin"])
+    checkout = scored_branch["origin"].parent / "checkout"
+    again = publish_run(scored_branch["run_dir"], checkout)
+    assert (again.committed, again.pushed, again.commit) == (False, False, head)
+    assert git("rev-parse", f"{scored_branch['branch']}~1", cwd=scored_branch["origin"]) == scored_branch["sealed"]
+    assert git("log", "--format=%s", "main", cwd=scored_branch["origin"]) == "Initial commit"
 
 
 def _plot_data(html: str) -> dict[str, dict]:
@@ -101,24 +275,35 @@ def _plot_data(html: str) -> dict[str, dict]:
     return {d["id"]: d for d in map(json.loads, blocks)}
 
 
-def test_the_report_renders_in_chromium_without_console_errors(finished_run):
-    report = finished_run["run_dir"] / "report.html"
+def test_the_report_renders_in_chromium_sealed_then_whole(finished_run, revealed_run):
+    per_request = {"ttfa-cdf", "latency-per-utterance", "chunk-timeline", "score-distribution"}
     with chromium() as driver:
-        driver.get(report.as_uri())
-        assert console_errors(driver) == []
-        assert (
-            driver.find_element("css selector", "#verdict .name").text
-            == json.loads((finished_run["run_dir"] / "verdict.json").read_text())["verdict"]
-        )
-        ids = {e.get_attribute("id") for e in driver.find_elements("css selector", "figure")}
-        assert {"ttfa-cdf", "latency-per-utterance", "chunk-timeline", "cotenant-latency", "memory-cgroup"} <= ids
-        rows = driver.find_elements("css selector", "#retrospective tr")
-        assert len(rows) == 1 + 9  # header + one row per safeguard
-        assert "<script src" not in driver.page_source and "http" not in report.read_text().split("<body>")[0]
+        for run_dir, sealed in ((finished_run["run_dir"], True), (revealed_run, False)):
+            report = run_dir / "report.html"
+            driver.get(report.as_uri())
+            assert console_errors(driver) == []
+            assert (
+                driver.find_element("css selector", "#verdict .name").text
+                == json.loads((run_dir / "verdict.json").read_text())["verdict"]
+            )
+            ids = {e.get_attribute("id") for e in driver.find_elements("css selector", "figure")}
+            assert {"cotenant-latency", "memory-cgroup"} <= ids
+            assert bool(driver.find_elements("css selector", "#sealed")) == sealed
+            headline = driver.find_element("css selector", "#headline").text
+            if sealed:  # before the reveal: latency only, no per-request plot, no proxies
+                assert not per_request & ids and "RTF" not in headline and "TTFA p50" in headline
+                assert not driver.find_elements("css selector", "#proxies")
+            else:
+                assert per_request <= ids and "RTF p50" in headline
+                assert driver.find_elements("css selector", "#proxies")
+                assert "agreement between them" in driver.find_element("css selector", "#agreement").text
+            rows = driver.find_elements("css selector", "#retrospective tr")
+            assert len(rows) == 1 + 9  # header + one row per safeguard
+            assert "<script src" not in driver.page_source and "http" not in report.read_text().split("<body>")[0]
 
 
-def test_each_plot_draws_exactly_the_samples_in_the_files(finished_run):
-    run_dir = finished_run["run_dir"]
+def test_each_plot_draws_exactly_the_samples_in_the_files(revealed_run):
+    run_dir = revealed_run
     m = files.read("measurements", run_dir / "measurements.json")
     html = (run_dir / "report.html").read_text()
     plots = _plot_data(html)
@@ -190,8 +375,8 @@ def test_a_rule_changed_after_preflight_is_refused(finished_run, tmp_path):
         build(copy)
 
 
-def test_objective_proxies_sit_beside_the_verdict(finished_run):
-    run_dir = finished_run["run_dir"]
+def test_objective_proxies_sit_beside_the_verdict(revealed_run):
+    run_dir = revealed_run
     m = files.read("measurements", run_dir / "measurements.json")
     proxies = json.loads((run_dir / "proxies.json").read_text())
     saved = sorted(r["wav"] for recs in m["bench"]["records"].values() for r in recs if r.get("wav"))

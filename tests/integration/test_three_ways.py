@@ -16,33 +16,30 @@ import pytest
 from bench_py import api
 from bench_py.run import files
 from tests.helpers import ROOT, bench_containers
+from tests.integration.conftest import score_by_mapping
 
 pytestmark = pytest.mark.docker
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
 
 
-def crafted_scores(utterances: int) -> list[dict]:
-    """Ten non-simulated answers per side in the cloned condition, written by hand (sides named).
-    The candidate is better by 0.4, short of the rule's 0.5: the verdict is keep_chatterbox (row 8)
-    whatever TTFA each run measured, so three separate runs must agree on it."""
-    rows = []
-    for n in range(10):
-        for side, score in (("candidate", 4 if n < 4 else 3), ("incumbent", 3)):
-            rows.append(
-                {"schema": "voxbench/scores/v0", "listener": f"l{n // utterances}", "simulated": False,
-                 "pair": f"p{n}", "clip": f"{side}-{n}", "utterance": n % utterances, "condition": "cloned",
-                 "side": side, "score": score, "at": "2026-11-26T10:00:00+00:00"}
-            )  # fmt: skip
-    return rows
-
-
 def with_scores(run_dir: Path, tmp: Path) -> Path:
+    """A copy of the run scored blind by five listeners, then closed by the operator: ten cloned
+    answers per side, the candidate better by 0.4, short of the rule's 0.5, so the verdict is
+    keep_chatterbox (row 8) whatever TTFA each run measured, and three separate runs must agree."""
+    from bench_py.judge import session as sessions
+
     copy = tmp / run_dir.name
     shutil.copytree(run_dir, copy)
-    m = files.read("measurements", copy / "measurements.json")
-    for row in crafted_scores(len(m["bench"]["utterances"])):
-        files.append("scores", copy / "scores.jsonl", row)
+    given: dict[str, int] = {}
+
+    def score(_who: str, entry: dict) -> int:
+        key = f"{entry['side']}-{entry['condition']}"
+        given[key] = given.get(key, 0) + 1
+        return 4 if key == "candidate-cloned" and given[key] <= 4 else 3
+
+    score_by_mapping(copy, [f"l{n}" for n in range(5)], score)
+    sessions.reveal(sessions.load(copy), by="operator")
     return copy
 
 

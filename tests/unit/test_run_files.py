@@ -1,6 +1,11 @@
 """The run's files: schema validation names the bad field; logs are append-only and crash-safe."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -10,6 +15,7 @@ from bench_py.run.plots import Plot, Series, render
 
 SCORE = {
     "schema": "voxbench/scores/v0",
+    "session": "5e55104d",
     "listener": "alice",
     "simulated": False,
     "pair": "p01",
@@ -59,12 +65,65 @@ def test_answers_survive_a_torn_last_line_and_a_bad_line_is_named(tmp_path):
     with path.open("a") as handle:  # a crash in the middle of the third write
         handle.write('{"schema": "voxbench/scores/v0", "listen')
     assert [r["pair"] for r in files.read_records("scores", path)] == ["p01", "p02"]
+    # The next answer sets the torn tail aside (with a note) and lands on a line of its own.
+    files.append("scores", path, {**SCORE, "pair": "p03"})
+    assert [r["pair"] for r in files.read_records("scores", path)] == ["p01", "p02", "p03"]
+    (note,) = [json.loads(line) for line in files.torn_path(path).read_text().splitlines()]
+    assert note["text"] == '{"schema": "voxbench/scores/v0", "listen' and note["file"] == "scores.jsonl"
+    assert note["length"] == 40 and note["offset"] == len("".join(path.read_text().splitlines(True)[:2]))
     path.write_text(json.dumps(SCORE) + "\nnot json\n" + json.dumps(SCORE) + "\n")
     with pytest.raises(files.RunFileError, match="scores line 2: not JSON"):
         files.read_records("scores", path)
     path.write_text(json.dumps(SCORE) + "\n" + json.dumps({**SCORE, "score": 0}) + "\n")
     with pytest.raises(files.RunFileError, match="scores line 2 score: "):
         files.read_records("scores", path)
+
+
+WRITER = """
+import sys
+from bench_py.run import files
+path, count = sys.argv[1], int(sys.argv[2])
+record = {"schema": "voxbench/scores/v0", "session": "5e55104d", "listener": "alice", "simulated": False,
+          "pair": "p01", "clip": "c3f9", "score": 4, "at": "2026-11-26T09:00:00+00:00"}
+for n in range(count):
+    files.append("scores", path, {**record, "pair": f"p{n:02d}"})
+print("appended", flush=True)
+"""
+
+
+def test_a_writer_killed_mid_line_loses_only_that_line_and_later_answers_still_append(tmp_path):
+    """A real SIGKILL between the two halves of a line (the test-only pause makes the moment certain)."""
+    path = tmp_path / "scores.jsonl"
+    subprocess.run([sys.executable, "-c", WRITER, str(path), "3"], check=True, capture_output=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), "1"],
+        env={**os.environ, files.TEST_PAUSE_ENV: "30"},
+        stdout=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while path.read_bytes().endswith(b"\n"):
+        assert time.monotonic() < deadline, "the writer never wrote its first half"
+        time.sleep(0.01)
+    torn = path.read_bytes().split(b"\n")[-1]
+    assert torn and not torn.endswith(b"}")  # half a record is on disk, without its newline
+    writer.send_signal(signal.SIGKILL)
+    assert writer.wait(timeout=10) == -signal.SIGKILL
+    assert writer.stdout.read() == b""  # it never got to acknowledge the answer
+    assert [r["pair"] for r in files.read_records("scores", path)] == ["p00", "p01", "p02"]
+    subprocess.run([sys.executable, "-c", WRITER, str(path), "2"], check=True, capture_output=True)
+    assert [r["pair"] for r in files.read_records("scores", path)] == ["p00", "p01", "p02", "p00", "p01"]
+    (note,) = [json.loads(line) for line in files.torn_path(path).read_text().splitlines()]
+    assert note["text"].encode() == torn and note["length"] == len(torn)
+
+
+def test_refused_and_not_blind_records_are_kept_readable(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    refused = {"schema": "voxbench/scores/v0", "at": "2026-11-26T09:00:00+00:00", "refused": "answers are closed"}
+    files.append("scores", path, {**refused, "listener": "../x", "score": "'9'"})  # as given, trimmed
+    files.append("scores", path, {**SCORE, "side": "candidate", "utterance": 1, "condition": "cloned"})
+    assert len(files.read_records("scores", path)) == 2  # read; counting them is the session's call
+    with pytest.raises(files.RunFileError, match=r"^scores refused: "):
+        files.append("scores", path, {**refused, "refused": ""})
 
 
 def test_documents_and_logs_keep_their_kind(tmp_path):

@@ -179,3 +179,63 @@ def test_the_rule_recorded_in_the_files_is_checked_against_its_seal():
     data["preflight"]["rule"] = {**sealed, "thresholds": {**sealed["thresholds"], "min_scores": 1}}
     with pytest.raises(SealError, match="changed after PREFLIGHT"):
         decide_from_files(data, [])
+
+
+def test_the_verdict_names_are_the_tables_with_this_runs_engines():
+    from bench_py.judge.verdict import VerdictNameError, check_verdict_name, verdict_names
+
+    assert verdict_names("voxtral", "chatterbox") == (
+        "inconclusive",
+        "keep_chatterbox_voxtral_tts_unsupported_upstream",
+        "aarch64_vllm_omni_unverified",
+        "keep_chatterbox",
+        "pending_listening",
+        "swap_candidate",
+    )
+    for name in verdict_names("voxtral", "chatterbox"):
+        assert check_verdict_name(name, "voxtral", "chatterbox") == name
+    other = load({"gemma_mode": "parallel", "candidate": {"name": "fish"}, "incumbent": {"name": "kokoro-v1"}})
+    assert "keep_kokoro-v1_fish_tts_unsupported_upstream" in verdict_names(other.candidate.name, other.incumbent.name)
+    for wrong in ("keep_whatever", "keep_piper", "keep_chatterbox_voxtral", "swap", "keep_kokoro-v1"):
+        with pytest.raises(VerdictNameError, match="is not one of this run's verdicts: inconclusive, keep_chatterbox"):
+            check_verdict_name(wrong, "voxtral", "chatterbox")
+
+
+def _sweep(levels: dict[int, float | None]) -> dict:
+    return {
+        "sweep": {
+            "levels": [
+                {"concurrency": c, "ttfa_ms": {"p50": p50} if p50 is not None else {"n": 0}}
+                for c, p50 in levels.items()
+            ]
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "loop_p50", "load_result", "verdict", "source"),
+    [
+        (1, 300.0, _sweep({1: 900.0, 2: 900.0}), "swap_candidate", "timed loop at concurrency 1"),
+        (1, 700.0, _sweep({1: 100.0}), "keep_chatterbox", "timed loop at concurrency 1"),
+        (4, 100.0, _sweep({1: 100.0, 2: 200.0, 4: 450.0}), "swap_candidate", "load sweep at concurrency 4"),
+        (4, 100.0, _sweep({1: 100.0, 2: 200.0, 4: 650.0}), "keep_chatterbox", "load sweep at concurrency 4"),
+        (4, 100.0, _sweep({1: 100.0, 2: 200.0}), "keep_chatterbox", "not measured at concurrency 4"),
+        (4, 100.0, None, "keep_chatterbox", "not measured at concurrency 4"),
+        (4, 100.0, _sweep({4: None}), "keep_chatterbox", "not measured: the load sweep's level 4 has no ttfa_ms"),
+    ],
+)
+def test_the_sealed_ttfa_concurrency_picks_the_figure(concurrency, loop_p50, load_result, verdict, source):
+    """The TTFA p50 is the one measured at the sealed concurrency; none stands in for a missing one."""
+    config = load_config(concurrency)
+    data = _with_ttfa(loop_p50)
+    data["bench"]["load"] = load_result
+    result = decide(data, config, _scores_from([5] * 10, [1] * 10))
+    assert result["verdict"] == verdict
+    assert source in result["evidence"]["ttfa_source"]
+    assert result["evidence"]["ttfa_concurrency"] == concurrency
+    if "not measured" in source:
+        assert result["evidence"]["candidate_ttfa_ms_p50"] is None and "not measured" in result["reason"]
+
+
+def load_config(concurrency: int):
+    return load({"gemma_mode": "parallel", "rule": {"ttfa_concurrency": concurrency}})
