@@ -52,6 +52,7 @@ class HostFacts:
     control_running: bool | None = None
     ports: dict[str, bool] = field(default_factory=dict)
     weights_files: int | None = None
+    weights_missing: list[str] | None = None  # what a cut download left out (None: not known)
 
 
 # -- the host's side -------------------------------------------------------------------------------
@@ -101,10 +102,11 @@ def gather_facts(config: Config) -> HostFacts:
         facts.control_running = preflight._cotenant_running(config)
     facts.ports = {str(config.candidate.port): preflight.port_is_free(config.candidate.port)}
     if config.candidate.hf_cache_dir:
-        from bench_py.hosts.prefetch import cached_files
+        from bench_py.hosts.prefetch import cached_files, missing_files
 
         try:
             facts.weights_files = len(cached_files(config.candidate.model, config.candidate.hf_cache_dir))
+            facts.weights_missing = missing_files(config.candidate.model, config.candidate.hf_cache_dir)
         except ImportError:
             facts.weights_files = None
     return facts
@@ -237,7 +239,13 @@ def _memory(config: Config, facts: HostFacts | None, findings: list[Finding]) ->
     try:
         plan = launch.memory_plan(cfg, facts.mem_available_gb, total)
     except launch.LaunchError as error:
-        findings.append(Finding("memory_budget", False, str(error)))
+        paused = config.gemma_mode == "pause-gemma" and config.cotenant.control.kind != "none"
+        # pause-gemma frees the co-tenant's memory before the launch, where the budget is derived again.
+        findings.append(
+            Finding("memory_budget", None, f"{error}; derived again at launch, after pause-gemma's pause")
+            if paused
+            else Finding("memory_budget", False, str(error))
+        )
         return None
     findings.append(Finding("memory_budget", True, plan.arithmetic))
     return plan.as_dict()
@@ -282,6 +290,15 @@ def _launch_lines(
                 )
             )
         own = known.get("stage_config")
+        if own is None:
+            findings.append(
+                Finding(
+                    f"stage config {key}",
+                    None,
+                    f"vLLM-Omni {release.version}'s wheel is not available here ({known.get('error')}): its Voxtral "
+                    "stage config is not checked",
+                )
+            )
         shares = launch.stage_shares(own) if own else None
         line["engine_stages"] = len(shares) if shares else None
         if cfg.launch.stage_config_template:
@@ -342,7 +359,7 @@ def _static_checks(config: Config, findings: list[Finding]) -> None:
                 "version command",
                 False,
                 f"candidate.launch.version_command {version} runs voxbench's stand-in: it exits non-zero in the real "
-                "vLLM-Omni image (use vllm-omni --omni --version)",
+                "vLLM-Omni image (the default reads vllm-omni's version from its package metadata)",
             )
         )
     elif version and version[0].endswith("vllm-omni") and "--omni" not in version:
@@ -433,6 +450,15 @@ def _live_checks(config: Config, facts: HostFacts, findings: list[Finding]) -> N
                     f"the image {cfg.image} is voxbench's stand-in ({standin.IMAGE_LABEL}={role})",
                 )
             )
+        elif "nvidia" not in (facts.docker.get("runtimes") or []):
+            findings.append(
+                Finding(
+                    "gpu",
+                    False,
+                    f"Docker on the host has no NVIDIA runtime (runtimes: {facts.docker.get('runtimes')}): "
+                    f"{cfg.image} would start without a GPU; install nvidia-container-toolkit",
+                )
+            )
     co = facts.cotenant
     if not co.get("answers"):
         findings.append(
@@ -468,9 +494,18 @@ def _live_checks(config: Config, facts: HostFacts, findings: list[Finding]) -> N
     for port, free in facts.ports.items():
         if not free:
             findings.append(Finding("ports", False, f"port {port} is taken on the host"))
-    if facts.weights_files == 0:
+    if facts.weights_files == 0 and not facts.weights_missing:
         findings.append(
             Finding("weights", False, f"{cfg.model} is not in {cfg.hf_cache_dir}: run voxbench prefetch on the host")
+        )
+    elif facts.weights_missing:
+        findings.append(
+            Finding(
+                "weights",
+                False,
+                f"the download of {cfg.model} was cut short ({len(facts.weights_missing)} files missing): run voxbench "
+                "prefetch on the host again",
+            )
         )
 
 
@@ -506,7 +541,7 @@ def make_plan(config: Config, facts: HostFacts | None = None, releases: dict[str
         "model": config.cotenant.model or "the one model GET /v1/models lists",
         "gemma_mode": config.gemma_mode,
         "control": f"gate: abort when the p50 of the last {config.cotenant.gate.window} probes passes "
-        "{config.cotenant.gate.max_ratio:g}x the baseline"
+        f"{config.cotenant.gate.max_ratio:g}x the baseline"
         if config.gemma_mode == "parallel"
         else f"stop the {control.kind} {control.name} after BASELINE, start it again in TEARDOWN",
     }

@@ -18,7 +18,7 @@ Condition = Literal["cloned", "preset"]
 class SpeechRequest:
     url: str
     body: dict
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry a token
     response_format: str = "pcm"
     sse: bool | None = False  # None: the server chooses (Content-Type decides)
     sample_format: str = "s16le"

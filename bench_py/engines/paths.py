@@ -86,6 +86,7 @@ class Context:
     should_stop: Callable[[], None] = lambda: None
     record_change: Callable[[dict[str, Any]], None] = lambda change: None
     allow_standins: bool = False
+    stop_grace_s: float = 10.0  # teardown.grace_s: docker stop's grace before it kills
 
 
 class InstallPath(Protocol):
@@ -388,7 +389,7 @@ class ContainerPath:
         return [int(row[0]) for row in top.get("Processes", [])]
 
     def stop(self) -> dict[str, Any]:
-        return container.remove_run_containers(self.client, self.ctx.run_id, 10)
+        return container.remove_run_containers(self.client, self.ctx.run_id, self.ctx.stop_grace_s)
 
 
 def survives(path: InstallPath, seconds: float) -> bool:

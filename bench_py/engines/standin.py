@@ -55,13 +55,40 @@ def path_reason(name: str, candidate: Any, image_labels: Mapping[str, str] | Non
         loader = candidate.in_process
         if loader.loader == "espeak-ng":
             return "2C's espeak-ng loader is voxbench's in-process stand-in, not the candidate model"
-        if loader.model_path and _tiny_model(Path(os.path.expanduser(loader.model_path))):
-            return f"{loader.model_path} is a tiny stand-in model made from a config ({MODEL_MARKER})"
+        model_path = loader.model_path or _cached_snapshot(candidate)
+        if model_path and _tiny_model(Path(os.path.expanduser(model_path))):
+            return f"{model_path} is a tiny stand-in model made from a config ({MODEL_MARKER})"
     elif name == "2D":
         command = candidate.batch.command
-        if command and os.path.basename(command[0]) in SPEECH_ENGINES:
-            return f"2D's command {os.path.basename(command[0])} is a speech engine voxbench stands in with"
+        if _mentions_standin(command):
+            return f"2D's command runs voxbench's stand-in ({MODULE}), not the engine"
+        engine = _speech_engine(command)
+        if engine:
+            return f"2D's command runs {engine}, a speech engine voxbench stands in with"
     return None
+
+
+def _speech_engine(argv: list[str] | None) -> str | None:
+    """A stand-in speech engine the command runs, wherever in it: first, after ``env``/``nice``,
+    or inside an ``sh -c`` line."""
+    for part in argv or []:
+        for word in str(part).replace(";", " ").replace("|", " ").replace("&", " ").split():
+            if os.path.basename(word) in SPEECH_ENGINES:
+                return os.path.basename(word)
+    return None
+
+
+def _cached_snapshot(candidate: Any) -> str | None:
+    """Without a model_path, 2C loads ``candidate.model`` from the Hugging Face cache: its newest snapshot."""
+    cache = getattr(candidate, "hf_cache_dir", None)
+    if not cache or not candidate.model:
+        return None
+    snapshots = Path(os.path.expanduser(cache)) / "hub" / f"models--{candidate.model.replace('/', '--')}" / "snapshots"
+    try:
+        newest = max(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, default=None)
+    except OSError:
+        return None
+    return str(newest) if newest else None
 
 
 def _tiny_model(path: Path) -> bool:

@@ -11,6 +11,7 @@ never an environment variable, never a command line.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -28,16 +29,38 @@ def hub_cache(cache_dir: str) -> str:
     return str(Path(cache_dir).expanduser() / "hub")
 
 
-def cached_files(model: str, cache_dir: str) -> list[str]:
-    """The model's files already in the cache (no network); empty when it is not there."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+#: Written beside the model's cache folder once every file of a snapshot is in: a download cut
+#: half-way leaves a snapshot folder that huggingface_hub's offline lookup still returns.
+MANIFEST = "voxbench-prefetched.json"
 
+
+def model_folder(model: str, cache_dir: str) -> Path:
+    return Path(hub_cache(cache_dir)) / f"models--{model.replace('/', '--')}"
+
+
+def cached_files(model: str, cache_dir: str, revision: str = "main") -> list[str]:
+    """The model's files already in the cache (no network): the snapshot ``refs/<revision>`` points
+    at, as huggingface_hub lays it out; empty when it is not there."""
+    folder = model_folder(model, cache_dir)
     try:
-        folder = Path(snapshot_download(model, cache_dir=hub_cache(cache_dir), local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
+        commit = (folder / "refs" / revision).read_text().strip()
+    except OSError:
         return []
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    snapshot = folder / "snapshots" / commit
+    return sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
+
+
+def missing_files(model: str, cache_dir: str) -> list[str] | None:
+    """What a cut download left out: blobs still ``.incomplete``, or files the prefetch manifest
+    lists that are not in the snapshot. None: no manifest (the cache was filled some other way)."""
+    folder = model_folder(model, cache_dir)
+    partial = sorted(f"blobs/{p.name}" for p in (folder / "blobs").glob("*.incomplete"))
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return partial or None
+    snapshot = folder / "snapshots" / str(manifest.get("commit"))
+    return partial + [name for name in manifest.get("files", []) if not (snapshot / name).is_file()]
 
 
 def read_token(token_file: str) -> str:
@@ -89,6 +112,8 @@ def prefetch(
         raise PrefetchError(f"the download of {model} failed: {type(error).__name__}: {error}") from None
     files = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
     size = sum(os.path.getsize(Path(folder) / name) for name in files)
+    manifest = {"model": model, "commit": Path(folder).name, "files": files, "bytes": size}
+    (model_folder(model, cache_dir) / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return {
         "model": model,
         "cache_dir": cache_dir,

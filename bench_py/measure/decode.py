@@ -73,6 +73,7 @@ class ChannelMixer:
 #: How servers spell raw PCM's sample format in a header (panda's X-Format, and common spellings).
 HEADER_SAMPLE_FORMATS = {
     "pcm_s16le": "s16le",
+    "pcm": "s16le",
     "s16le": "s16le",
     "int16": "s16le",
     "pcm16": "s16le",

@@ -228,6 +228,7 @@ class Run:
             self._check_abort,
             lambda change: self.store.update(self.run_id, changes=change),
             self.config.allow_standin_engines,
+            self.config.teardown.grace_s,
         )
 
     def _reference_wav(self) -> str:
@@ -349,9 +350,15 @@ class Run:
         stands in for the cloned condition either way."""
         cfg = self.config.candidate
         request = path.target().request("Hello, this is a cloning probe.", "cloned")
-        probe: dict[str, Any] = {"request": "ref_audio, one short sentence", "timeout_s": cfg.cloning_probe_timeout_s}
+        # Not streamed: a streamed request's error surfaces mid-body (0.18 sends a 200 and cuts it);
+        # asked whole, each release answers with its documented status and words.
+        body = {key: value for key, value in request.body.items() if key not in ("stream", "stream_format")}
+        probe: dict[str, Any] = {
+            "request": "ref_audio, one short sentence, not streamed",
+            "timeout_s": cfg.cloning_probe_timeout_s,
+        }
         try:
-            response = httpx.post(request.url, json=request.body, timeout=cfg.cloning_probe_timeout_s)
+            response = httpx.post(request.url, json=body, timeout=cfg.cloning_probe_timeout_s)
             samples = len(response.content) // 2 if response.status_code == 200 else 0
             probe.update(status=response.status_code, audio_s=round(samples / cfg.sample_rate, 3))
             if response.status_code != 200:
@@ -364,16 +371,23 @@ class Run:
             return {"cloning": "native", "cloning_probe": probe}
         alive = paths.survives(path, cfg.cloning_probe_settle_s)
         probe["engine_state_after"] = "running" if alive else "exited"
-        probe["outcome"] = (
-            "refused by the API, the engine kept serving"
-            if alive and probe.get("status")
-            else "the engine failed and exited"
-        )
+        answered = f"answered HTTP {probe['status']}" if probe.get("status") else f"no answer ({probe.get('error')})"
+        probe["outcome"] = f"{answered}; the engine {'kept serving' if alive else 'exited'}"
         probe["evidence"] = [line for line in path.log_lines() if "Error" in line or "Traceback" in line][-5:]
         if not alive:
             path.restart()
             probe["restarted"] = True
         sweep = self._preset_sweep(voices)
+        if not sweep["spoke"]:  # a dead engine behind a live API (0.18's /health sees only the server)
+            path.restart()
+            probe["restarted"] = True
+            sweep = self._preset_sweep(voices)
+        if not sweep["spoke"]:
+            raise paths.PathError(
+                "failed",
+                "after the cloning probe no preset voice produced audio, even after a restart",
+                [f"{voice}: {why}" for voice, why in list(sweep["errors"].items())[:5]],
+            )
         return {
             "cloning": "preset_substitute",
             "cloning_probe": probe,
@@ -394,6 +408,7 @@ class Run:
 
         scores: dict[str, float | None] = {}
         errors: dict[str, str] = {}
+        spoke = 0
         unavailable = None
         for voice in voices:
             if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
@@ -408,6 +423,10 @@ class Run:
                 scores[voice], errors[voice] = None, f"HTTP {response.status_code}: {_error_message(response)}"
                 continue
             pcm = Pcm(np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2").copy(), cfg.sample_rate)
+            if pcm.duration_s < 0.3:
+                scores[voice], errors[voice] = None, f"{pcm.duration_s:.2f} s of audio"
+                continue
+            spoke += 1
             write_wav_file(str(folder / f"{voice}.wav"), pcm)
             try:
                 scores[voice] = round(speaker_similarity(pcm, reference), 4)
@@ -425,6 +444,7 @@ class Run:
             "wavs": "preset-sweep/",
             "unavailable": unavailable,
             "errors": errors,
+            "spoke": spoke,
         }
 
     def _sanity_check(self, target: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -251,11 +252,21 @@ class VllmOmniFace(Face):
         if request.ref_audio is not None and not self.knobs.encoder_weights:
             if texts.clone_refusal:  # 0.30: refused before generating
                 raise bad_request(texts.clone_refusal)
-            if request.voice is None:  # 0.18: the engine tries, fails and dies
+            if self._clone_kills_engine(request):  # 0.18: the engine tries, fails and dies
                 self._engine_dies(texts.encoder_error)
         if request.voice is None:  # only the full checkpoint gets here: it clones (a named voice wins over ref_audio)
             return self.engine.condition(decode_base64_wav(request.ref_audio, "ref_audio", bad_request))
         return self.engine.preset(self.voices[request.voice])
+
+    def _clone_kills_engine(self, request: Any) -> bool:
+        """0.18 with the open weights: a ``ref_audio`` request reaches the engine, which dies of it."""
+        texts = self.rules.texts
+        return (
+            request.ref_audio is not None
+            and request.voice is None
+            and not self.knobs.encoder_weights
+            and not texts.clone_refusal
+        )
 
     def _engine_dies(self, error: str) -> None:
         """0.18 with the open weights: the stage raises, the client gets a 400, the engine is gone."""
@@ -314,6 +325,16 @@ class VllmOmniFace(Face):
                     f"Streaming is only supported for 'pcm' and 'wav' formats. Got '{speech.response_format}'. "
                     "For other formats, use stream=False."
                 )
+        if raw_stream and self._clone_kills_engine(speech):
+            # 0.18 streamed: StreamingResponse sends its 200 before the stage runs; the stage then
+            # fails, the body ends short and the engine dies (the unstreamed request gets the 400).
+            response = web.StreamResponse(headers={"Content-Type": "audio/pcm", "X-Voxbench-Standin": self.label})
+            await response.prepare(request)
+            with contextlib.suppress(HttpError):
+                self._engine_dies(self.rules.texts.encoder_error)
+            if request.transport:
+                request.transport.close()
+            return response
         params = self._voice(speech).with_speed(1.0 if streaming else float(speech.speed or 1.0))
         if sse:
             return await self._sse(request, speech, params)

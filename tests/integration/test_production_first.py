@@ -44,7 +44,7 @@ def test_the_titan_example_plans_and_passes():
     assert result.returncode == 0, out + result.stderr
     assert "titan: not reached" in out
     assert "2A container  vllm-omni:0.18-aarch64  entrypoint ['vllm-omni']" in out
-    assert "/var/lib/voxbench/secrets/hf_token -> /run/secrets/hf_token (ro)" in out and "ipc host" in out
+    assert "/var/lib/voxbench/secrets/hf_token -> /run/secrets/hf_token (ro)" in out and "ipc None  shm 16g" in out
     assert "launch vLLM-Omni 0.18: vllm-omni serve mistralai/Voxtral-4B-TTS-2603 --omni" in out
     assert "--stage-configs-path" in out and "--stage-overrides" in out
     assert "co-tenant http://127.0.0.1:8003/v1/chat/completions (parallel)" in out
@@ -136,8 +136,21 @@ def test_prefetch_fills_the_cache_through_the_hubs_api_and_2c_then_says_transfor
     assert HUB_TOKEN not in json.dumps(asked)
     again = prefetch(hub, tmp_path / "cache", token)
     assert "0 downloaded now" in again.stdout  # ... once: a second prefetch finds everything there
+    for run in (refused, done, again):  # ... and never into what prefetch says or leaves behind
+        assert HUB_TOKEN not in run.stdout + run.stderr
+    for path in (tmp_path / "cache").rglob("*"):
+        assert not path.is_file() or HUB_TOKEN.encode() not in path.read_bytes(), path
     weights = check_weights(config)
-    assert weights.ok and "24 files" in weights.message
+    assert weights.ok and "24 files" in weights.message and weights.detail["complete"] == "prefetch manifest"
+    # A download cut short: a file not yet fetched, a blob still .incomplete; both are named.
+    model_dir = tmp_path / "cache" / "hub" / "models--mistralai--Voxtral-4B-TTS-2603"
+    (snapshot,) = (model_dir / "snapshots").iterdir()
+    (snapshot / "tekken.json").unlink()
+    (model_dir / "blobs" / "0123abcd.incomplete").write_bytes(b"half")
+    cut = check_weights(config)
+    assert not cut.ok and "was cut short (blobs/0123abcd.incomplete, tekken.json missing)" in cut.message
+    (model_dir / "blobs" / "0123abcd.incomplete").unlink()
+    assert "1 downloaded now" in prefetch(hub, tmp_path / "cache", token).stdout and check_weights(config).ok
     from bench_py.engines import inprocess
 
     with pytest.raises(inprocess.LoadError) as error:  # 2C: transformers' own word on a Mistral-format checkpoint
