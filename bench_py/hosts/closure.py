@@ -68,7 +68,11 @@ def closure(project_dir: Path | None = None) -> tuple[list[str], list[str]]:
     """(bench_py modules, third-party top-level packages) the host-side run can reach."""
     project = project_dir or PACKAGE_ROOT.parent
     todo: list[tuple[str, Path]] = [(name, path) for name in ENTRY_POINTS if (path := _module_file(name))]
-    todo += [(f"library.{name}", project / "library" / f"{name}.py") for name in HOST_MODULES]
+    library = [(f"library.{name}", project / "library" / f"{name}.py") for name in HOST_MODULES]
+    missing = [str(path) for _, path in library if not path.is_file()]
+    if missing:  # installed from a wheel, the project's library/ is not beside the package: say where it is
+        raise FileNotFoundError(f"the project's Ansible modules are not at {', '.join(missing)}: pass --project")
+    todo += library
     seen: set[str] = set()
     third_party: set[str] = set()
     while todo:
@@ -105,16 +109,31 @@ def check(modules: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(prog="python -m bench_py.hosts.closure", description=__doc__.split("\n\n")[0])
     cli.add_argument("--list", action="store_true", help="print the modules and packages, import nothing")
+    cli.add_argument(
+        "--project", type=Path, help="the project whose library/ Ansible runs on the host (default: beside bench_py)"
+    )
     args = cli.parse_args(argv)
-    modules, packages = closure()
+    try:
+        modules, packages = closure(args.project)
+    except FileNotFoundError as error:
+        cli.exit(2, f"{error}\n")
     if args.list:
         print("\n".join([*modules, *packages]))
         return
     failed = check([*modules, *packages])
+    if "bench_py.judge.similarity" in modules and "bench_py.judge.similarity" not in failed:
+        from bench_py.judge.similarity import SimilarityUnavailable, smoke
+
+        try:  # the preset sweep scores on the host, as this user: run the scorer once, as it will
+            smoke()
+        except SimilarityUnavailable as error:
+            failed["the scorer (bench_py.judge.similarity.smoke)"] = str(error)
     required = {name: why for name, why in failed.items() if not why.startswith("optional")}
     for name, why in failed.items():
         print(f"{name}: {why}")
     print(f"{len(modules) + len(packages) - len(failed)} of {len(modules) + len(packages)} modules import here")
+    if "bench_py.judge.similarity" in modules and not any(name.startswith("the scorer") for name in failed):
+        print("the scorer runs here")
     sys.exit(1 if required else 0)
 
 

@@ -7,7 +7,10 @@ its wheel: nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,8 +28,25 @@ class SimilarityUnavailable(RuntimeError):
     """The scorer (resemblyzer, torch) is not installed here; the message says how to get it."""
 
 
+def numba_cache_dir() -> str:
+    """A numba cache the running user can write. librosa (under resemblyzer) compiles with
+    ``cache=True`` into its own package directory; in a venv the run's user does not own (setup.yml
+    installs titan's as root) that fails at import: "cannot cache function … no locator available"."""
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxbench" / "numba"
+    for folder in (home, Path(tempfile.gettempdir()) / f"voxbench-numba-{os.getuid()}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return str(folder)
+    raise SimilarityUnavailable(f"no writable directory for numba's cache ({home}, or the temporary directory)")
+
+
 @lru_cache(maxsize=1)
 def _encoder() -> VoiceEncoder:
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = numba_cache_dir()
     try:
         from resemblyzer import VoiceEncoder  # heavy (torch): imported only when scoring
     except ImportError as error:
@@ -34,7 +54,25 @@ def _encoder() -> VoiceEncoder:
             f"speaker similarity needs resemblyzer and torch ({error}): pip install 'voxbench[judge]' "
             "(setup.yml's bundle carries them)"
         ) from None
+    except Exception as error:  # installed but broken here (numba, torch): the scorer is unavailable, said why
+        raise SimilarityUnavailable(
+            f"the scorer is installed but cannot load here: {type(error).__name__}: {error}"
+        ) from error
     return VoiceEncoder(device="cpu", verbose=False)
+
+
+def smoke() -> None:
+    """Load the scorer and run it once on a second of noise, as the run will: an import alone
+    proves little (librosa loads its parts lazily; numba compiles them at first use)."""
+    encoder = _encoder()
+    from resemblyzer import preprocess_wav
+
+    noise = np.random.default_rng(0).normal(0, 0.1, 24_000).astype(np.float32)
+    try:
+        preprocess_wav(noise, source_sr=24_000)  # resampling: librosa's numba-compiled parts
+        encoder.embed_utterance(noise[:ENCODER_RATE])
+    except Exception as error:
+        raise SimilarityUnavailable(f"the scorer loads but fails: {type(error).__name__}: {error}") from error
 
 
 def embed(pcm: Pcm) -> np.ndarray:
