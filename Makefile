@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.voxbench-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+REHEARSAL_ARGS ?=
 PIN_OFF_CPU0 := $(shell [ "$$(nproc)" -gt 1 ] && echo "taskset -c 1-$$(($$(nproc) - 1))")
 
-.PHONY: help demo test lint venv system docker images schemas clean
+.PHONY: help demo test rehearsal lint venv system docker images schemas clean
 
 help:
 	@echo "make demo   run bench.yml end to end on the embedded default (stand-ins on this machine)"
 	@echo "make test   install what the tests need and run the whole suite"
+	@echo "make rehearsal  the production route on test hosts named titan and panda (setup.yml, two bench.yml runs)"
 	@echo "make lint   ruff and ansible-lint"
 	@echo "make schemas  copy the run files' JSON Schemas into docs/schemas (a test keeps them equal)"
 
@@ -50,6 +52,10 @@ demo: venv docker
 	  -e subtitles=$(CURDIR)/.cache/demo-film/film.voice.vtt -e speaker=SAMANTHA -e voxbench_extract_out_dir=$(CURDIR)/runs/extract-demo
 	# The co-tenant stand-in has CPU 0 to itself (inventory/local): keep this controller off it too.
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PIN_OFF_CPU0) $(BIN)/ansible-playbook bench.yml -e gemma_mode=parallel $(DEMO_ARGS)
+
+# The production route on this machine: titan.example's inventory on two systemd+sshd test hosts.
+rehearsal: venv docker
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/voxbench rehearsal $(REHEARSAL_ARGS)
 
 schemas:
 	cp bench_py/run/schemas/*.json docs/schemas/

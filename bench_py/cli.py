@@ -350,6 +350,25 @@ def plan_command(
     sys.exit(0 if all(p.ok for p in plans) else 1)
 
 
+@main.command("rehearsal")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cache/rehearsal"),
+    show_default=True,
+    help="Where the rehearsal keeps its keys, inventory, bundles, runs and branch.",
+)
+def rehearsal_command(workdir: Path) -> None:
+    """The production route on this machine (make rehearsal): test hosts named titan and panda,
+    inventory/titan.example with only allow-listed changes, setup.yml from the bundle, then
+    bench.yml in parallel (vLLM-Omni 0.30) and pause-gemma (0.18). Exit 0 when both end as a real
+    run should; prints its time."""
+    from bench_py.api import PROJECT_DIR
+    from bench_py.standins.rehearsal import main as rehearse
+
+    sys.exit(rehearse(PROJECT_DIR, workdir.resolve(), say=lambda line: click.echo(line, err=True)))
+
+
 @main.command("prefetch")
 @click.option("--model", help="The model to fetch (default: candidate.model).")
 @click.option("--cache-dir", help="The Hugging Face cache to fill (default: candidate.hf_cache_dir).")

@@ -61,6 +61,11 @@ def load(directory: Path) -> dict[str, Any]:
 def inventory_diff(example: dict[str, Any], generated: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, the example's value, the rehearsal's value) for every key that differs."""
     left, right = _flatten(example, ""), _flatten(generated, "")
+    # An empty mapping on one side that the other fills is not a difference of its own.
+    keys = set(left) | set(right)
+    for flat in (left, right):
+        for key in [k for k, v in flat.items() if v == {} and any(o.startswith(f"{k}.") for o in keys)]:
+            del flat[key]
     return [
         (key, left.get(key), right.get(key))
         for key in sorted(set(left) | set(right))

@@ -36,6 +36,7 @@ TESTHOST_RECIPE = BaseRecipe(
 )
 TESTHOST_REPOSITORY = "voxbench/testhost"
 BENCH_USER = "bench"
+BENCH_UID = 1000  # the first user useradd creates in the image
 
 _DOCKERFILE = """FROM {base}
 COPY apt/ /etc/apt/
@@ -90,8 +91,10 @@ def run_testhost(
     authorized_keys: Path,
     labels: dict[str, str] | None = None,
     volumes: dict[str, dict[str, str]] | None = None,
+    network: str | None = None,
 ):
-    """Start a test host: systemd as PID 1, sshd published on 127.0.0.1:``ssh_port``."""
+    """Start a test host: systemd as PID 1, sshd published on 127.0.0.1:``ssh_port``; on
+    ``network`` (a user-defined one) the other hosts reach it by its name."""
     mounts = {
         "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"},
         str(authorized_keys): {"bind": f"/home/{BENCH_USER}/.ssh/authorized_keys", "mode": "ro"},
@@ -108,6 +111,7 @@ def run_testhost(
         volumes=mounts,
         ports={"22/tcp": ("127.0.0.1", ssh_port)},
         stop_signal="SIGRTMIN+3",
+        **({"network": network} if network else {}),
     )
 
 
@@ -125,9 +129,16 @@ class TestHostFleet:
         labels: dict[str, str] | None = None,
         progress: Progress = print,
         shared_root: Path | None = None,
+        network: str | None = None,
+        same_paths: dict[str, list[str]] | None = None,
     ) -> None:
         self.client, self.private_key, self.authorized_keys = client, private_key, authorized_keys
         self.workdir, self.labels, self.progress = workdir, labels or {}, progress
+        # The hosts' own network, so that one reaches another by name (titan calls panda's API).
+        self.network = network
+        # Per host, directories of this machine mounted at the same path inside: files a host hands
+        # to its engines' containers (which run on this machine's daemon) must be where the daemon looks.
+        self.same_paths = same_paths or {}
         # Each host gets <shared_root>/<name> mounted at the same path inside: what a host hands to
         # sibling containers (the token file) must exist at that path for the shared Docker daemon too.
         self.shared_root = shared_root
@@ -165,6 +176,8 @@ class TestHostFleet:
 
         self.image = build_testhost_image(self.client, self.progress)
         socket_gid = os.stat("/var/run/docker.sock").st_gid
+        if self.network and not self.client.networks.list(names=[self.network]):
+            self.client.networks.create(self.network, labels=self.labels)
         for name, systemd in names.items():
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
@@ -174,8 +187,14 @@ class TestHostFleet:
                 path = self.shared_root / name
                 path.mkdir(parents=True, exist_ok=True)
                 shared = {str(path): {"bind": str(path), "mode": "rw"}}
+            for same in self.same_paths.get(name, []):
+                Path(same).mkdir(parents=True, exist_ok=True)
+                os.chown(same, BENCH_UID, BENCH_UID)
+                shared[same] = {"bind": same, "mode": "rw"}
             if systemd:
-                container = run_testhost(self.client, self.image, name, port, self.authorized_keys, self.labels, shared)
+                container = run_testhost(
+                    self.client, self.image, name, port, self.authorized_keys, self.labels, shared, self.network
+                )
             else:  # sshd alone as PID 1: a host (or container) without systemd
                 container = self.client.containers.run(
                     self.image,
@@ -190,7 +209,13 @@ class TestHostFleet:
                         "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
                         **shared,
                     },
+                    **({"network": self.network} if self.network else {}),
                 )
+            for same in self.same_paths.get(name, []):  # the mount made its missing parents root's
+                home = f"/home/{BENCH_USER}/"
+                if same.startswith(home):
+                    first = home + same[len(home) :].split("/")[0]
+                    container.exec_run(["chown", f"{BENCH_UID}:{BENCH_UID}", first])
             # The daemon's socket belongs to this machine's docker group: give the host a group of that gid.
             container.exec_run(["sh", "-c", f"getent group {socket_gid} >/dev/null || groupadd -g {socket_gid} docker"])
             self.hosts[name] = {"container": container, "port": port, "systemd": systemd}
@@ -257,3 +282,6 @@ class TestHostFleet:
         for host in self.hosts.values():
             host["container"].remove(force=True)
         self.hosts.clear()
+        if self.network:
+            for network in self.client.networks.list(names=[self.network]):
+                network.remove()

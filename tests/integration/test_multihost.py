@@ -1,4 +1,6 @@
-"""bench.yml over SSH on several test hosts at once, and recovery after a host reboots mid-run.
+"""bench.yml over SSH on several test hosts at once (one failing does not stop the other), recovery
+after a host reboots mid-run, an SSH cut mid-run. (Production's happy path, on hosts named titan
+and panda, is `make rehearsal`: test_rehearsal.py.)
 
 The test hosts share this machine's Docker daemon: each host's co-tenant, incumbent and
 candidate containers join the host's network namespace (``network_mode: container:<host>``)
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +21,8 @@ import time
 import pytest
 import yaml
 
+from bench_py.config import embedded_overrides
+from bench_py.config.model import deep_merge
 from bench_py.standins.demo import incumbent_command
 from bench_py.voice.references import add_confirmed
 from tests.helpers import ROOT
@@ -74,24 +79,28 @@ def fleet(converged, test_hosts, docker_client, standin_images, reference_path, 
             )
         )
         hostvars[name] = {
-            "voxbench_inventory_config": {
-                "profile": "fast",
-                "candidate": {"port": 8091, "container_port": 8091, "network_mode": network, "cpuset_cpus": "1"},
-                "bench": {"client_cpus": [1]},
-                "incumbent": {"url": "http://127.0.0.1:8092/tts", "token_file": str(shared / "incumbent_token")},
-                # Two hosts' co-tenants share CPU 0 here: a looser gate, so one host's probes don't trip the
-                # other's, and a looser post-flight, since one host's baseline may have been taken alone and
-                # its post-flight beside the other's (up to 2x, one CPU shared by two; CI saw 1.2x fail).
-                # The single-host tests keep 1.2x.
-                "cotenant": {
-                    "url": "http://127.0.0.1:8000/v1/chat/completions",
-                    "gate": {"max_ratio": 5.0},
-                    "postflight_max_ratio": 2.5,
-                    "control": {"kind": "container", "name": f"{name}-cotenant"},
+            # The embedded default's stand-ins (inventory/local), then this host's own ports and files.
+            "voxbench_inventory_config": deep_merge(
+                embedded_overrides(),
+                {
+                    "profile": "fast",
+                    "candidate": {"port": 8091, "container_port": 8091, "network_mode": network, "cpuset_cpus": "1"},
+                    "bench": {"client_cpus": [1]},
+                    "incumbent": {"url": "http://127.0.0.1:8092/tts", "token_file": str(shared / "incumbent_token")},
+                    # Two hosts' co-tenants share CPU 0 here: a looser gate, so one host's probes don't trip the
+                    # other's, and a looser post-flight, since one host's baseline may have been taken alone and
+                    # its post-flight beside the other's (up to 2x, one CPU shared by two; CI saw 1.2x fail).
+                    # The single-host tests keep 1.2x.
+                    "cotenant": {
+                        "url": "http://127.0.0.1:8000/v1/chat/completions",
+                        "gate": {"max_ratio": 5.0},
+                        "postflight_max_ratio": 2.5,
+                        "control": {"kind": "container", "name": f"{name}-cotenant"},
+                    },
+                    "reference": {"dir": str(references)},
+                    "paths": {"state_dir": "/var/lib/voxbench", "token_file": str(shared / "hf_token")},
                 },
-                "reference": {"dir": str(references)},
-                "paths": {"state_dir": "/var/lib/voxbench", "token_file": str(shared / "hf_token")},
-            }
+            )
         }
     for name in HOSTS:  # wait until each host's loopback reaches its stand-ins
         deadline = time.monotonic() + 60
@@ -167,20 +176,6 @@ def host_runs(test_hosts, name: str) -> dict[str, dict]:
     return json.loads(out or "{}")
 
 
-def test_two_hosts_in_one_play_each_with_its_own_run(fleet, test_hosts, docker_client):
-    process = bench(fleet, "-e", "gemma_mode=parallel")
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output[-4000:]
-    collected = sorted(p.name for p in (fleet["work"] / "runs").iterdir())
-    assert [run.split("-")[2] for run in collected] == ["VBHOST1", "VBHOST2"]
-    for run in collected:
-        data = json.loads((fleet["work"] / "runs" / run / "measurements.json").read_text())
-        assert data["final_state"] == "DONE", data["reason"]
-        assert data["host"]["name"] == run.split("-")[2].lower()
-        assert data["teardown"]["removal"]["verified"]
-    assert not docker_client.containers.list(all=True, filters={"label": "io.voxbench.bench=true"})
-
-
 def test_a_failing_host_does_not_stop_the_other(fleet, test_hosts):
     token = test_hosts["shared_root"] / "vbhost2" / "hf_token"
     token.chmod(0o644)  # vbhost2's PREFLIGHT must refuse a world-readable token
@@ -193,7 +188,7 @@ def test_a_failing_host_does_not_stop_the_other(fleet, test_hosts):
     latest = {name: max(host_runs(test_hosts, name).values(), key=lambda s: s["created_at"]) for name in HOSTS}
     assert latest["vbhost1"]["state"] == "DONE"
     assert latest["vbhost2"]["state"] == "ERROR_ABORTED" and "readable by others" in latest["vbhost2"]["reason"]
-    assert "vbhost1                    : ok=" in output and "failed=0" in output.split("vbhost1")[-1].split("\n")[0]
+    assert re.search(r"^vbhost1\s+: ok=\d+.*failed=0", output, re.MULTILINE), output[-2000:]
 
 
 def test_a_host_rebooted_mid_run_is_recovered_and_its_cotenant_restarted(fleet, test_hosts, docker_client):
