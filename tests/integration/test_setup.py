@@ -56,8 +56,11 @@ def test_hosts_have_what_a_bench_needs(converged, test_hosts):
         assert sh(test_hosts, name, "test -f /opt/voxbench/project/playbooks/phases.yml")[0] == 0
         assert sh(test_hosts, name, "test -x /opt/voxbench/venv/bin/ansible-playbook")[0] == 0
         assert sh(test_hosts, name, "stat -c '%a %U' /var/lib/voxbench/secrets")[1].strip() == "700 bench"
-        assert sh(test_hosts, name, "stat -c '%a %U' /var/lib/voxbench/secrets/hf_token")[1].strip() == "600 bench"
-        assert sh(test_hosts, name, "cat /var/lib/voxbench/secrets/hf_token")[1].strip() == CANARY
+        # The token goes where the run reads it: this inventory keeps the default paths.token_file.
+        token = "/home/bench/.config/voxbench/hf_token"
+        modes = sh(test_hosts, name, f"stat -c '%a %U' {token} $(dirname {token})")[1].split("\n")
+        assert modes[:2] == ["600 bench", "700 bench"]
+        assert sh(test_hosts, name, f"cat {token}")[1].strip() == CANARY
         assert "docker" in sh(test_hosts, name, "id -nG bench")[1].split()
         assert sh(test_hosts, name, "su bench -c 'git config --global --get filter.lfs.clean'")[0] == 0
         if host["systemd"]:
