@@ -106,7 +106,28 @@ def docker_client():
         client.ping()
     except Exception as error:
         pytest.fail(f"the Docker daemon does not answer ({error}); `make test` starts it: run the suite that way")
+    remove_leftovers_of_earlier_runs(client)
     return client
+
+
+def remove_leftovers_of_earlier_runs(client) -> None:
+    """Remove stopped containers (and then-empty networks) that an earlier test session left.
+
+    A session killed mid-run, or a machine imaged while one ran, leaves its test hosts behind;
+    after the daemon restarts they sit stopped under their fixed names (vbhost1, titan), and this
+    session could not create its own. Running ones may be a concurrent session's: left alone.
+    """
+    prefix = TEST_RUN_LABEL.rsplit(".", 1)[0] + "."
+    for container in client.containers.list(all=True):
+        earlier = [key for key in container.labels if key.startswith(prefix) and key != TEST_RUN_LABEL]
+        if earlier and container.status != "running":
+            print(f"removing {container.name}, left stopped by an earlier test session")
+            container.remove(force=True)
+    for network in client.networks.list():
+        if any(key.startswith(prefix) for key in network.attrs.get("Labels") or {}):
+            network.reload()
+            if not network.attrs.get("Containers"):
+                network.remove()
 
 
 @pytest.fixture(scope="session")
