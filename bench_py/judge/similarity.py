@@ -33,14 +33,15 @@ def numba_cache_dir() -> str:
     ``cache=True`` into its own package directory; in a venv the run's user does not own (setup.yml
     installs titan's as root) that fails at import: "cannot cache function … no locator available"."""
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxbench" / "numba"
-    for folder in (home, Path(tempfile.gettempdir()) / f"voxbench-numba-{os.getuid()}"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(folder, os.W_OK):
-            return str(folder)
-    raise SimilarityUnavailable(f"no writable directory for numba's cache ({home}, or the temporary directory)")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return str(home)
+    except OSError:
+        pass
+    # No writable home: a fresh private directory (numba loads what it finds there, so never a
+    # predictable name in a shared /tmp that someone else could have made first).
+    return tempfile.mkdtemp(prefix="voxbench-numba-")
 
 
 @lru_cache(maxsize=1)

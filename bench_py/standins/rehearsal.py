@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from bench_py.engines.container import LABEL_BENCH, LABEL_HOST
 from bench_py.standins import rehearsal_inventory
 from bench_py.standins.testhost import BENCH_UID, BENCH_USER, TestHostFleet
 
@@ -79,33 +81,69 @@ class RunOutcome:
     output: str = ""
 
 
-def claim_same_paths(say: Say, who: str = "voxbench's rehearsal") -> list[Path]:
-    """Make titan's same-path directories on this machine, refusing any that is someone else's;
-    returns what was created (ancestors too), for :func:`release_same_paths`."""
+def _empty(folder: Path) -> None:
+    """Everything in ``folder`` but the marker, removed."""
+    for child in folder.iterdir():
+        if child.name == MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _marked(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def claim_same_paths(say: Say) -> list[Path]:
+    """Make titan's same-path directories on this machine, refusing any that is someone else's.
+    A marker in each records the directories made for it (ancestors too), so that a rehearsal
+    killed half-way is cleaned up by the next; what one left inside is emptied (a fresh cache, so
+    the prefetch is rehearsed again). Returns what was created, for :func:`release_same_paths`."""
     for path in SAME_PATHS:
         folder = Path(path)
-        if folder.exists() and not (folder / MARKER).exists() and any(folder.iterdir()):
+        if folder.exists() and _marked(folder) is None and any(folder.iterdir()):
             raise RehearsalError(
                 f"{path} exists on this machine and is not the rehearsal's: titan's engines need that path; "
                 "move it away or rehearse on another machine"
             )
     created: list[Path] = []
     for path in SAME_PATHS:
-        for folder in [*reversed(Path(path).parents), Path(path)]:
-            if not folder.exists():
-                folder.mkdir()
-                created.append(folder)
-        (Path(path) / MARKER).write_text(f"made by {who}; removed with it\n")
+        folder = Path(path)
+        earlier = _marked(folder)
+        if earlier is not None:  # left by a rehearsal that was killed: take over what it made
+            created += [Path(p) for p in earlier.get("created", []) if Path(p) not in created]
+            _empty(folder)
+        for part in [*reversed(folder.parents), folder]:
+            if not part.exists():
+                part.mkdir()
+                created.append(part)
+    for path in SAME_PATHS:
+        record = {"made_by": "voxbench rehearsal", "created": [str(p) for p in created]}
+        (Path(path) / MARKER).write_text(json.dumps(record) + "\n")
     say(f"titan shares {', '.join(SAME_PATHS)} with this machine at the same paths (its engines run here)")
     return created
 
 
-def release_same_paths(created: list[Path]) -> None:
-    """Remove the same-path directories that carry the marker, and the ancestors claimed for them."""
+def release_same_paths(created: list[Path], say: Say = print) -> None:
+    """Empty and remove the marked same-path directories (the marker last), then the ancestors
+    claimed for them; says what could not be removed."""
     for path in SAME_PATHS:
-        if (Path(path) / MARKER).exists():
-            shutil.rmtree(path, ignore_errors=True)
-    for folder in reversed(created):
+        folder = Path(path)
+        if _marked(folder) is None:
+            continue
+        _empty(folder)
+        left = [child.name for child in folder.iterdir() if child.name != MARKER]
+        if left:
+            say(f"could not remove {', '.join(left)} from {path}: remove them by hand")
+            continue
+        (folder / MARKER).unlink()
+        folder.rmdir()
+    for folder in sorted(set(created), key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             folder.rmdir()  # only if empty
 
@@ -126,6 +164,10 @@ class Rehearsal:
         self.reference: Path | None = None
         self.bundled = project  # replaced by the rehearsal's copy in start_production
         self.labels = {"io.voxbench.rehearsal": "true"}
+        self.images: dict[str, str] = {}
+        self.extra_vars: dict[str, Any] = {}  # what each playbook was given beside the inventory
+        self.outputs: list[str] = []  # every playbook's output, searched for the token at the end
+        self.hf_token = ""
         self.claimed: list[Path] = []
 
     # -- the hosts ---------------------------------------------------------------------------------
@@ -151,10 +193,19 @@ class Rehearsal:
         self.fleet.start({TITAN: True, PANDA: True})
         self.hosts, self.known_hosts = self.fleet.hosts, self.fleet.known_hosts
 
+    def _engines(self) -> list[Any]:
+        """Engine containers titan's runs started (on this machine's daemon; the runs remove them,
+        a killed rehearsal does not)."""
+        return [
+            c
+            for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_BENCH}=true"})
+            if c.labels.get(LABEL_HOST) in (TITAN, PANDA)
+        ]
+
     def _clear_leftovers(self) -> None:
         """A rehearsal killed half-way leaves its containers: remove those (labelled), refuse others' names."""
         label = next(iter(self.labels))
-        for container in self.client.containers.list(all=True, filters={"label": label}):
+        for container in [*self.client.containers.list(all=True, filters={"label": label}), *self._engines()]:
             self.say(f"removing {container.name}, left by an earlier rehearsal")
             container.remove(force=True)
         for name in (TITAN, PANDA, GEMMA, CHATTERBOX, HUB):
@@ -162,7 +213,8 @@ class Rehearsal:
                 self.client.containers.get(name)
                 raise RehearsalError(f"a container named {name} exists and is not the rehearsal's: remove or rename it")
         for network in self.client.networks.list(names=[self.network]):
-            network.remove()
+            if network.name == self.network:  # the filter matches part of a name
+                network.remove()
 
     # -- production on those hosts ---------------------------------------------------------------
     def start_production(self, images: dict[str, str]) -> None:
@@ -172,7 +224,8 @@ class Rehearsal:
         from bench_py.voice.references import add_confirmed
 
         secrets_dir = Path(SAME_PATHS[0])
-        hf_token = f"hf_rehearsal_{secrets.token_hex(12)}"
+        self.images = images
+        hf_token = self.hf_token = f"hf_rehearsal_{secrets.token_hex(12)}"
         self.token_file.write_text(hf_token + "\n")
         self.token_file.chmod(0o600)
         incumbent_token = secrets_dir / "incumbent_token"  # on titan, where titan.example names it
@@ -185,7 +238,7 @@ class Rehearsal:
         (panda_files / "token").chmod(0o644)  # read by panda's server as another user
         hub_token = self.workdir / "hub_token"
         hub_token.write_text(hf_token + "\n")
-        hub_token.chmod(0o644)
+        hub_token.chmod(0o600)  # read by the Hub stand-in, which runs as root
         self.reference = self._reference(synthesize_reference, add_confirmed)
         shutil.copyfile(self.reference, panda_files / "voice-references" / "samantha.wav")  # as extract.yml copies it
         self._remove(GEMMA, CHATTERBOX, HUB)
@@ -279,7 +332,7 @@ class Rehearsal:
             {name: {"ansible_host": "127.0.0.1", "ansible_port": self.hosts[name]["port"]} for name in (TITAN, PANDA)},
             self.private_key,
             self.known_hosts,
-            image=f"voxbench/standin-vllm-omni:{RUNS[0][1]}",
+            image=self.images[f"vllm-omni-{RUNS[0][1]}"],
             network_mode=f"container:{TITAN}",
             cotenant_container=GEMMA,
             incumbent_url=f"http://{PANDA}:8772/tts",
@@ -294,17 +347,34 @@ class Rehearsal:
         return diff
 
     # -- playbooks ---------------------------------------------------------------------------------
-    def _playbook(self, playbook: str, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+    def _playbook(self, playbook: str, variables: dict[str, Any], *args: str, timeout_s: float = 900) -> Any:
+        """ansible-playbook in a session of its own: on a timeout the whole group goes (its workers,
+        its SSH), and the rehearsal's teardown removes what the run started."""
         bin_dir = Path(sys.executable).parent
-        return subprocess.run(
-            [str(bin_dir / "ansible-playbook"), "-i", str(self.inventory), playbook, *args],
+        self.extra_vars[" ".join([playbook, *args])] = variables
+        command = [str(bin_dir / "ansible-playbook"), "-i", str(self.inventory), playbook, "-e", json.dumps(variables)]
+        process = subprocess.Popen(
+            [*command, *args],
             cwd=self.project,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout_s,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"},
         )
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise RehearsalError(f"{playbook} did not end within {timeout_s:.0f} s") from None
+        finally:
+            if process.poll() is None:  # interrupted: take the playbook's group with us
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.outputs.append(output)
+        return subprocess.CompletedProcess(process.args, process.returncode, output, "")
 
     def setup(self) -> subprocess.CompletedProcess[str]:
         """setup.yml from the rehearsal inventory, with the prefetch from the Hub stand-in."""
@@ -315,7 +385,7 @@ class Rehearsal:
             "voxbench_runtime_controller_project": str(self.bundled),
             "voxbench_runtime_bundle_cache": str(self.workdir / "bundles"),
         }
-        result = self._playbook("setup.yml", "-e", json.dumps(variables))
+        result = self._playbook("setup.yml", variables)
         if result.returncode != 0:
             raise RehearsalError(f"setup.yml failed on the rehearsal hosts:\n{result.stdout[-4000:]}")
         return result
@@ -323,7 +393,8 @@ class Rehearsal:
     def bench(self, gemma_mode: str, release: str) -> RunOutcome:
         runs = self.workdir / "runs"
         variables = {
-            "voxbench_config": {"profile": "fast", "candidate": {"image": f"voxbench/standin-vllm-omni:{release}"}},
+            # The fast profile keeps the rehearsal to minutes; it changes sizes (utterances, probes), not the route.
+            "voxbench_config": {"profile": "fast", "candidate": {"image": self.images[f"vllm-omni-{release}"]}},
             "voxbench_collector_dest": str(runs),
             "voxbench_watcher_poll_s": 2,
             "voxbench_artifacts_repo": str(self.workdir / "artifacts" / "checkout"),
@@ -331,13 +402,13 @@ class Rehearsal:
         }
         before = set(runs.iterdir()) if runs.is_dir() else set()
         started = time.monotonic()
-        result = self._playbook("bench.yml", "-e", f"gemma_mode={gemma_mode}", "-e", json.dumps(variables))
+        result = self._playbook("bench.yml", variables, "-e", f"gemma_mode={gemma_mode}")
         seconds = time.monotonic() - started
         new = sorted(set(runs.iterdir()) - before) if runs.is_dir() else []
         outcome = RunOutcome(
             gemma_mode, release, result.returncode, seconds, new[-1] if new else None, output=result.stdout
         )
-        if outcome.run_dir is not None:
+        if outcome.run_dir is not None and (outcome.run_dir / "measurements.json").is_file():
             outcome.measurements = json.loads((outcome.run_dir / "measurements.json").read_text())
         outcome.problems = self.check(outcome)
         return outcome
@@ -372,10 +443,18 @@ class Rehearsal:
         ]
         if orphans:
             problems.append(f"orphan containers: {orphans}")
+        # An engine joins its host's network namespace, never its PID namespace: a process left
+        # behind is a container still running in a host's namespace, besides production's own.
         for name in (TITAN, PANDA):
-            code, out = self.hosts[name]["container"].exec_run(["pgrep", "-af", "vllm_omni_cli|tts_server"])
-            if code == 0 and out.strip():
-                problems.append(f"orphan engine processes on {name}: {out.decode().strip()}")
+            host_id = self.hosts[name]["container"].id
+            left = [
+                c.name
+                for c in self.client.containers.list()
+                if c.attrs["HostConfig"].get("NetworkMode") in (f"container:{name}", f"container:{host_id}")
+                and c.name not in (GEMMA, CHATTERBOX)
+            ]
+            if left:
+                problems.append(f"engines still running in {name}'s namespace: {left}")
         return problems
 
     # -- what titan shows ----------------------------------------------------------------------------
@@ -430,6 +509,30 @@ class Rehearsal:
             "output": output[-1500:],
         }
 
+    def token_leaks(self) -> list[str]:
+        """Where the rehearsal's Hugging Face token shows, besides the files meant to hold it: the
+        runs collected, the pushed branch's history, every playbook's output, titan's journal and
+        the containers' configuration (docker inspect)."""
+        needle = self.hf_token
+        found = [
+            str(path.relative_to(self.workdir))
+            for path in (self.workdir / "runs").rglob("*")
+            if path.is_file() and needle.encode() in path.read_bytes()
+        ]
+        origin = self.workdir / "artifacts" / "origin.git"
+        if origin.is_dir():
+            history = subprocess.run(
+                ["git", "-C", str(origin), "log", "--all", "-p", "--no-ext-diff"], capture_output=True, text=True
+            ).stdout
+            found += ["the pushed branch's history"] if needle in history else []
+        found += [f"the output of playbook {i + 1}" for i, text in enumerate(self.outputs) if needle in text]
+        _, journal = self.hosts[TITAN]["container"].exec_run(["journalctl", "--no-pager", "-q"])
+        found += ["titan's journal"] if needle.encode() in journal else []
+        for container in self.client.containers.list(all=True):
+            if container.name in (TITAN, PANDA, GEMMA, CHATTERBOX, HUB) and needle in json.dumps(container.attrs):
+                found.append(f"docker inspect {container.name}")
+        return found
+
     def gemma_answers(self) -> dict[str, Any]:
         """Gemma's container runs and answers a chat request on titan's loopback."""
         gemma = self.client.containers.get(GEMMA)
@@ -448,10 +551,62 @@ class Rehearsal:
                 self.client.containers.get(name).remove(force=True)
 
     def teardown(self) -> None:
-        self._remove(GEMMA, CHATTERBOX, HUB)
+        """Best effort, every step: what one step cannot remove does not keep the next from trying."""
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("production stand-ins", lambda: self._remove(GEMMA, CHATTERBOX, HUB)),
+            ("engines", lambda: [c.remove(force=True) for c in self._engines()]),
+        ]
         if self.fleet is not None:
-            self.fleet.remove()
-            release_same_paths(self.claimed)
+            steps.append(("test hosts", self.fleet.remove))
+        steps.append(("same-path directories", lambda: release_same_paths(self.claimed, self.say)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:  # report and go on: the rest must still be removed
+                self.say(f"teardown: could not remove the {what}: {type(error).__name__}: {error}")
+
+
+#: What titan may mount from this machine: its systemd's cgroups, the ssh key, the Docker socket
+#: (its engines run on this machine's daemon) and the same-path data directories. No code.
+TITAN_MOUNTS = {"/sys/fs/cgroup", "/home/bench/.ssh/authorized_keys", "/var/run/docker.sock", *SAME_PATHS}
+LOCK = Path("/run/lock/voxbench-rehearsal.lock")
+
+
+def _one_at_a_time(say: Say) -> Any:
+    """The rehearsal's names and directories are fixed: one rehearsal per Docker host at a time."""
+    import fcntl
+
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    handle = LOCK.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise RehearsalError(f"another rehearsal is running on this machine ({handle.read().strip()})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _interrupted(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # the teardown in main's finally still runs
+
+
+def titan_problems(facts: dict[str, Any]) -> list[str]:
+    problems = []
+    if facts["closure"]["returncode"] != 0 or "the scorer runs here" not in facts["closure"]["output"]:
+        problems.append(f"titan's venv does not import (and run) all it can reach:\n{facts['closure']['output']}")
+    outside = {k: v for k, v in facts["imported_from"].items() if not v.startswith("/opt/voxbench/venv/")}
+    if len(facts["imported_from"]) != 3 or outside:
+        problems.append(
+            f"titan does not import bench_py, resemblyzer and torch from its venv: {facts['imported_from']}"
+        )
+    mounted = {mount["destination"] for mount in facts["mounts"]} - TITAN_MOUNTS
+    if mounted:
+        problems.append(f"titan mounts more from this machine than its data: {sorted(mounted)}")
+    return problems
 
 
 def main(project: Path, workdir: Path, say: Say = print) -> int:
@@ -459,13 +614,24 @@ def main(project: Path, workdir: Path, say: Say = print) -> int:
     should. What it saw goes to ``<workdir>/rehearsal.json`` (the test reads its facts there)."""
     from bench_py.standins.images import build_standins
 
+    if os.geteuid() != 0:
+        say(
+            f"make rehearsal needs root: it makes {' and '.join(SAME_PATHS)} on this machine (titan's engines run "
+            "on its Docker daemon) for the test hosts' bench user; run it as root or with sudo"
+        )
+        return 2
     started = time.monotonic()
-    client = docker.from_env()
-    rehearsal = Rehearsal(client, project, workdir, say)
     failures: list[str] = []
     report: dict[str, Any] = {"runs": []}
     try:
-        images = build_standins(client, progress=say)
+        lock = _one_at_a_time(say)
+    except RehearsalError as error:
+        say(str(error))
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    rehearsal = Rehearsal(docker.from_env(), project, workdir, say)
+    try:
+        images = build_standins(rehearsal.client, progress=say)
         rehearsal.start_fleet()
         rehearsal.start_production(images)
         report["inventory_diff"] = [list(row) for row in rehearsal.write_inventory()]
@@ -474,15 +640,17 @@ def main(project: Path, workdir: Path, say: Say = print) -> int:
         rehearsal.setup()
         report["setup_s"] = round(time.monotonic() - setup_started, 1)
         report["titan"] = rehearsal.titan_facts()
-        if report["titan"]["closure"]["returncode"] != 0:
-            failures.append(f"titan's venv does not import all it can reach:\n{report['titan']['closure']['output']}")
+        failures += titan_problems(report["titan"])
         report["host_key_check"] = rehearsal.spoofed_host_key()
         if not report["host_key_check"]["refused"]:
             failures.append("titan answered with another host's keys in known_hosts: host keys are not checked")
         for gemma_mode, release in RUNS:
             say(f"bench.yml -e gemma_mode={gemma_mode} against vLLM-Omni {release} ...")
             outcome = rehearsal.bench(gemma_mode, release)
-            verdict = json.loads((outcome.run_dir / "verdict.json").read_text())["verdict"] if outcome.run_dir else "-"
+            verdict_file = outcome.run_dir / "verdict.json" if outcome.run_dir else None
+            verdict = (
+                json.loads(verdict_file.read_text())["verdict"] if verdict_file and verdict_file.is_file() else "-"
+            )
             say(f"  {outcome.measurements.get('final_state')} in {outcome.seconds:.0f} s, verdict {verdict}")
             report["runs"].append(
                 {
@@ -500,12 +668,17 @@ def main(project: Path, workdir: Path, say: Say = print) -> int:
         report["gemma_after"] = rehearsal.gemma_answers()
         if not report["gemma_after"]["answers"]:
             failures.append(f"Gemma does not answer after the runs: {report['gemma_after']}")
-    except (RehearsalError, docker.errors.DockerException, subprocess.SubprocessError) as error:
+        report["token_found_in"] = rehearsal.token_leaks()
+        if report["token_found_in"]:
+            failures.append(f"the Hugging Face token was found in: {report['token_found_in']}")
+    except (Exception, KeyboardInterrupt) as error:  # whatever ends it, the report says so and teardown runs
         failures.append(f"{type(error).__name__}: {error}")
     finally:
         rehearsal.teardown()
+        signal.signal(signal.SIGTERM, previous)
+        lock.close()
     seconds = time.monotonic() - started
-    report.update(seconds=round(seconds, 1), failures=failures, passed=not failures)
+    report.update(seconds=round(seconds, 1), failures=failures, passed=not failures, extra_vars=rehearsal.extra_vars)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rehearsal.json").write_text(json.dumps(report, indent=1) + "\n")
     say(f"rehearsal {'passed' if not failures else 'FAILED'} in {seconds:.0f} s (report: {workdir / 'rehearsal.json'})")

@@ -8,6 +8,7 @@ written allow-list, so that what the rehearsal proves is what the example ships.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,18 @@ def _hosts(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(directory: Path) -> dict[str, Any]:
-    """An inventory directory as the rehearsal compares it: hosts and the GPU hosts' group vars."""
-    return {
+    """An inventory directory as the rehearsal compares it: hosts, the GPU hosts' group vars, and
+    every other YAML file in it under its relative path (a file added to the example later is
+    compared too)."""
+    data: dict[str, Any] = {
         "hosts": _hosts(yaml.safe_load((directory / "hosts.yml").read_text())),
         "gpu_hosts": yaml.safe_load((directory / "group_vars" / "gpu_hosts.yml").read_text()),
     }
+    for path in sorted(directory.rglob("*.yml")):
+        relative = str(path.relative_to(directory))
+        if relative not in ("hosts.yml", "group_vars/gpu_hosts.yml"):
+            data[relative] = yaml.safe_load(path.read_text())
+    return data
 
 
 def inventory_diff(example: dict[str, Any], generated: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -99,6 +107,8 @@ def generate(
     """Write the rehearsal's inventory into ``target``: the example, and only allow-listed changes.
 
     ``hosts``: per host name (``titan``, ``panda``), its ``ansible_host`` and ``ansible_port``."""
+    shutil.rmtree(target, ignore_errors=True)  # nothing of an earlier rehearsal's inventory stays
+    shutil.copytree(example_dir, target)
     raw_hosts = yaml.safe_load((example_dir / "hosts.yml").read_text())
     for group in raw_hosts["all"]["children"].values():
         for name, host in group["hosts"].items():
@@ -114,7 +124,6 @@ def generate(
     config["candidate"]["network_mode"] = network_mode
     config["cotenant"]["control"]["name"] = cotenant_container
     config["incumbent"]["url"] = incumbent_url
-    (target / "group_vars").mkdir(parents=True, exist_ok=True)
     (target / "hosts.yml").write_text(yaml.safe_dump(raw_hosts, sort_keys=False))
     (target / "group_vars" / "gpu_hosts.yml").write_text(yaml.safe_dump(group_vars, sort_keys=False))
     return target

@@ -176,7 +176,7 @@ class TestHostFleet:
 
         self.image = build_testhost_image(self.client, self.progress)
         socket_gid = os.stat("/var/run/docker.sock").st_gid
-        if self.network and not self.client.networks.list(names=[self.network]):
+        if self.network and not any(n.name == self.network for n in self.client.networks.list(names=[self.network])):
             self.client.networks.create(self.network, labels=self.labels)
         for name, systemd in names.items():
             with socket.socket() as probe:
@@ -284,4 +284,5 @@ class TestHostFleet:
         self.hosts.clear()
         if self.network:
             for network in self.client.networks.list(names=[self.network]):
-                network.remove()
+                if network.name == self.network:  # the filter matches part of a name
+                    network.remove()

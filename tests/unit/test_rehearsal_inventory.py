@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import yaml
 
 from bench_py.standins import rehearsal_inventory as ri
@@ -43,3 +45,18 @@ def test_any_other_change_is_named(tmp_path):
         "gpu_hosts.voxbench_inventory_config.reference.name",
     ]
     assert "NOT ON THE ALLOW-LIST" in ri.render_diff(outside)
+
+
+def test_a_file_the_example_gains_is_carried_over_and_compared(tmp_path):
+    example = tmp_path / "example"
+    shutil.copytree(EXAMPLE, example)
+    (example / "group_vars" / "all.yml").write_text("voxbench_watcher_poll_s: 5\n")
+    target = ri.generate(
+        example, tmp_path / "inv", {"titan": {"ansible_port": 1}, "panda": {"ansible_port": 2}},
+        tmp_path / "key", tmp_path / "known_hosts", image="i", network_mode="container:titan",
+        cotenant_container="g", incumbent_url="http://panda:8772/tts",
+    )  # fmt: skip
+    assert (target / "group_vars" / "all.yml").read_text() == "voxbench_watcher_poll_s: 5\n"
+    (target / "group_vars" / "all.yml").write_text("voxbench_watcher_poll_s: 1\n")
+    outside = ri.outside_allow_list(ri.inventory_diff(ri.load(example), ri.load(target)))
+    assert [key for key, _, _ in outside] == ["group_vars/all.yml.voxbench_watcher_poll_s"]
