@@ -58,7 +58,7 @@ rehearsal: venv docker
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/voxbench rehearsal $(REHEARSAL_ARGS)
 
 schemas:
-	cp bench_py/run/schemas/*.json docs/schemas/
+	cp bench_py/schemas/*.json docs/schemas/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_py.run.state import atomic_write_bytes
+from bench_py.files import atomic_write_bytes
 
 #: Every engine voxbench talks to produces or is resampled to this rate (Voxtral, Chatterbox).
 OUTPUT_RATE = 24_000

@@ -602,7 +602,16 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
             click.echo(f"listener {name}: {link}")
         click.echo("each listener opens their own link; you close the session with --close", err=True)
 
-    server = ListeningServer(run_dir, exit_after_reveal=not keep_serving)
+    def derive_verdict(revealed: Path) -> dict:
+        from bench_py.judge.session import SessionError
+        from bench_py.run.report import ReportError, refresh_verdict
+
+        try:
+            return refresh_verdict(revealed)
+        except (ReportError, SessionError) as error:
+            return {"verdict": None, "reason": f"the verdict could not be derived: {error}"}
+
+    server = ListeningServer(run_dir, derive_verdict, exit_after_reveal=not keep_serving)
     asyncio.run(serve(server, port, announce=announce))
     return server.verdict
 
@@ -612,8 +621,8 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
 def proxies_command(run_dir: Path) -> None:
     """Objective proxies of every saved take (similarity, ASR word error rate, loudness, duration),
     written to RUN_DIR/proxies.json and shown in the report beside the verdict."""
+    from bench_py.documents import RunFileError
     from bench_py.judge import proxies
-    from bench_py.run.files import RunFileError
     from bench_py.run.report import ReportError, build
 
     try:
@@ -936,16 +945,16 @@ def correct_command(
     --retracts must be verdicts DESIGN's table can give for this run's engines."""
     import datetime as dt
 
+    from bench_py import documents
     from bench_py.judge.verdict import VerdictNameError, check_verdict_name
-    from bench_py.run import files
 
     try:
-        measurements = files.read("measurements", run_dir / files.FILE_NAMES["measurements"])
+        measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
         names = measurements["candidate"]["name"], measurements["incumbent"]["name"]
         for option, value in (("--verdict", new_verdict), ("--retracts", retracts)):
             if value is not None:
                 check_verdict_name(value, *names, what=option)
-    except (files.RunFileError, OSError, VerdictNameError) as error:
+    except (documents.RunFileError, OSError, VerdictNameError) as error:
         raise click.ClickException(str(error)) from None
     record = {
         "schema": "voxbench/corrections/v0",
@@ -957,10 +966,10 @@ def correct_command(
         "verdict": new_verdict,
     }
     try:
-        files.append("corrections", run_dir / files.FILE_NAMES["corrections"], record)
-    except files.RunFileError as error:
+        documents.append("corrections", run_dir / documents.FILE_NAMES["corrections"], record)
+    except documents.RunFileError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"correction appended to {run_dir / files.FILE_NAMES['corrections']}")
+    click.echo(f"correction appended to {run_dir / documents.FILE_NAMES['corrections']}")
 
 
 @main.command("state-diagram")

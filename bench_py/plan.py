@@ -59,6 +59,7 @@ class HostFacts:
 def gather_facts(config: Config) -> HostFacts:
     import httpx
 
+    from bench_py.engines.docker_client import docker_client
     from bench_py.engines.paths import host_platform, image_platforms
     from bench_py.run import preflight
 
@@ -74,7 +75,7 @@ def gather_facts(config: Config) -> HostFacts:
     except launch.LaunchError:
         pass
     try:
-        client = preflight.docker_client(config.preflight.docker_url)
+        client = docker_client(config.preflight.docker_url)
         info = client.info()
         facts.docker = {
             "answers": True,

@@ -24,7 +24,7 @@ import docker.types
 import docker.utils
 
 from bench_py.engines.ready import NotReady, wait_http_ready
-from bench_py.run.state import atomic_write_text
+from bench_py.files import atomic_write_text
 
 LABEL_RUN = "io.voxbench.run-id"
 LABEL_ROLE = "io.voxbench.role"

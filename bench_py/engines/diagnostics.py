@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench_py.run.state import atomic_write_text
+from bench_py.files import atomic_write_text
 
 DIAGNOSTIC_FILE = "voxtral_nvrtc_diagnostic.log"
 PATTERNS = re.compile(

@@ -35,6 +35,7 @@ import httpx
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.engines import container, inprocess, launch, ready, standin
 from bench_py.engines.http import Condition, OpenAISpeechTarget
+from bench_py.processes import pid_alive
 
 STATUSES = ("ok", "blocked", "unsupported", "disallowed_by_vendor", "failed", "skipped")
 PATH_KINDS = {"2A": "container", "2B": "process", "2C": "in_process", "2D": "batch"}
@@ -191,7 +192,7 @@ class ContainerPath:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         cfg = ctx.candidate
-        from bench_py.run.preflight import docker_client
+        from bench_py.engines.docker_client import docker_client
 
         self.client = docker_client(ctx.docker_url)
         gpus = "nvidia" in (self.client.info().get("Runtimes") or {})
@@ -518,19 +519,6 @@ def _fill(argv: list[str], values: dict[str, str]) -> list[str]:
             arg = arg.replace("{" + key + "}", value)
         out.append(arg)
     return out
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def stop_process_group(pid: int, grace_s: float) -> dict[str, Any]:

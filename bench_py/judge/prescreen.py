@@ -19,8 +19,8 @@ import httpx
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.config.model import Config
 from bench_py.engines.http import MistralHostedTarget
+from bench_py.files import atomic_write_json
 from bench_py.measure.client import stream_speech
-from bench_py.run.state import atomic_write_json
 
 CAVEAT = (
     "A pass never green-lights the swap: the hosted model clones, the open weights under test cannot "

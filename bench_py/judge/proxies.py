@@ -20,7 +20,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from bench_py.audio import Pcm, read_wav_file
-from bench_py.run.state import atomic_write_json
+from bench_py.files import atomic_write_json
 
 PROXIES = "proxies.json"
 ASR_RATE = 16_000
@@ -176,9 +176,9 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def write(run_dir: Path, asr: Asr | None = None) -> dict[str, Any]:
-    from bench_py.run import files
+    from bench_py import documents
 
-    measurements = files.read("measurements", Path(run_dir) / files.FILE_NAMES["measurements"])
+    measurements = documents.read("measurements", Path(run_dir) / documents.FILE_NAMES["measurements"])
     data = compute(run_dir, measurements, asr)
     atomic_write_json(Path(run_dir) / PROXIES, data)
     return data

@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from bench_py.judge import session as sessions
+from bench_py.processes import pid_alive
 
 SERVER_FILE = "server.json"
 KEY_HEADER = "X-Listener-Key"
@@ -63,14 +65,23 @@ def running_server(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / sessions.SCORING_DIR / SERVER_FILE
     try:
         info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
+        alive = pid_alive(int(info["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info
+    return info if alive else None
 
 
 class ListeningServer:
-    def __init__(self, run_dir: Path, token: str | None = None, exit_after_reveal: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        derive_verdict: Callable[[Path], dict[str, Any]],
+        token: str | None = None,
+        exit_after_reveal: bool = True,
+    ) -> None:
+        # The verdict is the results' to derive (bench_py.run.report): the caller hands that in,
+        # so the listening room never reaches up into the run wing.
+        self.derive_verdict = derive_verdict
         self.run_dir = Path(run_dir)
         self.session = sessions.load(self.run_dir)
         self.token = token or secrets.token_urlsafe(18)
@@ -140,12 +151,7 @@ class ListeningServer:
         if self._closing:
             return
         self._closing = True
-        from bench_py.run.report import ReportError, refresh_verdict
-
-        try:
-            self.verdict = await asyncio.to_thread(refresh_verdict, self.run_dir)
-        except (ReportError, sessions.SessionError) as error:
-            self.verdict = {"verdict": None, "reason": f"the verdict could not be derived: {error}"}
+        self.verdict = await asyncio.to_thread(self.derive_verdict, self.run_dir)
         if self.exit_after_reveal:
             asyncio.get_running_loop().call_later(EXIT_DELAY_S, self.done.set)
 

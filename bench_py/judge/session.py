@@ -20,7 +20,6 @@ session: an answer is checked against the session as it is on disk at that momen
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -34,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bench_py import documents
 from bench_py.audio import parse_wav_header, wav_header
-from bench_py.run import files
-from bench_py.run.state import atomic_write_json
+from bench_py.clock import now_iso
+from bench_py.files import atomic_write_json
 
 SCORING_DIR = "scoring"
 SESSION = "session.json"
@@ -73,7 +73,7 @@ class Session:
 
     @property
     def scores_path(self) -> Path:
-        return self.run_dir / files.FILE_NAMES["scores"]
+        return self.run_dir / documents.FILE_NAMES["scores"]
 
     @property
     def revealed(self) -> bool:
@@ -92,10 +92,6 @@ class Session:
             if pair["pair"] == pair_id:
                 return pair
         raise SessionError(f"no pair {pair_id!r} in this session")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def mapping_digest(salt: str, mapping: dict[str, Any]) -> str:
@@ -196,7 +192,7 @@ def create(run_dir: Path) -> Session:
     scoring = run_dir / SCORING_DIR
     if (scoring / SESSION).is_file():
         return load(run_dir)
-    measurements = files.read("measurements", run_dir / files.FILE_NAMES["measurements"])
+    measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
     takes = _takes(run_dir, measurements)
     if not takes:
         hint = ""
@@ -225,7 +221,7 @@ def create(run_dir: Path) -> Session:
     public = {
         "session": secrets.token_hex(8),
         "run_id": measurements["run_id"],
-        "created_at": _now(),
+        "created_at": now_iso(),
         "pairs": pairs,
         "clips_sha256": {
             clip.stem: hashlib.sha256(clip.read_bytes()).hexdigest() for clip in sorted((tmp / "clips").iterdir())
@@ -270,7 +266,7 @@ def register(session: Session, name: str, *, simulated: bool = False) -> dict[st
     """Register a listener by name (idempotent). Only the operator registers: the page cannot."""
     if not LISTENER_NAME.match(name or ""):
         raise SessionError(f"listener name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting alphanumeric")
-    with files.locked(session.scores_path):
+    with documents.locked(session.scores_path):
         if load(session.run_dir).revealed:
             raise SessionError("the session has been revealed: no listener can join it")
         known = read_listeners(session.run_dir)
@@ -280,7 +276,7 @@ def register(session: Session, name: str, *, simulated: bool = False) -> dict[st
                     kind = "simulated" if entry["simulated"] else "real"
                     raise SessionError(f"{name!r} is registered as a {kind} listener; choose another name")
                 return entry
-        entry = {"name": name, "simulated": simulated, "registered_at": _now()}
+        entry = {"name": name, "simulated": simulated, "registered_at": now_iso()}
         atomic_write_json(session.dir / LISTENERS, {"listeners": [*known, entry]})
         return entry
 
@@ -293,7 +289,7 @@ def _given(value: Any, limit: int = 64) -> str | None:
 def refuse(session: Session, reason: str, status: int, given: dict[str, Any]) -> RefusedAnswer:
     """Write a refused answer (what was given, trimmed, with the reason) and return the error to
     raise: refused answers are kept, never counted."""
-    record: dict[str, Any] = {"schema": "voxbench/scores/v0", "at": _now(), "refused": reason}
+    record: dict[str, Any] = {"schema": "voxbench/scores/v0", "at": now_iso(), "refused": reason}
     for key in ("session", "listener", "pair", "clip"):
         value = _given(given.get(key))
         if value is not None:
@@ -305,7 +301,7 @@ def refuse(session: Session, reason: str, status: int, given: dict[str, Any]) ->
         record["score"] = repr(score)[:32]
     if isinstance(given.get("simulated"), bool):
         record["simulated"] = given["simulated"]
-    files.append("scores", session.scores_path, record)
+    documents.append("scores", session.scores_path, record)
     return RefusedAnswer(reason, status)
 
 
@@ -354,15 +350,15 @@ def answer(
         "score": score,
         "simulated": simulated,
     }
-    with files.locked(session.scores_path):
+    with documents.locked(session.scores_path):
         current = load(session.run_dir)  # the reveal may have happened in another process
         refusal = _why_refused(current, given)
         if refusal is not None:
             raise refuse(current, refusal[0], refusal[1], given)
-        record = {"schema": "voxbench/scores/v0", **given, "at": _now()}
+        record = {"schema": "voxbench/scores/v0", **given, "at": now_iso()}
         try:
-            files.append("scores", session.scores_path, record)
-        except files.RunFileError as error:
+            documents.append("scores", session.scores_path, record)
+        except documents.RunFileError as error:
             raise refuse(current, str(error), 400, given) from None
     return record
 
@@ -436,7 +432,7 @@ def scores_seal_error(session: dict[str, Any] | None, scores_path: Path) -> str 
     seal = (session or {}).get("scores_at_reveal")
     if not seal:
         return None
-    prefix = files.complete_bytes(scores_path)[: seal["bytes"]]
+    prefix = documents.complete_bytes(scores_path)[: seal["bytes"]]
     if len(prefix) < seal["bytes"] or hashlib.sha256(prefix).hexdigest() != seal["sha256"]:
         return (
             f"{scores_path.name} no longer begins with the {seal['bytes']} bytes the reveal sealed "
@@ -446,7 +442,7 @@ def scores_seal_error(session: dict[str, Any] | None, scores_path: Path) -> str 
 
 
 def classified(session: Session) -> Classified:
-    return classify(session.data, listeners(session), files.iter_records_at("scores", session.scores_path))
+    return classify(session.data, listeners(session), documents.iter_records_at("scores", session.scores_path))
 
 
 def progress(session: Session, listener: str) -> dict[str, Any]:
@@ -477,7 +473,7 @@ def reveal(session: Session, *, by: Literal["operator", "listeners"]) -> Session
     """Open the seal: check the mapping's hash and the rule's, seal the answers given so far by
     the scores file's sha256, then publish the mapping. ``listeners``: only once every registered
     listener has finished. ``operator``: at any time (recorded as abandoned when someone had not)."""
-    with files.locked(session.scores_path):
+    with documents.locked(session.scores_path):
         session = load(session.run_dir)
         if session.revealed:
             return session
@@ -497,14 +493,14 @@ def reveal(session: Session, *, by: Literal["operator", "listeners"]) -> Session
             raise SessionError("the sealed mapping does not match the hash recorded before the first answer")
         from bench_py.judge.verdict import sealed_rule
 
-        measurements = files.read("measurements", session.run_dir / files.FILE_NAMES["measurements"])
+        measurements = documents.read("measurements", session.run_dir / documents.FILE_NAMES["measurements"])
         sealed_rule(measurements)  # raises when the rule changed after PREFLIGHT
         if measurements["preflight"]["rule"]["sha256"] != session.data["rule_sha256"]:
             raise SessionError("the rule's hash differs from the one the session was created under")
-        answers = files.complete_bytes(session.scores_path)
+        answers = documents.complete_bytes(session.scores_path)
         data = {
             **session.data,
-            "revealed_at": _now(),
+            "revealed_at": now_iso(),
             "revealed_by": "operator" if by == "operator" else "every listener finished",
             "revealed_verified": True,
             "abandoned": not everyone,

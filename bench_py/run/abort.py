@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_py.files import atomic_write_json
 from bench_py.run.space import is_disk_full, release_reserve
-from bench_py.run.state import atomic_write_json
 
 FLAG = "abort.json"
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench_py.config.model import Config
+from bench_py.files import atomic_write_json
+from bench_py.processes import process_start
 from bench_py.run.phases import make_run_id
 from bench_py.run.space import is_disk_full
-from bench_py.run.state import HostLockedError, StateStore, atomic_write_json, boot_id, process_start
+from bench_py.run.state import HostLockedError, StateStore, boot_id
 
 PHASE_PLAYBOOK = "playbooks/phases.yml"
 
@@ -104,8 +106,8 @@ def launch(
         state = store.load(holder)
         if store.dispatcher_alive(state) is False or not store.same_boot(state):
             # Its dispatcher is gone (tmux killed, host rebooted): close it and undo what it changed.
+            from bench_py.engines.docker_client import docker_client
             from bench_py.hosts.cleanup import recover
-            from bench_py.run.preflight import docker_client
 
             recovered = recover(store, docker_client(config.preflight.docker_url), dry_run=dry_run)
         elif new_run:

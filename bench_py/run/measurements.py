@@ -5,23 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench_py.run import files
+from bench_py import documents
 
-SCHEMA_VERSION = files.VERSION
-MeasurementsError = files.RunFileError
+SCHEMA_VERSION = documents.VERSION
+MeasurementsError = documents.RunFileError
 
 
 def schema(version: str = SCHEMA_VERSION) -> dict[str, Any]:
-    return files.schema("measurements", version)
+    return documents.schema("measurements", version)
 
 
 def validate(data: dict[str, Any]) -> None:
-    files.validate("measurements", data)
+    documents.validate("measurements", data)
 
 
 def write_measurements(path: Path, data: dict[str, Any]) -> None:
-    files.write("measurements", path, data)
+    documents.write("measurements", path, data)
 
 
 def read_measurements(path: Path) -> dict[str, Any]:
-    return files.read("measurements", path)
+    return documents.read("measurements", path)

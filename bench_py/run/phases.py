@@ -26,17 +26,21 @@ import numpy as np
 
 from bench_py import __version__
 from bench_py.audio import Pcm, read_wav_file, write_wav_file
+from bench_py.clock import now_iso
 from bench_py.config.model import Config
 from bench_py.engines import container, diagnostics, paths, sanity
+from bench_py.engines.docker_client import docker_client
 from bench_py.engines.http import incumbent_target
+from bench_py.files import atomic_write_json
 from bench_py.measure import bench, cotenant, memory
 from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
+from bench_py.processes import pid_alive
 from bench_py.run import preflight, space
 from bench_py.run.abort import Aborted, check_abort, read_abort, request_abort
 from bench_py.run.measurements import write_measurements
-from bench_py.run.state import State, StateStore, atomic_write_json
+from bench_py.run.state import State, StateStore
 
 
 class PhaseFailed(RuntimeError):
@@ -64,10 +68,6 @@ def _error_message(response: httpx.Response) -> str:
         return str(message)[:500]
     except (ValueError, KeyError, TypeError):
         return response.text[:300]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def make_run_id(candidate: str, host: str, now: dt.datetime | None = None) -> str:
@@ -209,7 +209,7 @@ class Run:
     def _pause_cotenant(self) -> None:
         control = self.config.cotenant.control
         # Recorded before it happens: recovery must be able to undo a pause even if we die mid-stop.
-        pause = {"kind": control.kind, "name": control.name, "stopped_at": _now(), "restored": False}
+        pause = {"kind": control.kind, "name": control.name, "stopped_at": now_iso(), "restored": False}
         self.store.update(self.run_id, changes={"cotenant_paused": pause})
         try:
             cotenant.control_cotenant(control.kind, control.name, "stop", self.config.preflight.docker_url)
@@ -468,7 +468,7 @@ class Run:
         ready = self._selected()
         container_id = (ready.get("container") or {}).get("id")
         if container_id:
-            client = preflight.docker_client(self.config.preflight.docker_url)
+            client = docker_client(self.config.preflight.docker_url)
 
             def engine_pids() -> list[int]:
                 top = client.containers.get(container_id).top(ps_args="-eo pid")
@@ -626,7 +626,7 @@ class Run:
                 code = engine.attrs["State"].get("ExitCode")
                 return f"the candidate container {engine.status} (exit code {code}) during BENCHING"
         pid = (selected.get("process") or {}).get("pid")
-        if pid and not paths.pid_alive(int(pid)):
+        if pid and not pid_alive(int(pid)):
             return f"the candidate engine process {pid} exited during BENCHING"
         return None
 
@@ -635,7 +635,7 @@ class Run:
         state machine) — timing a dead engine would record errors as if they were its answers."""
         # Read once for the whole loop: the selected path and a Docker client do not change.
         selected = self._selected()
-        client = preflight.docker_client(self.config.preflight.docker_url) if selected.get("container") else None
+        client = docker_client(self.config.preflight.docker_url) if selected.get("container") else None
 
         def check() -> None:
             self._check_abort()
@@ -697,7 +697,7 @@ class Run:
     # -- TEARDOWN and abort ---------------------------------------------------------------------
     def _teardown_actions(self) -> dict[str, Any]:
         """Remove the run's engines, restore a paused co-tenant, then measure its recovery."""
-        client = preflight.docker_client(self.config.preflight.docker_url)
+        client = docker_client(self.config.preflight.docker_url)
         lost: list[str] = []  # evidence a full disk would not take: teardown goes on without it
 
         def evidence(what: str, write: Any, default: Any) -> Any:
@@ -729,7 +729,7 @@ class Run:
         restore = self._restore_cotenant()
         post = self._postflight(answered_after_restart=restore is not None)
         result = {
-            "at": _now(),
+            "at": now_iso(),
             "removal": removal,
             "cotenant_restore": restore,
             "postflight": post,
@@ -753,7 +753,7 @@ class Run:
         if not pause or pause.get("restored"):
             return None
         cfg = self.cotenant
-        started_at = _now()
+        started_at = now_iso()
         try:
             cotenant.control_cotenant(pause["kind"], pause["name"], "start", self.config.preflight.docker_url)
         except cotenant.ControlError as error:
@@ -830,7 +830,7 @@ class Run:
         control = self.config.cotenant.control
         if control.kind == "container" and control.name:
             try:
-                client = preflight.docker_client(self.config.preflight.docker_url)
+                client = docker_client(self.config.preflight.docker_url)
                 layout["cotenant"] = client.containers.get(control.name).attrs["HostConfig"].get("CpusetCpus") or None
             except Exception as error:
                 layout["cotenant"] = f"unknown ({type(error).__name__})"
@@ -885,5 +885,5 @@ class Run:
 
         verdict = write_verdict(self.dir)
         # The watcher collects once this is set: the files above are complete.
-        self.store.update(self.run_id, changes={"files_written": _now()})
+        self.store.update(self.run_id, changes={"files_written": now_iso()})
         return {"state": str(state.state), "verdict": verdict["verdict"], "measurements": str(self.dir)}

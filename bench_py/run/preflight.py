@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py.config.model import Config
+from bench_py.engines.docker_client import docker_client
 from bench_py.engines.launch import mem_available_gb
 from bench_py.run.space import free_bytes, nearest_existing
 from bench_py.voice.references import ReferenceError, verify
@@ -28,12 +29,6 @@ class Check:
     message: str
     detail: dict[str, Any] | None = None
     warning: bool = False  # passed, but the user should know (recorded in the run)
-
-
-def docker_client(url: str | None):
-    import docker
-
-    return docker.DockerClient(base_url=url) if url else docker.from_env()
 
 
 def check_docker(config: Config) -> Check:

@@ -25,8 +25,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_py import documents
 from bench_py.judge import session as sessions
-from bench_py.run import files, report
+from bench_py.run import report
 from bench_py.run.artifacts import Publication, publish
 from bench_py.run.results import figures_from, summary_markdown
 
@@ -38,10 +39,10 @@ SEALED_STATISTICS = ("n", "p50", "p90", "p99", "mean", "method")
 SEALED_LOAD_LEVEL = ("concurrency", "requests", "errors", "error_rate", "wall_s", "ttfa_ms", "total_ms")
 SEALED_LOAD_RUN = ("mode", "limit", "requests_per_level", "max_error_rate", "stopped_early", "rate_per_s", "seed")
 #: Run files that are published only once the session is revealed.
-AFTER_REVEAL = (files.FILE_NAMES["scores"], "scores.torn.jsonl", "proxies.json")
+AFTER_REVEAL = (documents.FILE_NAMES["scores"], "scores.torn.jsonl", "proxies.json")
 ALWAYS = (
-    files.FILE_NAMES["verdict"],
-    files.FILE_NAMES["corrections"],
+    documents.FILE_NAMES["verdict"],
+    documents.FILE_NAMES["corrections"],
     report.REPORT_NAME,
     f"{sessions.SCORING_DIR}/{sessions.SESSION}",
     f"{sessions.SCORING_DIR}/{sessions.LISTENERS}",
@@ -117,13 +118,13 @@ def public_files(run_dir: Path, summary: str) -> tuple[dict[str, Path | bytes], 
     run_dir = Path(run_dir)
     run = report.load(run_dir)
     sealed = report.is_sealed(run)
-    measurements_path = run_dir / files.FILE_NAMES["measurements"]
+    measurements_path = run_dir / documents.FILE_NAMES["measurements"]
     out: dict[str, Path | bytes] = {}
     if sealed and not run.measurements.get("sealed_view"):
         full = hashlib.sha256(measurements_path.read_bytes()).hexdigest()
-        out[files.FILE_NAMES["measurements"]] = _dump(sealed_measurements(run.measurements, full))
+        out[documents.FILE_NAMES["measurements"]] = _dump(sealed_measurements(run.measurements, full))
     else:
-        out[files.FILE_NAMES["measurements"]] = measurements_path
+        out[documents.FILE_NAMES["measurements"]] = measurements_path
     for name in ALWAYS + (() if sealed else AFTER_REVEAL):
         if (run_dir / name).is_file():
             out[name] = run_dir / name
@@ -143,7 +144,7 @@ def seal_session(run_dir: Path) -> sessions.Session | None:
     run_dir = Path(run_dir)
     if (run_dir / sessions.SCORING_DIR / sessions.SESSION).is_file():
         return sessions.load(run_dir)
-    measurements = files.read("measurements", run_dir / files.FILE_NAMES["measurements"])
+    measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
     if measurements.get("sealed_view") or not sessions.pairable(run_dir, measurements):
         return None
     return sessions.create(run_dir)

@@ -23,10 +23,10 @@ from typing import Any
 
 import jinja2
 
+from bench_py import documents
 from bench_py.judge import listening
 from bench_py.judge import session as sessions
 from bench_py.judge.verdict import SealError, VerdictNameError, check_verdict_name, decide_from_files
-from bench_py.run import files
 from bench_py.run.plots import Plot, Series, cdf, render
 from bench_py.run.retrospective import retrospective
 
@@ -55,20 +55,20 @@ class RunFiles:
 
 def load(run_dir: Path) -> RunFiles:
     run_dir = Path(run_dir)
-    path = run_dir / files.FILE_NAMES["measurements"]
+    path = run_dir / documents.FILE_NAMES["measurements"]
     if not path.is_file():
         raise ReportError(f"{path} is missing: not a finished run directory")
     try:
-        measurements = files.read("measurements", path)
-        verdict_path = run_dir / files.FILE_NAMES["verdict"]
-        stored = files.read("verdict", verdict_path) if verdict_path.is_file() else None
-        score_lines = list(files.iter_records_at("scores", run_dir / files.FILE_NAMES["scores"]))
-        corrections = files.read_records("corrections", run_dir / files.FILE_NAMES["corrections"])
-    except files.RunFileError as error:
+        measurements = documents.read("measurements", path)
+        verdict_path = run_dir / documents.FILE_NAMES["verdict"]
+        stored = documents.read("verdict", verdict_path) if verdict_path.is_file() else None
+        score_lines = list(documents.iter_records_at("scores", run_dir / documents.FILE_NAMES["scores"]))
+        corrections = documents.read_records("corrections", run_dir / documents.FILE_NAMES["corrections"])
+    except documents.RunFileError as error:
         raise ReportError(str(error)) from None
     session_path = run_dir / sessions.SCORING_DIR / sessions.SESSION
     session = json.loads(session_path.read_text()) if session_path.is_file() else None
-    seal_error = sessions.scores_seal_error(session, run_dir / files.FILE_NAMES["scores"])
+    seal_error = sessions.scores_seal_error(session, run_dir / documents.FILE_NAMES["scores"])
     if seal_error:
         raise ReportError(seal_error)
     proxies_path = run_dir / "proxies.json"
@@ -148,7 +148,7 @@ def recompute_verdict(run: RunFiles) -> dict[str, Any]:
 def write_verdict(run_dir: Path) -> dict[str, Any]:
     """Derive verdict.json from the run's files (validated, atomic); refuses a tampered one."""
     verdict = recompute_verdict(load(run_dir))
-    files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
+    documents.write("verdict", Path(run_dir) / documents.FILE_NAMES["verdict"], verdict)
     return verdict
 
 
@@ -356,7 +356,7 @@ def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]
     run = load(run_dir)
     verdict = recompute_verdict(run)
     if run.stored_verdict != verdict:
-        files.write("verdict", Path(run_dir) / files.FILE_NAMES["verdict"], verdict)
+        documents.write("verdict", Path(run_dir) / documents.FILE_NAMES["verdict"], verdict)
         run = dataclasses.replace(run, stored_verdict=verdict)
     text = render_report(run, verdict)
     target = Path(out) if out else Path(run_dir) / REPORT_NAME

@@ -10,16 +10,18 @@ never sees half a state.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from bench_py.clock import now_iso
+from bench_py.files import atomic_write_json
+from bench_py.processes import pid_alive
 
 
 class State(StrEnum):
@@ -81,16 +83,12 @@ class HostLockedError(StateError):
         self.holder = holder
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
 @dataclass
 class RunState:
     run_id: str
     state: State = State.PREFLIGHT
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
     history: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, Any] = field(
         default_factory=lambda: {"containers": [], "processes": [], "cotenant_paused": None}
@@ -118,55 +116,6 @@ def boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
-
-
-def process_start(pid: int) -> str | None:
-    """When the process started (clock ticks since boot): tells a live process from a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def pid_alive(pid: int, start: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return start is None or process_start(pid) == start
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a mix."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old one or the new one, never a mix; a write that
-    fails (a full disk) leaves the old file and no temporary one behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as error:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = str(path)  # a write through a handle names no file: name the one meant
-        raise
 
 
 class StateStore:
@@ -244,7 +193,7 @@ class StateStore:
             edge = _BY_EDGE.get((current.state, target))
             if edge is None:
                 raise StateError(f"run {run_id} cannot go from {current.state} to {target}")
-            now = _now()
+            now = now_iso()
             current.history.append(
                 {"from": str(current.state), "to": str(target), "transition": edge.number, "at": now, "reason": reason}
             )
@@ -271,7 +220,7 @@ class StateStore:
                         current.changes[key] = value
             if phase is not None:
                 current.phase = phase
-            current.updated_at = _now()
+            current.updated_at = now_iso()
             atomic_write_json(self._path(run_id), current.to_json())
             return current
 
@@ -341,7 +290,7 @@ class StateStore:
         """Record that the controller fetched this run; returns whether anything changed."""
         if self.load(run_id).changes.get("collected"):
             return False
-        self.update(run_id, changes={"collected": _now()})
+        self.update(run_id, changes={"collected": now_iso()})
         return True
 
 

@@ -507,7 +507,7 @@ def _write_representatives(film: Path, out_dir: Path, clusters: list[dict[str, A
 
 
 def _save(out_dir: Path, result: Extraction) -> None:
-    from bench_py.run.state import atomic_write_json
+    from bench_py.files import atomic_write_json
 
     atomic_write_json(out_dir / CANDIDATES, result.to_json())
 

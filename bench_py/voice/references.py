@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py.audio import read_wav_file
-from bench_py.run.state import atomic_write_json
+from bench_py.files import atomic_write_json
 
 METADATA = "metadata.json"
 

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bench_py import documents
 from bench_py.config.model import default_config
 from bench_py.engines.http import OpenAISpeechTarget
-from bench_py.run import files
 from bench_py.standins import upstream
 from tests.helpers import ROOT, bench_containers, free_port, running_command
 from tests.integration.test_pipeline import playbook
@@ -271,7 +271,7 @@ def test_every_request_voxbench_sends_is_one_the_release_accepts(bench_env, dock
     result = playbook(bench_env, "-e", "gemma_mode=parallel", config=config)
     assert result.returncode == 0, result.stdout[-3000:]
     (run_dir,) = (bench_env["tmp"] / "runs").iterdir()
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     (path,) = m["install_paths"]["paths"]
     assert path["status"] == "ok" and path["launch"]["engine_version"] == version
 
@@ -312,6 +312,6 @@ def test_every_request_voxbench_sends_is_one_the_release_accepts(bench_env, dock
     assert all((run_dir / "preset-sweep" / f"{voice}.wav").is_file() for voice in sweep["scores"])
     cloned = [r for r in m["bench"]["records"]["candidate"] if r["condition"] == "cloned" and not r["warmup"]]
     assert cloned and all(r["ok"] for r in cloned)  # the substitute spoke; the engine did not crash again
-    verdict = files.read("verdict", run_dir / "verdict.json")
+    verdict = documents.read("verdict", run_dir / "verdict.json")
     assert (verdict["verdict"], verdict["row"], verdict["reason"]) == ("keep_chatterbox", 5, "cloning_unsupported")
     assert bench_containers(docker_client) == []

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench_py import documents
 from bench_py.judge import session as sessions
-from bench_py.run import files
 from tests.helpers import ROOT, chromium, console_errors
 from tests.integration.conftest import score_by_mapping
 
@@ -114,7 +114,7 @@ def test_the_page_is_blind_resumable_and_reveals(run_copy):
     finally:
         if process.poll() is None:
             process.kill()
-    answers = files.read_records("scores", run_copy / "scores.jsonl")
+    answers = documents.read_records("scores", run_copy / "scores.jsonl")
     assert len(answers) == 2 * len(pairs) and all(a["listener"] == "alice" and not a["simulated"] for a in answers)
     assert all("side" not in a for a in answers)  # the answers themselves stay blind
     revealed = sessions.load(run_copy).data
@@ -123,7 +123,7 @@ def test_the_page_is_blind_resumable_and_reveals(run_copy):
     assert (
         sessions.mapping_digest(revealed["revealed_salt"], revealed["revealed_mapping"]) == revealed["mapping_sha256"]
     )
-    verdict = files.read("verdict", run_copy / "verdict.json")
+    verdict = documents.read("verdict", run_copy / "verdict.json")
     assert verdict["verdict"] == "pending_listening"  # 2 cloned pairs < the rule's 10: the rule says so, not the page
     assert verdict["statistics"]["n"] == {"candidate": 2, "incumbent": 2}
     firsts = [revealed["revealed_mapping"][p["a"]]["side"] for p in pairs]
@@ -192,7 +192,7 @@ def test_two_listeners_score_privately_in_chromium_and_neither_can_end_the_sessi
     session = sessions.load(run_copy).data
     assert session["revealed_by"] == "every listener finished"
     assert session["listeners_finished"] == {"alice": True, "bob": True}
-    statistics = files.read("verdict", run_copy / "verdict.json")["statistics"]
+    statistics = documents.read("verdict", run_copy / "verdict.json")["statistics"]
     assert statistics["listeners"] == ["alice", "bob"] and statistics["alpha_ordinal"] is not None
     counted, refused = counted_and_refused(run_copy)
     assert len(counted) == 4 * len(pairs) and len(refused) == 1  # the forged answer, kept and never counted
@@ -312,7 +312,7 @@ def test_a_server_killed_mid_write_loses_only_the_answer_being_written(run_copy)
             assert given.status_code == 200
         process.terminate()
         process.wait(timeout=10)
-        paused, info = start_server(run_copy, env={files.TEST_PAUSE_ENV: "60"})
+        paused, info = start_server(run_copy, env={documents.TEST_PAUSE_ENV: "60"})
         outcome: dict = {}
 
         def post() -> None:
@@ -347,7 +347,7 @@ def test_a_server_killed_mid_write_loses_only_the_answer_being_written(run_copy)
     counted, refused = counted_and_refused(run_copy)
     assert sorted((r["clip"], r["score"]) for r in counted) == sorted((a["clip"], a["score"]) for a in answers[:4])
     assert refused == []
-    (note,) = [json.loads(line) for line in files.torn_path(scores).read_text().splitlines()]
+    (note,) = [json.loads(line) for line in documents.torn_path(scores).read_text().splitlines()]
     assert note["text"].encode() == torn and answers[2]["clip"].encode() in torn  # the answer being written
 
 
@@ -361,7 +361,7 @@ def test_non_blind_and_late_answers_are_refused_and_do_not_move_the_verdict(run_
         for n in range(10) for side, score in (("candidate", 5), ("incumbent", 1))
     ]  # fmt: skip
     for record in crafted:
-        files.append("scores", run_copy / "scores.jsonl", record)
+        documents.append("scores", run_copy / "scores.jsonl", record)
     pair = session.data["pairs"][0]
     with pytest.raises(sessions.RefusedAnswer, match="not a registered listener"):
         sessions.answer(session, "mallory", pair["pair"], pair["a"], 5)
@@ -369,7 +369,7 @@ def test_non_blind_and_late_answers_are_refused_and_do_not_move_the_verdict(run_
         sessions.answer(session, "fay", pair["pair"], pair["a"], 5, session_id="an-earlier-session")
     closed = subprocess.run([str(BIN / "voxbench"), "score", str(run_copy), "--close"], capture_output=True, text=True)
     assert closed.returncode == 0 and "revealed; verdict pending_listening" in closed.stdout, closed.stderr
-    verdict = files.read("verdict", run_copy / "verdict.json")
+    verdict = documents.read("verdict", run_copy / "verdict.json")
     assert verdict["statistics"]["n"] == {"candidate": 2, "incumbent": 2}  # fay's, and only fay's
     assert verdict["statistics"]["means"] == {"candidate": 3.0, "incumbent": 3.0}
     assert verdict["statistics"]["refused"]["count"] == 22
@@ -379,7 +379,7 @@ def test_non_blind_and_late_answers_are_refused_and_do_not_move_the_verdict(run_
         sessions.answer(session, "fay", pair["pair"], pair["a"], 5)
     assert late.value.status == 409
     for clip, entry in mapping.items():
-        files.append("scores", run_copy / "scores.jsonl", {
+        documents.append("scores", run_copy / "scores.jsonl", {
             "schema": "voxbench/scores/v0", "session": session.data["session"], "listener": "fay", "simulated": False,
             "pair": next(p["pair"] for p in session.data["pairs"] if clip in (p["a"], p["b"])), "clip": clip,
             "score": 5 if entry["side"] == "candidate" else 1, "at": "2026-11-26T09:00:00+00:00"})  # fmt: skip
@@ -406,7 +406,7 @@ def test_terminal_mode_resumes_and_reveals(run_copy):
     command = [str(BIN / "voxbench"), "score", str(run_copy), "--terminal", "--listener", "carol", "--player", "true"]
     first = subprocess.run(command, input="4\nr\n3\nq\n", capture_output=True, text=True, timeout=60)
     assert first.returncode == 0 and "stopped; every answer so far is saved" in first.stdout
-    assert len(files.read_records("scores", run_copy / "scores.jsonl")) == 2
+    assert len(documents.read_records("scores", run_copy / "scores.jsonl")) == 2
     rest = "\n".join(["5", "2"] * (len(pairs) - 1)) + "\n"
     second = subprocess.run(command, input=rest, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -422,10 +422,10 @@ def test_simulated_listeners_never_decide(run_copy):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    verdict = files.read("verdict", run_copy / "verdict.json")
+    verdict = documents.read("verdict", run_copy / "verdict.json")
     assert verdict["verdict"] == "pending_listening"
     assert verdict["statistics"]["simulated_ignored"] > 0 and verdict["statistics"]["n"]["candidate"] == 0
-    assert all(r["simulated"] for r in files.read_records("scores", run_copy / "scores.jsonl"))
+    assert all(r["simulated"] for r in documents.read_records("scores", run_copy / "scores.jsonl"))
     assert sessions.load(run_copy).data["revealed_by"] == "operator"
 
 
@@ -501,7 +501,7 @@ def test_a_skipped_baseline_is_deferred_then_resumed_resumably(bench_env):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     (run_dir,) = (bench_env["tmp"] / "runs").iterdir()
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     assert "incumbent" not in m["bench"]["records"] and m["bench"]["deferred_reason"] == "skip_baseline is set"
     owed = (run_dir / "deferred-baseline-utterances.txt").read_text().splitlines()
     assert len([line for line in owed if line.startswith("u")]) == 4 == len(m["bench"]["deferred_incumbent"])

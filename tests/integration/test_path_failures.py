@@ -11,6 +11,7 @@ import pytest
 from bench_py.config import embedded_overrides
 from bench_py.config.model import deep_merge, default_config, load
 from bench_py.engines import paths
+from bench_py.processes import pid_alive
 from tests.helpers import bench_containers, free_port
 
 pytestmark = pytest.mark.docker
@@ -97,7 +98,7 @@ def test_the_process_path_stops_an_engine_that_ignores_sigterm(context, tmp_path
     assert raised.value.status == "failed" and "within 2 s" in raised.value.reason
     stopped = path.stop()
     assert stopped["signals"] == ["SIGTERM", "SIGKILL"] and stopped["verified"]
-    assert not paths.pid_alive(stopped["pid"]) and sessions() == []
+    assert not pid_alive(stopped["pid"]) and sessions() == []
 
 
 @pytest.mark.parametrize(("release", "flag"), [("0.18.0", "--stage-configs-path"), ("0.30.0", "--stage-overrides")])

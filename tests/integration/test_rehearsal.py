@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_py.run import files
+from bench_py import documents
 from bench_py.standins import rehearsal_inventory
 from bench_py.standins.rehearsal import PANDA, RUNS, TITAN, TITAN_MOUNTS
 from tests.helpers import ROOT
@@ -89,7 +89,7 @@ def test_both_runs_end_done_as_production_would(rehearsal, gemma_mode, release):
     (run,) = [r for r in rehearsal["report"]["runs"] if r["gemma_mode"] == gemma_mode]
     assert run["release"] == release and run["problems"] == []
     run_dir = Path(run["run_dir"])
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     assert m["final_state"] == "DONE", m["reason"]
     selected = next(p for p in m["install_paths"]["paths"] if p["status"] == "ok")
     assert selected["install_path"] == "2A" and selected["launch"]["engine_version"] == release

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_py.run import files
+from bench_py import documents
 from bench_py.run.artifacts import branch_name
 from bench_py.run.publish import publish_run
 from bench_py.run.report import ReportError, build
@@ -32,7 +32,7 @@ def git(*args: str, cwd: Path, env: dict | None = None) -> str:
 
 def test_the_branch_holds_the_sealed_run_with_clips_in_lfs(finished_run, tmp_path):
     run_dir, origin = finished_run["run_dir"], finished_run["origin"]
-    measurements = files.read("measurements", run_dir / "measurements.json")
+    measurements = documents.read("measurements", run_dir / "measurements.json")
     branch = branch_name("voxtral", run_dir.name)
     assert branch.startswith("voxtral-bench-") and f"branch {branch}" in finished_run["stdout"]
     # main is untouched: still the initial commit only.
@@ -184,7 +184,7 @@ def test_nothing_published_before_the_reveal_maps_a_clip_to_a_side(scored_branch
     pointers = b"".join(data for path, versions in blobs.items() if path.endswith(".wav") for data in versions)
     for take in (run_dir / "wavs").rglob("*.wav"):
         assert hashlib.sha256(take.read_bytes()).hexdigest().encode() not in pointers, take
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     takes = json.loads((run_dir / "proxies.json").read_text())["takes"]
     secret_numbers = {float(r[k]) for side in m["bench"]["records"].values() for r in side for k in ("audio_s", "rtf")}
     secret_numbers |= {float(t[k]) for t in takes for k in ("duration_s", "duration_ratio", "similarity")}
@@ -225,7 +225,7 @@ def test_nothing_published_before_the_reveal_maps_a_clip_to_a_side(scored_branch
 
 def test_a_fresh_clone_of_the_branch_recomputes_the_stored_verdict(scored_branch, tmp_path):
     run_dir = scored_branch["run_dir"]
-    stored = files.read("verdict", run_dir / "verdict.json")
+    stored = documents.read("verdict", run_dir / "verdict.json")
     assert (stored["verdict"], stored["row"]) == ("keep_chatterbox", 8)
     assert stored["statistics"]["n"] == {"candidate": 10, "incumbent": 10}
     assert stored["evidence"]["means"] == {"candidate": 3.4, "incumbent": 3.0}
@@ -238,7 +238,7 @@ def test_a_fresh_clone_of_the_branch_recomputes_the_stored_verdict(scored_branch
     session = json.loads((published / "scoring" / "session.json").read_text())
     assert session["revealed_mapping"] == scored_branch["secret"]["mapping"]
     assert (published / "scores.jsonl").read_bytes() == (run_dir / "scores.jsonl").read_bytes()
-    assert sum("refused" in r for r in files.read_records("scores", published / "scores.jsonl")) == 1
+    assert sum("refused" in r for r in documents.read_records("scores", published / "scores.jsonl")) == 1
     assert not (published / "scoring" / "sealed.json").exists() and not (published / "scoring" / "server.json").exists()
     for take in (run_dir / "wavs").rglob("*.wav"):  # the takes under their sides' names, after the reveal
         assert (published / take.relative_to(run_dir)).read_bytes() == take.read_bytes()
@@ -304,7 +304,7 @@ def test_the_report_renders_in_chromium_sealed_then_whole(finished_run, revealed
 
 def test_each_plot_draws_exactly_the_samples_in_the_files(revealed_run):
     run_dir = revealed_run
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     html = (run_dir / "report.html").read_text()
     plots = _plot_data(html)
     timed = {side: [r for r in recs if not r["warmup"] and r["ok"]] for side, recs in m["bench"]["records"].items()}
@@ -377,7 +377,7 @@ def test_a_rule_changed_after_preflight_is_refused(finished_run, tmp_path):
 
 def test_objective_proxies_sit_beside_the_verdict(revealed_run):
     run_dir = revealed_run
-    m = files.read("measurements", run_dir / "measurements.json")
+    m = documents.read("measurements", run_dir / "measurements.json")
     proxies = json.loads((run_dir / "proxies.json").read_text())
     saved = sorted(r["wav"] for recs in m["bench"]["records"].values() for r in recs if r.get("wav"))
     assert sorted(t["wav"] for t in proxies["takes"]) == saved

@@ -13,8 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench_py import api
-from bench_py.run import files
+from bench_py import api, documents
 from tests.helpers import ROOT, bench_containers
 from tests.integration.conftest import score_by_mapping
 
@@ -51,7 +50,7 @@ def test_the_three_ways_agree(finished_run, bench_env, tmp_path, docker_client):
         cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120,
     )  # fmt: skip
     assert report.returncode == 0, report.stdout[-2000:]
-    by_ansible = files.read("verdict", ansible_run / "verdict.json")
+    by_ansible = documents.read("verdict", ansible_run / "verdict.json")
     # 2. The CLI: voxbench bench --json (schema-valid), then voxbench report --json.
     config = tmp_path / "config.yml"
     config.write_text(json.dumps({**bench_env["config"], "profile": "fast"}))
@@ -62,7 +61,7 @@ def test_the_three_ways_agree(finished_run, bench_env, tmp_path, docker_client):
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr[-2000:]
     output = json.loads(cli.stdout)
-    jsonschema.validate(output, files.schema("cli-bench"))
+    jsonschema.validate(output, documents.schema("cli-bench"))
     cli_run = with_scores(Path(output["figures"]["run_dir"]), tmp_path / "c")
     recomputed = subprocess.run(
         [str(BIN / "voxbench"), "report", str(cli_run), "--json"], capture_output=True, text=True
@@ -78,7 +77,7 @@ def test_the_three_ways_agree(finished_run, bench_env, tmp_path, docker_client):
     by_api = api.report(api_run).verdict_detail
     # The same utterance ids, rule, rule inputs from the scores, and verdict, whichever way.
     utterances = {
-        json.dumps(files.read("measurements", r / "measurements.json")["bench"]["utterances"])
+        json.dumps(documents.read("measurements", r / "measurements.json")["bench"]["utterances"])
         for r in (ansible_run, cli_run, api_run)
     }
     assert len(utterances) == 1
@@ -114,7 +113,7 @@ def test_an_api_cancel_is_an_operator_abort(bench_env, tmp_path, docker_client):
     statuses = api.status(config=bench_env["config"])
     assert statuses["localhost"]["holder"] is None
     assert statuses["localhost"]["runs"][0]["state"] == "ERROR_ABORTED"
-    jsonschema.validate({"schema": "voxbench/cli-status/v0", "hosts": statuses}, files.schema("cli-status"))
+    jsonschema.validate({"schema": "voxbench/cli-status/v0", "hosts": statuses}, documents.schema("cli-status"))
 
 
 def test_a_configuration_error_names_the_bad_key(bench_env, tmp_path):

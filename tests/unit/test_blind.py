@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench_py import documents
 from bench_py.audio import Pcm, parse_wav_header, write_wav_file
 from bench_py.judge import session as sessions
-from bench_py.run import files
 from bench_py.run.publish import sealed_measurements
 
 SESSION = {
@@ -106,13 +106,13 @@ def test_after_the_reveal_answers_join_their_sides_and_only_those_sealed_by_the_
 def test_a_scores_file_changed_inside_the_sealed_part_is_named(tmp_path):
     path = tmp_path / "scores.jsonl"
     for record in (answer(), answer(clip="bb")):
-        files.append("scores", path, record)
+        documents.append("scores", path, record)
     data = path.read_bytes()
     import hashlib
 
     session = {**SESSION, "scores_at_reveal": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
     assert sessions.scores_seal_error(session, path) is None
-    files.append("scores", path, answer(score=1))  # appending after the reveal is fine
+    documents.append("scores", path, answer(score=1))  # appending after the reveal is fine
     assert sessions.scores_seal_error(session, path) is None
     path.write_bytes(data.replace(b'"score":4', b'"score":5', 1) + b"\n")
     assert "answers were changed after the reveal" in sessions.scores_seal_error(session, path)
@@ -181,7 +181,7 @@ def test_answers_are_refused_and_logged_unless_blind_registered_and_open(tmp_pat
         with pytest.raises(sessions.RefusedAnswer) as refused:
             sessions.answer(session, *args, **kwargs)
         assert refused.value.status == status
-    records = files.read_records("scores", session.scores_path)
+    records = documents.read_records("scores", session.scores_path)
     assert len(records) == 7 and sum("refused" in r for r in records) == 6
     assert sessions.progress(session, "alice") == {"answers": {"aa": 4}, "pairs_done": 0, "pairs": 2}
     # Each listener sees their own answers only.
@@ -197,7 +197,9 @@ def test_answers_are_refused_and_logged_unless_blind_registered_and_open(tmp_pat
     assert refused.value.status == 409
     with pytest.raises(sessions.SessionError, match="no listener can join"):
         sessions.register(session, "carol")
-    assert files.read_records("scores", session.scores_path)[-1]["refused"].startswith("the session has been revealed")
+    assert documents.read_records("scores", session.scores_path)[-1]["refused"].startswith(
+        "the session has been revealed"
+    )
 
 
 MEASUREMENTS_BENCH = {

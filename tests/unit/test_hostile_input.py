@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench_py import documents
 from bench_py.audio import AudioFormatError, decode_wav, wav_header
 from bench_py.config.model import ConfigError, load
 from bench_py.measure.decode import StreamDecodeError, make_decoder
-from bench_py.run import files
 from bench_py.voice import extract, references, vtt
 
 FUZZ = settings(
@@ -188,18 +188,18 @@ JSON_VALUES = st.recursive(
 
 
 @FUZZ
-@given(st.sampled_from(files.KINDS), st.one_of(JSON_VALUES, st.text(max_size=200)), st.integers(0, 100))
+@given(st.sampled_from(documents.KINDS), st.one_of(JSON_VALUES, st.text(max_size=200)), st.integers(0, 100))
 def test_run_files_read_or_name_the_field(kind, value, truncate):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "file.json"
         text = value if isinstance(value, str) else json.dumps(value)
         path.write_text(text[: max(0, len(text) - truncate)] if truncate % 3 == 0 else text)
         try:
-            if kind in files.LOGS:
-                files.read_records(kind, path)
+            if kind in documents.LOGS:
+                documents.read_records(kind, path)
             else:
-                files.read(kind, path)
-        except files.RunFileError as error:
+                documents.read(kind, path)
+        except documents.RunFileError as error:
             assert str(error)
 
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from bench_py import documents
 from bench_py.judge import listening
-from bench_py.run import files
 from bench_py.run.plots import Plot, Series, render
 
 SCORE = {
@@ -35,58 +35,58 @@ SCORE = {
     ],
 )
 def test_a_mistyped_score_is_rejected_naming_the_field(tmp_path, change, field):
-    with pytest.raises(files.RunFileError, match=rf"^scores {field}: "):
-        files.append("scores", tmp_path / "scores.jsonl", {**SCORE, **change})
+    with pytest.raises(documents.RunFileError, match=rf"^scores {field}: "):
+        documents.append("scores", tmp_path / "scores.jsonl", {**SCORE, **change})
     assert not (tmp_path / "scores.jsonl").exists()
 
 
 def test_a_missing_field_is_named(tmp_path):
     record = {k: v for k, v in SCORE.items() if k != "clip"}
-    with pytest.raises(files.RunFileError, match=r"^scores clip: 'clip' is a required property"):
-        files.append("scores", tmp_path / "s.jsonl", record)
+    with pytest.raises(documents.RunFileError, match=r"^scores clip: 'clip' is a required property"):
+        documents.append("scores", tmp_path / "s.jsonl", record)
     verdict = {"verdict": "keep_chatterbox", "row": 8, "reason": "x", "evidence": {}}
-    with pytest.raises(files.RunFileError, match=r"^verdict rule_sha256: "):
-        files.write("verdict", tmp_path / "verdict.json", verdict)
-    with pytest.raises(files.RunFileError, match=r"^verdict row: "):
-        files.write("verdict", tmp_path / "verdict.json", {**verdict, "rule_sha256": None, "row": 9})
+    with pytest.raises(documents.RunFileError, match=r"^verdict rule_sha256: "):
+        documents.write("verdict", tmp_path / "verdict.json", verdict)
+    with pytest.raises(documents.RunFileError, match=r"^verdict row: "):
+        documents.write("verdict", tmp_path / "verdict.json", {**verdict, "rule_sha256": None, "row": 9})
 
 
 def test_measurements_missing_a_nested_field_names_its_path(tmp_path):
     path = tmp_path / "measurements.json"
     path.write_text(json.dumps({"schema": "voxbench/measurements/v0"}))
-    with pytest.raises(files.RunFileError, match=r"^measurements run_id: 'run_id' is a required property"):
-        files.read("measurements", path)
+    with pytest.raises(documents.RunFileError, match=r"^measurements run_id: 'run_id' is a required property"):
+        documents.read("measurements", path)
 
 
 def test_answers_survive_a_torn_last_line_and_a_bad_line_is_named(tmp_path):
     path = tmp_path / "scores.jsonl"
-    files.append("scores", path, SCORE)
-    files.append("scores", path, {**SCORE, "pair": "p02", "score": 2})
+    documents.append("scores", path, SCORE)
+    documents.append("scores", path, {**SCORE, "pair": "p02", "score": 2})
     with path.open("a") as handle:  # a crash in the middle of the third write
         handle.write('{"schema": "voxbench/scores/v0", "listen')
-    assert [r["pair"] for r in files.read_records("scores", path)] == ["p01", "p02"]
+    assert [r["pair"] for r in documents.read_records("scores", path)] == ["p01", "p02"]
     # The next answer sets the torn tail aside (with a note) and lands on a line of its own.
-    files.append("scores", path, {**SCORE, "pair": "p03"})
-    assert [r["pair"] for r in files.read_records("scores", path)] == ["p01", "p02", "p03"]
-    (note,) = [json.loads(line) for line in files.torn_path(path).read_text().splitlines()]
+    documents.append("scores", path, {**SCORE, "pair": "p03"})
+    assert [r["pair"] for r in documents.read_records("scores", path)] == ["p01", "p02", "p03"]
+    (note,) = [json.loads(line) for line in documents.torn_path(path).read_text().splitlines()]
     assert note["text"] == '{"schema": "voxbench/scores/v0", "listen' and note["file"] == "scores.jsonl"
     assert note["length"] == 40 and note["offset"] == len("".join(path.read_text().splitlines(True)[:2]))
     path.write_text(json.dumps(SCORE) + "\nnot json\n" + json.dumps(SCORE) + "\n")
-    with pytest.raises(files.RunFileError, match="scores line 2: not JSON"):
-        files.read_records("scores", path)
+    with pytest.raises(documents.RunFileError, match="scores line 2: not JSON"):
+        documents.read_records("scores", path)
     path.write_text(json.dumps(SCORE) + "\n" + json.dumps({**SCORE, "score": 0}) + "\n")
-    with pytest.raises(files.RunFileError, match="scores line 2 score: "):
-        files.read_records("scores", path)
+    with pytest.raises(documents.RunFileError, match="scores line 2 score: "):
+        documents.read_records("scores", path)
 
 
 WRITER = """
 import sys
-from bench_py.run import files
+from bench_py import documents
 path, count = sys.argv[1], int(sys.argv[2])
 record = {"schema": "voxbench/scores/v0", "session": "5e55104d", "listener": "alice", "simulated": False,
           "pair": "p01", "clip": "c3f9", "score": 4, "at": "2026-11-26T09:00:00+00:00"}
 for n in range(count):
-    files.append("scores", path, {**record, "pair": f"p{n:02d}"})
+    documents.append("scores", path, {**record, "pair": f"p{n:02d}"})
 print("appended", flush=True)
 """
 
@@ -97,7 +97,7 @@ def test_a_writer_killed_mid_line_loses_only_that_line_and_later_answers_still_a
     subprocess.run([sys.executable, "-c", WRITER, str(path), "3"], check=True, capture_output=True)
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), "1"],
-        env={**os.environ, files.TEST_PAUSE_ENV: "30"},
+        env={**os.environ, documents.TEST_PAUSE_ENV: "30"},
         stdout=subprocess.PIPE,
     )
     deadline = time.monotonic() + 20
@@ -109,34 +109,34 @@ def test_a_writer_killed_mid_line_loses_only_that_line_and_later_answers_still_a
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(timeout=10) == -signal.SIGKILL
     assert writer.stdout.read() == b""  # it never got to acknowledge the answer
-    assert [r["pair"] for r in files.read_records("scores", path)] == ["p00", "p01", "p02"]
+    assert [r["pair"] for r in documents.read_records("scores", path)] == ["p00", "p01", "p02"]
     subprocess.run([sys.executable, "-c", WRITER, str(path), "2"], check=True, capture_output=True)
-    assert [r["pair"] for r in files.read_records("scores", path)] == ["p00", "p01", "p02", "p00", "p01"]
-    (note,) = [json.loads(line) for line in files.torn_path(path).read_text().splitlines()]
+    assert [r["pair"] for r in documents.read_records("scores", path)] == ["p00", "p01", "p02", "p00", "p01"]
+    (note,) = [json.loads(line) for line in documents.torn_path(path).read_text().splitlines()]
     assert note["text"].encode() == torn and note["length"] == len(torn)
 
 
 def test_refused_and_not_blind_records_are_kept_readable(tmp_path):
     path = tmp_path / "scores.jsonl"
     refused = {"schema": "voxbench/scores/v0", "at": "2026-11-26T09:00:00+00:00", "refused": "answers are closed"}
-    files.append("scores", path, {**refused, "listener": "../x", "score": "'9'"})  # as given, trimmed
-    files.append("scores", path, {**SCORE, "side": "candidate", "utterance": 1, "condition": "cloned"})
-    assert len(files.read_records("scores", path)) == 2  # read; counting them is the session's call
-    with pytest.raises(files.RunFileError, match=r"^scores refused: "):
-        files.append("scores", path, {**refused, "refused": ""})
+    documents.append("scores", path, {**refused, "listener": "../x", "score": "'9'"})  # as given, trimmed
+    documents.append("scores", path, {**SCORE, "side": "candidate", "utterance": 1, "condition": "cloned"})
+    assert len(documents.read_records("scores", path)) == 2  # read; counting them is the session's call
+    with pytest.raises(documents.RunFileError, match=r"^scores refused: "):
+        documents.append("scores", path, {**refused, "refused": ""})
 
 
 def test_documents_and_logs_keep_their_kind(tmp_path):
-    with pytest.raises(files.RunFileError, match="append-only"):
-        files.write("scores", tmp_path / "s.json", SCORE)
-    with pytest.raises(files.RunFileError, match="whole document"):
-        files.append("verdict", tmp_path / "v.jsonl", {})
+    with pytest.raises(documents.RunFileError, match="append-only"):
+        documents.write("scores", tmp_path / "s.json", SCORE)
+    with pytest.raises(documents.RunFileError, match="whole document"):
+        documents.append("verdict", tmp_path / "v.jsonl", {})
 
 
 def test_the_schemas_in_docs_are_the_ones_the_code_validates_with():
     from tests.helpers import ROOT
 
-    package = ROOT / "bench_py" / "run" / "schemas"
+    package = ROOT / "bench_py" / "schemas"
     shipped = sorted(p.name for p in package.glob("*.json"))
     assert sorted(p.name for p in (ROOT / "docs" / "schemas").glob("*.json")) == shipped
     for name in shipped:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from bench_py.audio import Pcm, read_wav_file, write_wav_file
+from bench_py.files import atomic_write_json
 from bench_py.run import space
 from bench_py.run.abort import read_abort, request_abort
-from bench_py.run.state import atomic_write_json
 from tests.helpers import fill_disk, small_tmpfs
 
 

@@ -1,4 +1,4 @@
-"""A run's files, each validated against its versioned JSON Schema on write and on read.
+"""A run's documents, each validated against its versioned JSON Schema on write and on read.
 
 ``measurements`` and ``verdict`` are whole JSON documents written atomically; ``scores`` and
 ``corrections`` are append-only JSON Lines, one validated record per line, fsynced the moment it
@@ -27,7 +27,7 @@ from typing import Any
 
 import jsonschema
 
-from bench_py.run.state import atomic_write_json
+from bench_py.files import atomic_write_json
 
 VERSION = "v0"
 DOCUMENTS = ("measurements", "verdict")
@@ -52,7 +52,7 @@ OUTPUTS = ("cli-bench", "cli-status")  # the CLI's --json outputs
 def schema(kind: str, version: str = VERSION) -> dict[str, Any]:
     if kind not in KINDS + OUTPUTS:
         raise RunFileError(f"unknown schema {kind!r}; known: {', '.join(KINDS + OUTPUTS)}")
-    text = resources.files("bench_py.run").joinpath(f"schemas/{kind}.{version}.json").read_text()
+    text = resources.files("bench_py").joinpath(f"schemas/{kind}.{version}.json").read_text()
     return json.loads(text)
 
 

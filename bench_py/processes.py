@@ -1,0 +1,34 @@
+"""Processes by pid, as /proc tells them: alive, and the same process that was recorded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot): tells a live process from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it is gone but for its exit status) and, given the
+    ``start`` recorded with it, is still that process and not another that reused the pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    return start is None or fields[19] == start
