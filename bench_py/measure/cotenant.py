@@ -154,10 +154,11 @@ def control_cotenant(kind: str, name: str | None, action: str, docker_url: str |
         if result.returncode != 0:
             raise ControlError(f"systemctl {action} {name} failed: {result.stderr.strip()}")
         return
-    import docker
     import docker.errors
 
-    client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
+    from bench_py.engines.docker_client import docker_client
+
+    client = docker_client(docker_url)
     try:
         container = client.containers.get(name)
         container.stop(timeout=30) if action == "stop" else container.start()
