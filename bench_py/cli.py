@@ -464,8 +464,8 @@ def report_command(run_dir: Path, out: Path | None, as_json: bool) -> None:
     """
     import json
 
-    from bench_py.run.report import ReportError, build
-    from bench_py.run.results import figures, summary_lines
+    from bench_py.results.figures import figures, summary_lines
+    from bench_py.results.report import ReportError, build
 
     try:
         path, verdict = build(run_dir, out)
@@ -519,7 +519,7 @@ def score_command(
     """
     from bench_py.judge import session as sessions
     from bench_py.judge.server import listener_link, running_server
-    from bench_py.run.report import ReportError, refresh_verdict
+    from bench_py.results.report import ReportError, refresh_verdict
 
     try:
         session = sessions.create(run_dir)
@@ -604,7 +604,7 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
 
     def derive_verdict(revealed: Path) -> dict:
         from bench_py.judge.session import SessionError
-        from bench_py.run.report import ReportError, refresh_verdict
+        from bench_py.results.report import ReportError, refresh_verdict
 
         try:
             return refresh_verdict(revealed)
@@ -623,7 +623,7 @@ def proxies_command(run_dir: Path) -> None:
     written to RUN_DIR/proxies.json and shown in the report beside the verdict."""
     from bench_py.documents import RunFileError
     from bench_py.judge import proxies
-    from bench_py.run.report import ReportError, build
+    from bench_py.results.report import ReportError, build
 
     try:
         data = proxies.write(run_dir)
@@ -919,9 +919,9 @@ def voices_confirm(out_dir: Path, rank: int, name: str, references_dir: Path, co
 def publish_command(run_dir: Path, repo: Path, remote: str, base: str, no_push: bool) -> None:
     """Commit a run's files and WAVs (git-lfs) on its benchmark branch and push it."""
     from bench_py.judge.session import SessionError
-    from bench_py.run.artifacts import ArtifactsError
-    from bench_py.run.publish import publish_run
-    from bench_py.run.report import ReportError
+    from bench_py.results.artifacts import ArtifactsError
+    from bench_py.results.publish import publish_run
+    from bench_py.results.report import ReportError
 
     try:
         result = publish_run(run_dir, repo, remote=remote, base=base, push=not no_push)

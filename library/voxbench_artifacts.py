@@ -94,9 +94,9 @@ def main() -> None:
     from pathlib import Path
 
     from bench_py.judge.session import SessionError
-    from bench_py.run.artifacts import ArtifactsError, ensure_embedded_origin
-    from bench_py.run.publish import publish_run
-    from bench_py.run.report import ReportError
+    from bench_py.results.artifacts import ArtifactsError, ensure_embedded_origin
+    from bench_py.results.publish import publish_run
+    from bench_py.results.report import ReportError
 
     params = module.params
     repo = Path(params["repo"])

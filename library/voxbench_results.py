@@ -74,9 +74,9 @@ def main() -> None:
     from pathlib import Path
 
     from bench_py.judge.session import SessionError
+    from bench_py.results.figures import ResultsError, figures, summary_lines
+    from bench_py.results.report import REPORT_NAME, ReportError, build
     from bench_py.run.measurements import MeasurementsError
-    from bench_py.run.report import REPORT_NAME, ReportError, build
-    from bench_py.run.results import ResultsError, figures, summary_lines
 
     run_dir = Path(module.params["run_dir"])
     before = (run_dir / REPORT_NAME).read_bytes() if (run_dir / REPORT_NAME).is_file() else None
@@ -85,7 +85,7 @@ def main() -> None:
         report = run_dir / REPORT_NAME
         if not module.check_mode:
             if module.params["seal"]:
-                from bench_py.run.publish import seal_session
+                from bench_py.results.publish import seal_session
 
                 seal_session(run_dir)
             if module.params["proxies"] and not (run_dir / "proxies.json").is_file():

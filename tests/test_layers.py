@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bench_py.measure",),
     ("bench_py.judge",),
     ("bench_py.voice",),
+    ("bench_py.results",),
     ("bench_py.run", "bench_py.hosts"),
     ("bench_py.plan", "bench_py.api", "bench_py.cli", "bench_py.standins"),
 ]

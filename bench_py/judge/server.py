@@ -79,7 +79,7 @@ class ListeningServer:
         token: str | None = None,
         exit_after_reveal: bool = True,
     ) -> None:
-        # The verdict is the results' to derive (bench_py.run.report): the caller hands that in,
+        # The verdict is the results' to derive (bench_py.results.report): the caller hands that in,
         # so the listening room never reaches up into the run wing.
         self.derive_verdict = derive_verdict
         self.run_dir = Path(run_dir)

@@ -1,1 +1,1 @@
-"""The run: state machine, dispatcher, results files, report, artifacts branch."""
+"""The run on the GPU host: state machine, phases, dispatcher, preflight, abort, space."""

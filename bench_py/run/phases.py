@@ -881,7 +881,7 @@ class Run:
             "abort": read_abort(self.dir),
         }
         write_measurements(self.dir / "measurements.json", measurements)
-        from bench_py.run.report import write_verdict
+        from bench_py.results.report import write_verdict
 
         verdict = write_verdict(self.dir)
         # The watcher collects once this is set: the files above are complete.

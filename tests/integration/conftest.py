@@ -176,7 +176,7 @@ def revealed_run(finished_run, tmp_path_factory):
     import shutil
 
     from bench_py.judge import session as sessions
-    from bench_py.run.report import build
+    from bench_py.results.report import build
 
     copy = tmp_path_factory.mktemp("revealed") / finished_run["run_dir"].name
     shutil.copytree(finished_run["run_dir"], copy)

@@ -525,7 +525,7 @@ def test_a_skipped_baseline_is_deferred_then_resumed_resumably(bench_env):
     )
     assert scored.returncode == 0, scored.stderr
     assert len(sessions.load(run_dir).data["pairs"]) == 4
-    from bench_py.run.retrospective import retrospective
+    from bench_py.results.retrospective import retrospective
 
     row = next(r for r in retrospective(m) if r["safeguard"] == "deferred baseline")
     assert row["status"] == "HIT"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench_py import documents
-from bench_py.run.artifacts import branch_name
-from bench_py.run.publish import publish_run
-from bench_py.run.report import ReportError, build
+from bench_py.results.artifacts import branch_name
+from bench_py.results.publish import publish_run
+from bench_py.results.report import ReportError, build
 from tests.helpers import chromium, console_errors
 from tests.integration.conftest import CANARY, score_by_mapping
 
@@ -69,7 +69,7 @@ def test_the_branch_holds_the_sealed_run_with_clips_in_lfs(finished_run, tmp_pat
 
 
 def sealed_view(measurements: dict, full_sha256: str) -> str:
-    from bench_py.run.publish import sealed_measurements
+    from bench_py.results.publish import sealed_measurements
 
     return json.dumps(sealed_measurements(measurements, full_sha256))
 
@@ -79,7 +79,7 @@ def scored_branch(finished_run, tmp_path_factory):
     """The real route on a repository of its own: the run published sealed, three listeners scoring
     blind (and a few answers refused), the reveal when the last one finishes, the run published whole."""
     from bench_py.judge import session as sessions
-    from bench_py.run.artifacts import ensure_embedded_origin
+    from bench_py.results.artifacts import ensure_embedded_origin
 
     tmp = tmp_path_factory.mktemp("scored")
     run_dir = tmp / finished_run["run_dir"].name

@@ -15,7 +15,7 @@ import pytest
 from bench_py import documents
 from bench_py.audio import Pcm, parse_wav_header, write_wav_file
 from bench_py.judge import session as sessions
-from bench_py.run.publish import sealed_measurements
+from bench_py.results.publish import sealed_measurements
 
 SESSION = {
     "session": "5e55104d00000000",

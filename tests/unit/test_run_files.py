@@ -11,7 +11,7 @@ import pytest
 
 from bench_py import documents
 from bench_py.judge import listening
-from bench_py.run.plots import Plot, Series, render
+from bench_py.results.plots import Plot, Series, render
 
 SCORE = {
     "schema": "voxbench/scores/v0",

@@ -27,9 +27,9 @@ from typing import Any
 
 from bench_py import documents
 from bench_py.judge import session as sessions
-from bench_py.run import report
-from bench_py.run.artifacts import Publication, publish
-from bench_py.run.results import figures_from, summary_markdown
+from bench_py.results import report
+from bench_py.results.artifacts import Publication, publish
+from bench_py.results.figures import figures_from, summary_markdown
 
 #: Per-side summary figures that stay visible before the reveal: counts and latency.
 SEALED_SUMMARY_COUNTS = ("requests", "ok", "timeouts", "errors")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench_py.run.measurements import read_measurements
+from bench_py import documents
 
 
 class ResultsError(ValueError):
@@ -21,7 +21,7 @@ def figures(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "measurements.json"
     if not path.is_file():
         raise ResultsError(f"{path} is missing: the run did not finish writing its measurements")
-    measurements = read_measurements(path)
+    measurements = documents.read("measurements", path)
     verdict_path = run_dir / "verdict.json"
     verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
     return figures_from(measurements, verdict, str(run_dir), sealed=blind_pending(run_dir, measurements))

@@ -27,8 +27,8 @@ from bench_py import documents
 from bench_py.judge import listening
 from bench_py.judge import session as sessions
 from bench_py.judge.verdict import SealError, VerdictNameError, check_verdict_name, decide_from_files
-from bench_py.run.plots import Plot, Series, cdf, render
-from bench_py.run.retrospective import retrospective
+from bench_py.results.plots import Plot, Series, cdf, render
+from bench_py.results.retrospective import retrospective
 
 REPORT_NAME = "report.html"
 
@@ -87,8 +87,8 @@ def load(run_dir: Path) -> RunFiles:
 
 
 def is_sealed(run: RunFiles) -> bool:
-    """Whether the blind must still be kept (:func:`bench_py.run.results.blind_pending`)."""
-    from bench_py.run.results import blind_pending
+    """Whether the blind must still be kept (:func:`bench_py.results.figures.blind_pending`)."""
+    from bench_py.results.figures import blind_pending
 
     return blind_pending(run.run_dir, run.measurements)
 
@@ -293,7 +293,7 @@ def score_plot(summary: dict[str, Any]) -> Plot:
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("bench_py.run", "templates"),
+        loader=jinja2.PackageLoader("bench_py.results", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -317,7 +317,7 @@ def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
         plots += memory_plots(m)
         if any(listening_summary["n"].values()):
             plots.append(score_plot(listening_summary))
-    from bench_py.run.results import figures_from
+    from bench_py.results.figures import figures_from
 
     return {
         "m": m,

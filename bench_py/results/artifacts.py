@@ -1,7 +1,7 @@
 """The benchmark branch: a run directory committed under ``docs/<run id>/``, WAVs in git-lfs,
 pushed for review.
 
-What goes there is decided by :mod:`bench_py.run.publish` (sealed before the listening session's
+What goes there is decided by :mod:`bench_py.results.publish` (sealed before the listening session's
 reveal, whole after it); this module only commits it. The branch holds a run directory, so
 ``voxbench report docs/<run id>`` recomputes the verdict on any clone.
 
