@@ -17,6 +17,7 @@ elsewhere from these raw records.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class StreamResult:
     clock: str = "monotonic"  # "kernel": arrivals are the kernel's receive stamps (see netstamp)
     delivery: str | None = None  # "whole" (a sized body) or "streamed" (chunked), as the response was sent
     rate_source: str = "default"  # where the rate came from: headers, wav header, documented, default
+    body_text: str | None = None  # the start of a refusal's body (a non-200 answer), as the server wrote it
 
     @property
     def audio_s(self) -> float:
@@ -114,6 +116,7 @@ async def stream_speech(
     pieces: list[np.ndarray] = []
     ttfb = ttfa = audible = None
     status, response_headers, error, timed_out = 0, {}, None, False
+    body_text = None
     decoder = None
     shape = None
     delivery = None
@@ -123,8 +126,8 @@ async def stream_speech(
         async with client.stream("POST", url, json=body, headers=headers) as response:
             status, response_headers = response.status_code, dict(response.headers)
             if status != 200:
-                detail = (await response.aread()).decode(errors="replace")[:500]
-                error = f"HTTP {status}: {detail}"
+                body_text = (await response.aread()).decode(errors="replace")[:2000]
+                error = f"HTTP {status}: {server_words(body_text)}"
             else:
                 delivery = "whole" if "content-length" in response.headers else "streamed"
                 if shape_from_headers:
@@ -178,7 +181,28 @@ async def stream_speech(
         "kernel" if clock.kernel else "monotonic",
         delivery,
         rate_source,
+        body_text,
     )
+
+
+def server_words(body: str) -> str:
+    """A refusal in the server's own words: vLLM's ``{"error": {"message": ...}}``, else the body's start."""
+    try:
+        return str(json.loads(body)["error"]["message"])[:500]
+    except (ValueError, KeyError, TypeError):
+        return body[:300]
+
+
+def speak_once(request: Any, timeout_s: float) -> StreamResult:
+    """One request outside the timed loops (the sanity check, the cloning probe, the preset sweep),
+    decoded as the timed ones are: the request's own format, rate and framing, never a guess."""
+    import asyncio
+
+    async def once() -> StreamResult:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            return await stream_request(client, request)
+
+    return asyncio.run(once())
 
 
 async def stream_request(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from bench_py import __version__
 from bench_py.audio import Pcm, read_wav_file, write_wav_file
@@ -30,9 +30,10 @@ from bench_py.clock import now_iso
 from bench_py.config.model import Config
 from bench_py.engines import container, diagnostics, paths, sanity
 from bench_py.engines.docker_client import docker_client
-from bench_py.engines.http import incumbent_target
+from bench_py.engines.http import SpeechRequest, incumbent_target
 from bench_py.files import atomic_write_json
 from bench_py.measure import bench, cotenant, memory
+from bench_py.measure import client as speech_client
 from bench_py.measure import deferred as deferred_baseline
 from bench_py.measure.gate import CotenantGate
 from bench_py.measure.memory import MemorySampler
@@ -59,15 +60,6 @@ def _read(run_dir: Path, name: str) -> dict[str, Any] | None:
 
 def _write(run_dir: Path, name: str, data: dict[str, Any]) -> None:
     atomic_write_json(run_dir / f"{name}.json", data)
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own words: vLLM's ``{"error": {"message": ...}}``, else the body's start."""
-    try:
-        message = response.json()["error"]["message"]
-        return str(message)[:500]
-    except (ValueError, KeyError, TypeError):
-        return response.text[:300]
 
 
 def make_run_id(candidate: str, host: str, now: dt.datetime | None = None) -> str:
@@ -357,14 +349,15 @@ class Run:
             "request": "ref_audio, one short sentence, not streamed",
             "timeout_s": cfg.cloning_probe_timeout_s,
         }
-        try:
-            response = httpx.post(request.url, json=body, timeout=cfg.cloning_probe_timeout_s)
-            samples = len(response.content) // 2 if response.status_code == 200 else 0
-            probe.update(status=response.status_code, audio_s=round(samples / cfg.sample_rate, 3))
-            if response.status_code != 200:
-                probe["error"] = _error_message(response)
-        except httpx.HTTPError as error:
-            probe.update(status=None, error=f"{type(error).__name__}: {error}")
+        answer = speech_client.speak_once(
+            dataclasses.replace(request, body=body, sse=False), timeout_s=cfg.cloning_probe_timeout_s
+        )
+        if answer.status:
+            probe.update(status=answer.status, audio_s=round(answer.audio_s, 3) if answer.ok else 0.0)
+            if answer.status != 200 or answer.error:
+                probe["error"] = speech_client.server_words(answer.body_text) if answer.body_text else answer.error
+        else:
+            probe.update(status=None, error=answer.error)
         supported = probe.get("status") == 200 and probe.get("audio_s", 0) > 0.3
         probe["supported"] = supported
         if supported:
@@ -414,15 +407,12 @@ class Run:
             if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
                 continue  # a name that cannot be a file name is skipped, never used in a path
             body = {"model": cfg.model, "input": phrase, "voice": voice, "response_format": "pcm"}
-            try:
-                response = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
-            except httpx.HTTPError as error:  # one voice's failure is a missing score, not the path's end
-                scores[voice], errors[voice] = None, f"{type(error).__name__}: {error}"
+            request = SpeechRequest(f"{base}/v1/audio/speech", body, rate=cfg.sample_rate)
+            answer = speech_client.speak_once(request, timeout_s=60)
+            if not answer.ok:  # one voice's failure is a missing score, not the path's end
+                scores[voice], errors[voice] = None, str(answer.error or f"HTTP {answer.status}")
                 continue
-            if response.status_code != 200:
-                scores[voice], errors[voice] = None, f"HTTP {response.status_code}: {_error_message(response)}"
-                continue
-            pcm = Pcm(np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2").copy(), cfg.sample_rate)
+            pcm = Pcm(answer.samples, answer.rate)
             if pcm.duration_s < 0.3:
                 scores[voice], errors[voice] = None, f"{pcm.duration_s:.2f} s of audio"
                 continue
@@ -452,15 +442,12 @@ class Run:
         text = "This is a short sanity check of the candidate's voice."
         if getattr(target, "streaming", True) is False:
             return sanity.check(target.synthesize(text, "preset"))
-        request = target.request(text, "preset")
-        try:
-            response = httpx.post(request.url, json=request.body, timeout=60)
-        except httpx.HTTPError as error:
-            return {"ok": False, "reason": f"no answer to the sanity request ({type(error).__name__}: {error})"}
-        if response.status_code != 200:
-            return {"ok": False, "reason": f"HTTP {response.status_code}: {_error_message(response)}"}
-        samples = np.frombuffer(response.content[: len(response.content) // 2 * 2], "<i2")
-        return sanity.check(Pcm(samples, request.rate or self.config.candidate.sample_rate))
+        answer = speech_client.speak_once(target.request(text, "preset"), timeout_s=60)
+        if not answer.status:
+            return {"ok": False, "reason": f"no answer to the sanity request ({answer.error})"}
+        if not answer.ok:
+            return {"ok": False, "reason": str(answer.error)}
+        return sanity.check(Pcm(answer.samples, answer.rate))
 
     # -- BENCHING -----------------------------------------------------------------------------
     def _memory_sources(self) -> list[Any]:
