@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench_py.voice import extract, references
+from bench_py.voice import clips, extract, references
 
 
 def candidate(out_dir: Path, rank: int) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def candidate(out_dir: Path, rank: int) -> dict[str, Any]:
                 raise extract.ExtractError(
                     f"candidate {rank} was ranked but not cut; extract again with a larger --top"
                 )
-            return {**entry, "path": str(extract.inside(Path(out_dir), entry["file"]))}
+            return {**entry, "path": str(clips.inside(Path(out_dir), entry["file"]))}
     raise extract.ExtractError(f"there is no candidate {rank}; `voxbench voices list {out_dir}` shows them")
 
 

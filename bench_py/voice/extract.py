@@ -17,8 +17,6 @@ Nothing is written outside the output directory: clip names come from integers o
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,17 +27,13 @@ import numpy as np
 
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.voice import findings, joined, vtt
+from bench_py.voice.clips import ExtractError, clip_name, cut, cut_joined, inside, load_audio, write_representatives
 from bench_py.voice.references import sha256_file
 from bench_py.voice.speech import ANALYSIS_RATE, MixedCheck, Region, frame_levels, regions, speech_frames
 
-CLIP_RATE = 24_000
 MIN_SEGMENT_S, MAX_SEGMENT_S = 5.0, 15.0
 MERGE_GAP_S = 1.0
 CANDIDATES = "candidates.json"
-
-
-class ExtractError(ValueError):
-    """The film or its subtitles cannot be used; the message says why and what to do."""
 
 
 @dataclass
@@ -56,34 +50,6 @@ class Candidate:
     rank: int | None = None
     kind: str = "single"  # single: one stretch of the film; joined: short regions with silences between
     spans: list[list[float]] = field(default_factory=list)  # the film spans it is made of, in order
-
-
-def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise ExtractError(f"{tool} is missing: install it (apt-get install ffmpeg)")
-    return path
-
-
-def load_audio(film: Path, rate: int = ANALYSIS_RATE) -> np.ndarray:
-    """The film's first audio stream as mono int16 at ``rate``."""
-    ffmpeg = _need("ffmpeg")
-    if not Path(film).is_file():
-        raise ExtractError(f"{film} does not exist")
-    result = subprocess.run(
-        [ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(film), "-map", "0:a:0", "-vn", "-ac", "1",
-         "-ar", str(rate), "-f", "s16le", "-"],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        said = result.stderr.decode(errors="replace").strip().splitlines()
-        if any("matches no streams" in line or "does not contain any stream" in line for line in said):
-            raise ExtractError(f"{Path(film).name} has no audio stream: nothing to extract")
-        raise ExtractError(f"ffmpeg cannot read {Path(film).name}: {said[-1] if said else result.returncode}")
-    samples = np.frombuffer(result.stdout, dtype="<i2")
-    if len(samples) < rate:
-        raise ExtractError(f"{Path(film).name} has under 1 s of audio")
-    return samples
 
 
 def _embedders() -> tuple[Callable[[Pcm], np.ndarray], Callable[[list[Pcm]], list[Any]]]:
@@ -283,59 +249,6 @@ def join_short(
     return out, found
 
 
-def clip_name(start: float, end: float, taken: set[str], joined_clip: bool = False) -> str:
-    """``<start_s>-<end_s>.wav`` from integers only (``joined-`` before a joined clip's first and
-    last second); ``-<k>`` when whole seconds clash."""
-    base = f"{'joined-' if joined_clip else ''}{int(start)}-{int(end)}"
-    name, k = f"{base}.wav", 2
-    while name in taken:
-        name, k = f"{base}-{k}.wav", k + 1
-    taken.add(name)
-    return name
-
-
-def inside(directory: Path, name: str) -> Path:
-    target = (directory / name).resolve()
-    if target.parent != directory.resolve():
-        raise ExtractError(f"refusing to write {name!r} outside {directory}")
-    return target
-
-
-def cut(film: Path, start: float, end: float, target: Path) -> str | None:
-    """Cut one clip with input seeking, loudness-normalized; None when it is good, else why not."""
-    tmp = target.with_name(f".{target.name}.tmp.wav")
-    result = subprocess.run(
-        [_need("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{end - start:.3f}",
-         "-i", str(film), "-vn", "-ac", "1", "-ar", str(CLIP_RATE), "-af", "loudnorm=I=-23:TP=-2:LRA=11",
-         "-ar", str(CLIP_RATE), "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact", str(tmp)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return _keep(result, tmp, target, end - start)
-
-
-def cut_joined(film: Path, spans: list[list[float]], target: Path) -> str | None:
-    """Cut a joined clip (every span, silences between); None when it is good, else why not."""
-    tmp = target.with_name(f".{target.name}.tmp.wav")
-    result = joined.cut(_need("ffmpeg"), film, spans, tmp, CLIP_RATE)
-    return _keep(result, tmp, target, joined.duration(spans))
-
-
-def _keep(result: subprocess.CompletedProcess, tmp: Path, target: Path, duration: float) -> str | None:
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        return f"ffmpeg failed: {result.stderr.strip()[-200:]}"
-    size = tmp.stat().st_size
-    got = read_wav_file(str(tmp)).duration_s if size > 44 else 0.0
-    if size <= 2048:
-        tmp.unlink()
-        return f"the clip is {size} bytes (needs more than 2048)"
-    if abs(got - duration) > 0.25:
-        tmp.unlink()
-        return f"the clip decodes to {got:.2f} s, not the {duration:.2f} s asked for"
-    tmp.replace(target)
-    return None
-
-
 @dataclass
 class Extraction:
     film: str
@@ -360,6 +273,20 @@ class Extraction:
         return data
 
 
+@dataclass
+class _Film:
+    """What every mode works from: the film's audio, its subtitles, the speech regions found."""
+
+    film: Path
+    subtitles: Path
+    subs: Any
+    samples: np.ndarray
+    floor: float
+    found: list[Region]
+    embed: Callable[..., Any]
+    embed_many: Callable[..., Any]
+
+
 def extract(
     film: Path,
     subtitles: Path,
@@ -373,7 +300,11 @@ def extract(
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Extraction:
     """Rank a speaker's references in a film (single stretches of at least ``min_seconds``, and
-    joined ones when too few) and cut the best ``top`` into ``out_dir``."""
+    joined ones when too few) and cut the best ``top`` into ``out_dir``.
+
+    Three ways to say who: ``speaker`` (the subtitles name them), ``example`` (a clip of their
+    voice), ``cluster_choice`` (a cluster of voices found; with none of the three, the clusters are
+    listed for the user to choose from)."""
     if not 1.0 <= min_seconds <= MAX_SEGMENT_S:
         raise ExtractError(f"--min-seconds {min_seconds:g} is outside 1–{MAX_SEGMENT_S:g} s")
     timings: dict[str, float] = {}
@@ -398,54 +329,20 @@ def extract(
     if not found:
         raise ExtractError("no speech where the subtitles have cues: do they belong to this film?")
     lap("segment")
-    embed, embed_many = _embedders()
+    source = _Film(Path(film), Path(subtitles), subs, samples, floor, found, *_embedders())
     clusters_out: list[dict[str, Any]] = []
     if speaker is not None:
-        if subs.format != "voice":
-            raise ExtractError(
-                f"the subtitles name no speakers ({subs.reason}); give an example clip (--example) or pick a cluster"
-            )
-        wanted = speaker.casefold()
-        chosen = [r for r in found if r.speaker and r.speaker.casefold() == wanted]
-        if not chosen:
-            raise ExtractError(f"{speaker!r} never speaks in these subtitles; they name: {', '.join(subs.speakers())}")
-        mode = "example" if example else "named"
-        runs = merge(chosen, found)
-        if example:
-            target = embed(read_wav_file(str(example)))
-        else:
-            clean = [r for r in chosen if not r.overlapped and r.end - r.start >= 1.0] or chosen
-            pieces = [v for v in embed_many([_slice(samples, r.start, r.end) for r in clean]) if v is not None]
-            if not pieces:
-                raise ExtractError(f"{speaker!r} has no stretch of speech over 1 s to learn the voice from")
-            target = np.mean(pieces, axis=0)
+        chosen, target, mode = _by_name(source, speaker, example)
         lap("embed")
     else:
-        embed_regions(found, samples, embed_many)
-        groups = cluster(found)
+        groups, clusters_out = _clusters(source)
         lap("embed")
-        for number, group in groups.items():
-            # The most typical voice of the cluster (nearest its centroid), from its longer regions.
-            centroid = np.mean([r.embedding for r in group], axis=0)
-            longer = [r for r in group if r.end - r.start >= 1.5] or group
-            representative = max(longer, key=lambda r: (_cosine(r.embedding, centroid), r.end - r.start))
-            clusters_out.append(
-                {"cluster": number, "regions": len(group), "speech_s": round(sum(r.end - r.start for r in group), 1),
-                 "representative": {"start": representative.start, "end": representative.end}}
-            )  # fmt: skip
         if example is not None:
-            reference = embed(read_wav_file(str(example)))
-            centroids = {n: np.mean([r.embedding for r in g], axis=0) for n, g in groups.items()}
-            best = max(centroids, key=lambda n: _cosine(centroids[n], reference))
-            chosen, target, mode = groups[best], reference, "example"
+            chosen, target, mode = _by_example(source, groups, example)
         elif cluster_choice is not None:
-            if cluster_choice not in groups:
-                raise ExtractError(f"there is no cluster {cluster_choice}; there are {len(groups)}")
-            chosen = groups[cluster_choice]
-            target = np.mean([r.embedding for r in chosen], axis=0)
-            mode = "cluster"
+            chosen, target, mode = _by_cluster(groups, cluster_choice)
         else:
-            _write_representatives(film, out_dir, clusters_out)
+            write_representatives(source.film, out_dir, clusters_out)
             result = Extraction(
                 str(film), sha256_file(Path(film)), str(subtitles), subs.format, subs.reason, None, "choose-cluster",
                 [], [], [{"line": n, "reason": why} for n, why in subs.skipped], clusters_out, timings, subs.syntax,
@@ -453,35 +350,9 @@ def extract(
             )  # fmt: skip
             _save(out_dir, result)
             return result
-        runs = merge(chosen, found)
-    checker = MixedCheck(chosen, samples, target, embed_many)
-    candidates, rejected, runs_of = rank(runs, samples, floor, target, embed_many, min_seconds, top)
-    candidates = verify(candidates, runs_of, checker, top, rejected)
-    pool: dict[str, Any] = {}
-    if len(candidates) < top:  # too few single stretches: join short regions
-        count = top - len(candidates)
-        more, pool = join_short(chosen, samples, floor, target, embed_many, count, min_seconds, checker)
-        candidates += more
-    candidates.sort(key=lambda c: (-c.score, c.start))
-    for number, candidate in enumerate(candidates, start=1):
-        candidate.rank = number
+    candidates, rejected, pool = _rank(source, chosen, target, top, min_seconds)
     lap("rank")
-    taken: set[str] = set()
-    kept = []
-    for candidate in candidates:
-        if len(kept) >= top:
-            break
-        name = clip_name(candidate.start, candidate.end, taken, candidate.kind == "joined")
-        target_path = inside(out_dir, name)
-        if candidate.kind == "joined":
-            reason = cut_joined(Path(film), candidate.spans, target_path)
-        else:
-            reason = cut(Path(film), candidate.start, candidate.end, target_path)
-        if reason:
-            rejected.append({"start": candidate.start, "end": candidate.end, "why": "cut_failed", "reason": reason})
-            continue
-        candidate.file = name
-        kept.append(candidate)
+    _cut_best(source.film, out_dir, candidates, rejected, top)
     lap("extract")
     summary = findings.summarize(
         asked=top, candidates=candidates, rejected=rejected, mode=mode, min_seconds=min_seconds,
@@ -496,14 +367,100 @@ def extract(
     return result
 
 
-def _write_representatives(film: Path, out_dir: Path, clusters: list[dict[str, Any]]) -> None:
-    folder = out_dir / "clusters"
-    folder.mkdir(exist_ok=True)
-    for entry in clusters:
-        rep = entry["representative"]
-        name = f"cluster-{int(entry['cluster'])}.wav"
-        reason = cut(Path(film), rep["start"], rep["end"], inside(folder, name))
-        entry["file"] = None if reason else f"clusters/{name}"
+def _by_name(source: _Film, speaker: str, example: Path | None) -> tuple[list[Region], np.ndarray, str]:
+    """The regions the subtitles give ``speaker``; their voice from an example clip, else from
+    their own cleanest stretches."""
+    subs = source.subs
+    if subs.format != "voice":
+        raise ExtractError(
+            f"the subtitles name no speakers ({subs.reason}); give an example clip (--example) or pick a cluster"
+        )
+    wanted = speaker.casefold()
+    chosen = [r for r in source.found if r.speaker and r.speaker.casefold() == wanted]
+    if not chosen:
+        raise ExtractError(f"{speaker!r} never speaks in these subtitles; they name: {', '.join(subs.speakers())}")
+    if example:
+        return chosen, source.embed(read_wav_file(str(example))), "example"
+    clean = [r for r in chosen if not r.overlapped and r.end - r.start >= 1.0] or chosen
+    stretches = [_slice(source.samples, r.start, r.end) for r in clean]
+    pieces = [v for v in source.embed_many(stretches) if v is not None]
+    if not pieces:
+        raise ExtractError(f"{speaker!r} has no stretch of speech over 1 s to learn the voice from")
+    return chosen, np.mean(pieces, axis=0), "named"
+
+
+def _clusters(source: _Film) -> tuple[dict[int, list[Region]], list[dict[str, Any]]]:
+    """The voices of the film, clustered; per cluster its most typical stretch (nearest its
+    centroid, from its longer regions) for the user to hear."""
+    embed_regions(source.found, source.samples, source.embed_many)
+    groups = cluster(source.found)
+    listed = []
+    for number, group in groups.items():
+        centroid = np.mean([r.embedding for r in group], axis=0)
+        longer = [r for r in group if r.end - r.start >= 1.5] or group
+        representative = max(longer, key=lambda r: (_cosine(r.embedding, centroid), r.end - r.start))
+        listed.append(
+            {"cluster": number, "regions": len(group), "speech_s": round(sum(r.end - r.start for r in group), 1),
+             "representative": {"start": representative.start, "end": representative.end}}
+        )  # fmt: skip
+    return groups, listed
+
+
+def _by_example(source: _Film, groups: dict[int, list[Region]], example: Path) -> tuple[list[Region], np.ndarray, str]:
+    """The cluster whose centroid is closest to the example clip's voice."""
+    reference = source.embed(read_wav_file(str(example)))
+    centroids = {n: np.mean([r.embedding for r in g], axis=0) for n, g in groups.items()}
+    best = max(centroids, key=lambda n: _cosine(centroids[n], reference))
+    return groups[best], reference, "example"
+
+
+def _by_cluster(groups: dict[int, list[Region]], choice: int) -> tuple[list[Region], np.ndarray, str]:
+    if choice not in groups:
+        raise ExtractError(f"there is no cluster {choice}; there are {len(groups)}")
+    chosen = groups[choice]
+    return chosen, np.mean([r.embedding for r in chosen], axis=0), "cluster"
+
+
+def _rank(
+    source: _Film, chosen: list[Region], target: np.ndarray, top: int, min_seconds: float
+) -> tuple[list[Candidate], list[dict[str, Any]], dict[str, Any]]:
+    """Single stretches ranked and checked for other voices; joined short regions when too few."""
+    runs = merge(chosen, source.found)
+    checker = MixedCheck(chosen, source.samples, target, source.embed_many)
+    candidates, rejected, runs_of = rank(
+        runs, source.samples, source.floor, target, source.embed_many, min_seconds, top
+    )
+    candidates = verify(candidates, runs_of, checker, top, rejected)
+    pool: dict[str, Any] = {}
+    if len(candidates) < top:
+        count = top - len(candidates)
+        more, pool = join_short(chosen, source.samples, source.floor, target, source.embed_many, count, min_seconds,
+                                checker)  # fmt: skip
+        candidates += more
+    candidates.sort(key=lambda c: (-c.score, c.start))
+    for number, candidate in enumerate(candidates, start=1):
+        candidate.rank = number
+    return candidates, rejected, pool
+
+
+def _cut_best(film: Path, out_dir: Path, candidates: list[Candidate], rejected: list[dict[str, Any]], top: int) -> None:
+    """Cut the best ``top`` that cut cleanly; a failed cut is a rejection with ffmpeg's reason."""
+    taken: set[str] = set()
+    kept = 0
+    for candidate in candidates:
+        if kept >= top:
+            break
+        name = clip_name(candidate.start, candidate.end, taken, candidate.kind == "joined")
+        target_path = inside(out_dir, name)
+        if candidate.kind == "joined":
+            reason = cut_joined(film, candidate.spans, target_path)
+        else:
+            reason = cut(film, candidate.start, candidate.end, target_path)
+        if reason:
+            rejected.append({"start": candidate.start, "end": candidate.end, "why": "cut_failed", "reason": reason})
+            continue
+        candidate.file = name
+        kept += 1
 
 
 def _save(out_dir: Path, result: Extraction) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from bench_py.audio import read_wav_file
 from bench_py.standins.film import FILES, TARGET, generate, properties
-from bench_py.voice import extract, vtt
+from bench_py.voice import clips, extract, vtt
 from tests.helpers import ROOT
 
 BIN = Path(sys.executable).parent
@@ -121,7 +121,7 @@ def test_a_video_without_audio_and_missing_ffmpeg_are_clear_errors(films, tmp_pa
     subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:r=1:d=3",
                     "-c:v", "libx264", str(silent)], check=True)  # fmt: skip
     with pytest.raises(extract.ExtractError, match=r"silent\.mp4 has no audio stream"):
-        extract.load_audio(silent)
+        clips.load_audio(silent)
     folder, truth = films[1]
     result = subprocess.run(
         [str(BIN / "python"), "-m", "bench_py.cli", "extract", str(folder / truth["film"]),

@@ -23,7 +23,7 @@ from bench_py import documents
 from bench_py.audio import AudioFormatError, decode_wav, wav_header
 from bench_py.config.model import ConfigError, load
 from bench_py.measure.decode import StreamDecodeError, make_decoder
-from bench_py.voice import extract, references, vtt
+from bench_py.voice import clips, extract, references, vtt
 
 FUZZ = settings(
     max_examples=200,
@@ -247,7 +247,7 @@ def test_speaker_and_clip_names_never_leave_their_directory(name):
         except references.ReferenceError as error:
             assert str(error)
         try:
-            target = extract.inside(store, name)
+            target = clips.inside(store, name)
             assert target.parent == store.resolve()
         except extract.ExtractError as error:
             assert str(error)
@@ -262,7 +262,7 @@ def test_speaker_and_clip_names_never_leave_their_directory(name):
 @given(st.floats(0, 1e7, allow_nan=False), st.floats(0, 1e7, allow_nan=False))
 def test_clip_names_are_integers_only(start, end):
     taken: set[str] = set()
-    first, second = extract.clip_name(start, end, taken), extract.clip_name(start, end, taken)
+    first, second = clips.clip_name(start, end, taken), clips.clip_name(start, end, taken)
     import re
 
     assert re.fullmatch(r"\d+-\d+\.wav", first) and re.fullmatch(r"\d+-\d+-2\.wav", second)

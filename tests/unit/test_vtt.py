@@ -8,7 +8,7 @@ from bench_py.standins.film import Line
 from bench_py.standins.film_subtitles import SHAPES
 from bench_py.standins.film_subtitles import write as subtitles
 from bench_py.voice import vtt
-from bench_py.voice.extract import ExtractError, clip_name, inside
+from bench_py.voice.clips import ExtractError, clip_name, inside
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "subtitles"
 
