@@ -30,6 +30,7 @@ def figures(run_dir: Path) -> dict[str, Any]:
 def blind_pending(run_dir: Path, measurements: dict[str, Any]) -> bool:
     """Whether the run's blind must still be kept: it saved takes and its listening session is not
     revealed yet, or these files are the sealed view published before the reveal."""
+    from bench_py.judge import pairing
     from bench_py.judge import session as sessions
 
     if measurements.get("sealed_view"):
@@ -37,7 +38,7 @@ def blind_pending(run_dir: Path, measurements: dict[str, Any]) -> bool:
     path = Path(run_dir) / sessions.SCORING_DIR / sessions.SESSION
     if path.is_file():
         return "revealed_mapping" not in json.loads(path.read_text())
-    return sessions.has_takes(Path(run_dir), measurements)
+    return pairing.has_takes(Path(run_dir), measurements)
 
 
 def figures_from(

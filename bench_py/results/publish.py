@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py import documents
+from bench_py.judge import pairing
 from bench_py.judge import session as sessions
 from bench_py.results import report
 from bench_py.results.artifacts import Publication, publish
@@ -145,7 +146,7 @@ def seal_session(run_dir: Path) -> sessions.Session | None:
     if (run_dir / sessions.SCORING_DIR / sessions.SESSION).is_file():
         return sessions.load(run_dir)
     measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
-    if measurements.get("sealed_view") or not sessions.pairable(run_dir, measurements):
+    if measurements.get("sealed_view") or not pairing.pairable(run_dir, measurements):
         return None
     return sessions.create(run_dir)
 

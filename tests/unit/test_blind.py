@@ -14,6 +14,7 @@ import pytest
 
 from bench_py import documents
 from bench_py.audio import Pcm, parse_wav_header, write_wav_file
+from bench_py.judge import pairing
 from bench_py.judge import session as sessions
 from bench_py.results.publish import sealed_measurements
 
@@ -130,7 +131,7 @@ def test_opaque_ids_and_order_say_nothing_about_the_side():
     trials = 2000
     by_name = by_pair_order = 0
     for _ in range(trials):
-        pairs, mapping = sessions.plan(keys, random.Random(secrets.token_hex(8)))
+        pairs, mapping = pairing.plan(keys, random.Random(secrets.token_hex(8)))
         slots = [mapping[p["a"]]["side"] for p in pairs]
         assert slots.count("candidate") == slots.count("incumbent") == 4  # counterbalanced
         first = pairs[0]
