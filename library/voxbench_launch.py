@@ -5,12 +5,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: voxbench_launch
-short_description: Start the host-side phase playbook in tmux, or attach to the run in progress
+short_description: Start the host-side run (voxbench run) in tmux, or attach to the run in progress
 description:
   - Creates a run (state PREFLIGHT, host lock taken), writes its configuration, and starts the
-    phase playbook in the tmux session C(voxbench) so the run survives the controller's SSH
-    connection. When a run already holds the host, returns it (attach) unless O(new_run) is true,
-    which fails with the command to attach.
+    run (C(voxbench run RUN_ID), every phase in one process) in the tmux session C(voxbench) so
+    the run survives the controller's SSH connection. When a run already holds the host, returns
+    it (attach) unless O(new_run) is true, which fails with the command to attach.
   - In check mode nothing is started: the host's facts are read (architecture, free memory, the
     image's platforms, whether the co-tenant answers, the ports, the cached weights) and the run's
     plan returned; the task fails when the plan does.

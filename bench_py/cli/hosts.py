@@ -343,3 +343,14 @@ def baseline_resume(run_dir: Path, url: str | None, token_file: str | None, limi
     click.echo(f"{result['done']} of {result['owed']} incumbent takes saved ({result['taken']} now)")
     if result["done"] < result["owed"]:
         click.echo("run the same command again to take the rest")
+
+
+@main.command("run")
+@click.argument("run_id")
+@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="paths.state_dir.")
+@click.option("--project-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="The project.")
+def run_command(run_id: str, state_dir: Path, project_dir: Path) -> None:
+    """The host side of one run, every phase in this one process (bench.yml's launcher starts it in tmux)."""
+    from bench_py.run.runner import run
+
+    sys.exit(run(state_dir, run_id, project_dir))

@@ -21,6 +21,7 @@ from bench_py.version import PACKAGE_ROOT
 
 #: What runs on the GPU host: the host-side run and its recovery, and the modules Ansible runs there.
 ENTRY_POINTS = (
+    "bench_py.run.runner",
     "bench_py.run.phases",
     "bench_py.run.dispatcher",
     "bench_py.run.abort",
@@ -28,7 +29,7 @@ ENTRY_POINTS = (
     "bench_py.hosts.prefetch",
     "bench_py.plan",
 )
-HOST_MODULES = ("voxbench_launch", "voxbench_phase", "voxbench_state", "voxbench_abort", "voxbench_status")
+HOST_MODULES = ("voxbench_launch", "voxbench_state", "voxbench_abort", "voxbench_status")
 #: Reachable, and optional on purpose: 2C's transformers loader is its own extra ("inprocess");
 #: without it 2C is blocked, saying how to install it.
 OPTIONAL = {"transformers": "2C's transformers loader: pip install 'voxbench[inprocess]' on the host"}

@@ -1,6 +1,6 @@
-"""The host-side dispatcher: start a run's phase playbook in tmux, or find the run in progress.
+"""The host-side dispatcher: start a run (``voxbench run``) in tmux, or find the run in progress.
 
-The phase playbook runs on the host, inside the tmux session ``voxbench``, so it survives the
+The run goes on on the host, inside the tmux session ``voxbench``, so it survives the
 controller losing its SSH connection; the host does its own teardown.
 """
 
@@ -20,49 +20,27 @@ from bench_py.run.phases import make_run_id
 from bench_py.run.space import is_disk_full
 from bench_py.run.state import HostLockedError, StateStore, boot_id
 
-PHASE_PLAYBOOK = "playbooks/phases.yml"
-
 
 class LaunchError(RuntimeError):
     """The run could not be started; the message says what to do."""
 
 
-def phase_command(
+def run_command(
     project_dir: Path, python: Path, state_dir: Path, run_id: str, log: Path, cpus: list[int] | None = None
 ) -> str:
-    """The shell command tmux runs: the phase playbook with this host's interpreter.
+    """The shell command tmux runs: ``voxbench run RUN_ID`` with this host's interpreter.
 
-    With ``cpus`` the whole run (Ansible and the benchmarking client) stays on those CPUs.
+    With ``cpus`` the whole run (every phase and the benchmarking client) stays on those CPUs.
     """
-    playbook = python.parent / "ansible-playbook"
+    script = python.parent / "voxbench"
+    voxbench = [str(python), str(script)] if script.is_file() else [str(python), "-m", "bench_py.cli"]
     pin = ["taskset", "-c", ",".join(str(c) for c in cpus)] if cpus else []
-    args = [
-        *pin,
-        str(playbook),
-        PHASE_PLAYBOOK,
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"voxbench_run_id={run_id}",
-        "-e",
-        f"voxbench_state_dir={state_dir}",
-        "-e",
-        f"voxbench_project_dir={project_dir}",
-        "-e",
-        f"ansible_python_interpreter={python}",
-    ]
-    # tmux gives a terminal: keep the run's log plain text.
-    env = (
-        f"ANSIBLE_CONFIG={shlex.quote(str(project_dir / 'ansible.cfg'))} "
-        f"PATH={shlex.quote(str(python.parent))}:$PATH TERM=dumb ANSIBLE_NOCOLOR=1"
-    )
-    run = f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+    args = [*pin, *voxbench, "run", run_id, "--state-dir", str(state_dir), "--project-dir", str(project_dir)]
+    run = f"cd {shlex.quote(str(project_dir))} && PYTHONUNBUFFERED=1 {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
     # SIGTERM, SIGINT (Ctrl-C in the tmux window) or SIGHUP to this shell is an operator abort:
-    # it raises the abort flag, the phases tear down to ERROR_ABORTED, and the shell waits for
-    # them. The phases run in the background so the shell's trap runs at once (a shell defers
-    # traps while a foreground command runs; background jobs ignore Ctrl-C).
+    # it raises the abort flag, the run tears down to ERROR_ABORTED, and the shell waits for it.
+    # The run goes in the background so the shell's trap runs at once (a shell defers traps while
+    # a foreground command runs; background jobs ignore Ctrl-C).
     flag = shlex.join(
         [str(python), "-m", "bench_py.run.abort", str(state_dir / "runs" / run_id), "--by", "operator", "--reason",
          "operator abort: the host-side run was sent a signal"]
@@ -146,8 +124,8 @@ def launch(
         ) from None
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     project, interpreter = Path(project_dir).resolve(), Path(python)
-    command = phase_command(
-        project, interpreter, store.root, run_id, run_dir / "logs" / "phases.log", config.bench.client_cpus
+    command = run_command(
+        project, interpreter, store.root, run_id, run_dir / "logs" / "run.log", config.bench.client_cpus
     )
     pid = start_in_tmux(tmux_session, run_id, command)
     store.update(

@@ -74,6 +74,9 @@ class Run:
     def __init__(self, store: StateStore, run_id: str, project_dir: Path) -> None:
         self.store, self.run_id, self.project_dir = store, run_id, project_dir
         self.dir = store.run_dir(run_id)
+        # The install path that came up in STARTING: BENCHING times this very one (2C's model is
+        # loaded once, in this process).
+        self.ready_path: paths.InstallPath | None = None
         from bench_py.config.model import load_file
 
         self.config: Config = load_file(str(self.dir / "config.json"))
@@ -236,7 +239,9 @@ class Run:
     def _candidate_target(self) -> Any:
         """What the timed loops call, for the install path that passed (the HTTP API for 2A/2B)."""
         selected = self._selected()
-        path = paths.make(selected.get("install_path", "2A"), self._path_context())
+        path = self.ready_path
+        if path is None or path.name != selected.get("install_path"):  # a run resumed in another process
+            path = paths.make(selected.get("install_path", "2A"), self._path_context())
         return path.target(selected.get("substitute_voice"), (selected.get("preset_voice") or {}).get("name"))
 
     def starting(self) -> dict[str, Any]:
@@ -320,6 +325,7 @@ class Run:
             elif self.config.candidate.cloning_probe:
                 record.update(self._probe_cloning(path, record.get("voices") or []))
             record["status"] = "ok"
+            self.ready_path = path
             return True
         except paths.PathError as error:
             record.update(status=error.status, reason=error.reason, evidence=error.evidence)
@@ -461,7 +467,7 @@ class Run:
                 top = client.containers.get(container_id).top(ps_args="-eo pid")
                 return [int(row[0]) for row in top.get("Processes", [])]
         else:  # 2B: the engine's process; 2C: this process; 2D: each synthesis is a short-lived command
-            # (2C loads the model again in this, the timing process: STARTING's pid is gone.)
+            # (2C: the model STARTING loaded lives in this process, the one that times it.)
             own = [os.getpid()] if ready.get("install_path") == "2C" else []
             fixed = [p for p in [(ready.get("process") or {}).get("pid")] if p] + own
 
@@ -566,6 +572,8 @@ class Run:
             "phase3_passed": fraction < cfg.max_timeout_fraction,
             "deferred_incumbent": deferred,
             "deferred_reason": deferred_reason,
+            # 2C: how many times this run loaded the model (once: STARTING's load is the one timed).
+            "engine_loads": getattr(self.ready_path, "loads", None),
         }
         _write(self.dir, "bench", result)
         self.store.transition(self.run_id, State.TEARDOWN, f"timed loops finished; candidate timeouts {fraction:.0%}")

@@ -138,6 +138,7 @@ def test_in_process_espeak_passes_and_later_paths_are_skipped(bench_env, docker_
     assert paths["2C"]["engine"]["versions"]["libespeak-ng"]
     assert paths["2D"] == {**paths["2D"], "status": "skipped", "reason": "install path 2C passed first"}
     assert measurements["bench"]["memory"]["sources"]["process_rss"]["available"]
+    assert measurements["bench"]["engine_loads"] == 1  # STARTING's model is the one BENCHING timed
 
 
 def test_engine_dying_and_engine_refusing_the_model_end_in_teardown_with_evidence(bench_env, docker_client):

@@ -53,7 +53,7 @@ def test_hosts_have_what_a_bench_needs(converged, test_hosts):
             test_hosts, name, "/opt/voxbench/venv/bin/python -c 'import bench_py.version as v; print(v.version_id())'"
         )
         assert code == 0 and out.strip().startswith("0.1.0+"), out
-        assert sh(test_hosts, name, "test -f /opt/voxbench/project/playbooks/phases.yml")[0] == 0
+        assert sh(test_hosts, name, "/opt/voxbench/venv/bin/voxbench run --help")[0] == 0  # the host-side run
         assert sh(test_hosts, name, "test -x /opt/voxbench/venv/bin/ansible-playbook")[0] == 0
         assert sh(test_hosts, name, "stat -c '%a %U' /var/lib/voxbench/secrets")[1].strip() == "700 bench"
         # The token goes where the run reads it: this inventory keeps the default paths.token_file.

@@ -41,10 +41,12 @@ class InProcessPath:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.engine: inprocess.InProcessEngine | None = None
+        self.loads = 0  # how many times the model was loaded (the run records it)
 
     def _load(self) -> inprocess.InProcessEngine:
         if self.engine is None:
             cfg, candidate = self.ctx.candidate.in_process, self.ctx.candidate
+            self.loads += 1
             try:
                 self.engine = inprocess.load(cfg.loader, cfg.model_path, candidate.model, candidate.hf_cache_dir)
             except inprocess.LoadError as error:
@@ -67,7 +69,7 @@ class InProcessPath:
         }
 
     def target(self, substitute_voice: str | None = None, preset_voice: str | None = None) -> LocalTarget:
-        # BENCHING runs in a later process than STARTING: the model is loaded again there.
+        # The model STARTING loaded (the run's phases share one process); loaded here if not yet.
         return LocalTarget(self._load().synthesize, self.ctx.candidate.in_process.voice, substitute_voice)
 
     def alive(self) -> bool:

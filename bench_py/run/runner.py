@@ -1,0 +1,57 @@
+"""``voxbench run RUN_ID``: one run's phases, in one process on the GPU host.
+
+The launcher starts this in the host's tmux session (``voxbench``) so that the run outlives the
+controller's SSH connection and finishes, and tears down, without it. The phases pass what they
+learn in memory (the in-process engine 2C loaded in STARTING is the one BENCHING times); each
+still writes its document the moment it has something to say, so a crash loses nothing measured.
+
+There is one abort path: a phase that fails (a signal's abort flag, the co-tenant gate, a full
+disk, a dead engine, or an error nobody foresaw) ends in :meth:`Run.abort`, which tears down and
+checks the co-tenant before it records ``ERROR_ABORTED``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench_py.run.phases import PhaseFailed, Run
+from bench_py.run.state import State, StateError, StateStore
+
+#: The phases in order; BENCHING runs only when STARTING brought a candidate up.
+PHASES = ("preflight", "baseline", "starting", "benching", "teardown")
+
+Say = Callable[[str], None]
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+def run(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int:
+    """Walk the run from PREFLIGHT to DONE or ERROR_ABORTED; 0 when it ended DONE, else 1."""
+    store = StateStore(state_dir)
+    the_run = Run(store, run_id, project_dir)
+    try:
+        for phase in PHASES:
+            if phase == "benching" and store.load(run_id).state != State.BENCHING:
+                continue
+            say(f"{phase.upper()}: starting")
+            result = the_run.run_phase(phase)
+            say(f"{phase.upper()}: done, the run is {store.load(run_id).state}")
+        say(f"run {run_id} done: verdict {result.get('verdict')}")
+        return 0
+    except (PhaseFailed, StateError) as error:
+        reason = str(error)
+    except Exception as error:  # a fault nobody foresaw still tears down, and says what it was
+        traceback.print_exc()
+        reason = f"{type(error).__name__}: {error}"
+    say(f"aborting: {reason}")
+    try:
+        the_run.run_phase("abort", reason)
+    except Exception:  # the abort's own failure is in the log; the run's state says the rest
+        traceback.print_exc()
+    say(f"run {run_id} aborted: {reason}")
+    return 1
