@@ -33,7 +33,7 @@ from pathlib import Path
 from bench_py.version import source_digest, version_id
 
 #: What of the project travels to hosts besides the wheel (relative to the project root).
-PROJECT_PARTS = ("ansible.cfg", "playbooks", "roles", "library", "action_plugins", "voice-references")
+PROJECT_PARTS = ("ansible.cfg", "roles", "library", "action_plugins", "voice-references")
 #: The extra of voxbench the host-side run needs (docs/setup.md).
 HOST_EXTRA = "scorer"
 #: Requirements with no wheel, and what provides their module instead (None: the standard library).
