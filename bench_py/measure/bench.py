@@ -21,9 +21,9 @@ from bench_py.audio import Pcm, write_wav_file
 from bench_py.engines import standin
 from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure import netstamp
-from bench_py.measure.client import chunk_stats, stream_request
+from bench_py.measure.client import stream_request
 from bench_py.measure.stats import summarize
-from bench_py.measure.timing import Timed, bench_async
+from bench_py.measure.timing import Timed, bench_async, chunk_stats
 
 
 class Target(Protocol):
