@@ -102,8 +102,9 @@ class ListeningServer:
         if not key:
             return None
         for entry in sessions.listeners(self.session):
-            if not entry["simulated"] and secrets.compare_digest(key, listener_key(self.secret, entry["name"])):
-                return entry["name"]
+            name: str = entry["name"]
+            if not entry["simulated"] and secrets.compare_digest(key, listener_key(self.secret, name)):
+                return name
         return None
 
     def _refresh(self) -> None:

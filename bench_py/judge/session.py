@@ -89,7 +89,8 @@ class Session:
         return {c for p in self.data["pairs"] for c in (p["a"], p["b"])}
 
     def pair(self, pair_id: str) -> dict[str, Any]:
-        for pair in self.data["pairs"]:
+        pairs: list[dict[str, Any]] = self.data["pairs"]
+        for pair in pairs:
             if pair["pair"] == pair_id:
                 return pair
         raise SessionError(f"no pair {pair_id!r} in this session")

@@ -173,7 +173,7 @@ class Clock:
 
     def arrival(self, response: httpx.Response) -> float:
         stream = response.extensions.get("network_stream")
-        stamp = getattr(stream, "last_rx_realtime_ns", None)
+        stamp: int | None = getattr(stream, "last_rx_realtime_ns", None)
         now = time.monotonic()
         if stamp is None:
             return now

@@ -343,7 +343,9 @@ def refresh_verdict(run_dir: Path) -> dict[str, Any]:
 
 
 def sealed_condition(m: dict[str, Any]) -> str:
-    return (((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}).get("voice_condition", "cloned")
+    thresholds = ((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}
+    condition: str = thresholds.get("voice_condition", "cloned")
+    return condition
 
 
 def render_report(run: RunFiles, verdict: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench_py.clock import now_iso
 from bench_py.files import atomic_write_json
@@ -156,7 +156,7 @@ class StateStore:
     def holder(self) -> str | None:
         """The run id holding the host lock, if any."""
         try:
-            return json.loads(self.lock_path.read_text())["run_id"]
+            return cast(str, json.loads(self.lock_path.read_text())["run_id"])
         except FileNotFoundError:
             return None
 

@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from aiohttp import web
@@ -189,7 +189,7 @@ async def json_body(request: web.Request, fail: Callable[[str], Exception]) -> d
     return body
 
 
-def die(code: int, *lines: str) -> None:
+def die(code: int, *lines: str) -> NoReturn:
     """End the process the way a crashing engine does: its last words in the log, then gone."""
     for line in lines:
         log.error(line)

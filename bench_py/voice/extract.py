@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -473,4 +473,4 @@ def load(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / CANDIDATES
     if not path.is_file():
         raise ExtractError(f"{path} is missing: run voxbench extract first")
-    return json.loads(path.read_text())
+    return cast(dict[str, Any], json.loads(path.read_text()))

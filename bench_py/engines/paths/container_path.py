@@ -221,7 +221,8 @@ class ContainerPath:
         import docker.errors
 
         try:
-            return self.client.containers.get(self.spec.name).logs(tail=tail).decode(errors="replace").splitlines()
+            logs: bytes = self.client.containers.get(self.spec.name).logs(tail=tail)
+            return logs.decode(errors="replace").splitlines()
         except docker.errors.NotFound:
             return []
 
