@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -83,7 +84,7 @@ def extract_command(
     _list_extraction(result.to_json(), out_dir)
 
 
-def _list_extraction(data: dict, out_dir: Path) -> None:
+def _list_extraction(data: dict[str, Any], out_dir: Path) -> None:
     from bench_py.voice import findings
 
     click.echo(f"subtitles: {data.get('syntax', 'webvtt')}, {data['format']} ({data['format_reason']})")

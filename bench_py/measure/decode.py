@@ -155,7 +155,7 @@ class WavStreamDecoder:
 @dataclass
 class SseEvent:
     type: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass
