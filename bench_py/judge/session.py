@@ -277,8 +277,8 @@ def _why_refused(current: Session, given: dict[str, Any]) -> tuple[str, int] | N
 def answer(
     session: Session,
     listener: str,
-    pair_id: str,
-    clip_id: str,
+    pair_id: object,  # as the page sent them: checked here, and refused unless they name the session's pair and clip
+    clip_id: object,
     score: Any,
     *,
     simulated: bool = False,

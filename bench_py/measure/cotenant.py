@@ -105,18 +105,17 @@ def recover_latency(
     with httpx.Client() as client:
         while True:
             probes.append(probe_once(client, config))
-            recent = [p.latency_ms for p in probes[-window:]]
-            if len(recent) == window and None not in recent and statistics.median(recent) <= max_ratio * baseline_p50:
+            answered = [p.latency_ms for p in probes[-window:] if p.latency_ms is not None]
+            if len(answered) == window and statistics.median(answered) <= max_ratio * baseline_p50:
                 return {
                     "ok": True,
                     "time_to_recover_s": round(time.monotonic() - started, 3),
-                    "p50_ms": statistics.median(recent),
-                    "ratio": statistics.median(recent) / baseline_p50,
+                    "p50_ms": statistics.median(answered),
+                    "ratio": statistics.median(answered) / baseline_p50,
                     "samples": [asdict(p) for p in probes],
                 }
             if time.monotonic() - started > within_s:
-                last = [v for v in recent if v is not None]
-                p50 = statistics.median(last) if last else None
+                p50 = statistics.median(answered) if answered else None
                 return {
                     "ok": False,
                     "time_to_recover_s": None,

@@ -72,6 +72,7 @@ class Knobs:
 
     def update(self, changes: dict[str, object]) -> None:
         names = {f.name: f.type for f in dataclasses.fields(self)}
+        checked: dict[str, bool | float] = {}  # every change is checked before any is made
         for key, value in changes.items():
             if key not in names:
                 raise ValueError(f"unknown knob {key!r}; knobs are: {', '.join(names)}")
@@ -79,8 +80,9 @@ class Knobs:
                 raise ValueError(f"knob {key!r} must be a {'boolean' if names[key] in ('bool', bool) else 'number'}")
             if not isinstance(value, bool) and value < 0:
                 raise ValueError(f"knob {key!r} must not be negative")
-        for key, value in changes.items():
-            setattr(self, key, value if isinstance(value, bool) else float(value))
+            checked[key] = value if isinstance(value, bool) else float(value)
+        for key, checked_value in checked.items():
+            setattr(self, key, checked_value)
         self.chunk_ms = max(self.chunk_ms, 1.0)
 
 
@@ -137,7 +139,7 @@ async def audio_stream(
         return np.clip(noise.normal(0, 3000, len(samples)), -32768, 32767).astype(np.int16)
 
     async for piece in engine.stream(text, params):
-        if piece.rate != engine_rate:
+        if resampler is None or piece.rate != engine_rate:
             flushed = resampler.flush() if resampler else np.zeros(0, np.int16)
             resampler, engine_rate = StreamResampler(piece.rate, rate), piece.rate
             pending = np.concatenate([pending, flushed])

@@ -85,10 +85,12 @@ def _embed_many(pcms: list[Pcm], batch: int) -> list[np.ndarray | None]:
     def prepare_chunk(indices: range) -> list[tuple[int, list[np.ndarray]]]:
         return [(index, _prepare(encoder, pcms[index])) for index in indices]
 
+    if not chunks:
+        return out
     mels: list[np.ndarray] = []
     owners: list[int] = []
     with ThreadPoolExecutor(max_workers=1) as pool:  # the next chunk is prepared while this one is encoded
-        pending = pool.submit(prepare_chunk, chunks[0]) if chunks else None
+        pending = pool.submit(prepare_chunk, chunks[0])
         for number in range(len(chunks)):
             done = pending.result()
             if number + 1 < len(chunks):

@@ -208,5 +208,5 @@ class MixedCheck:
         """Measure these regions (once) and set ``mixed`` on each."""
         self._measure(regions)
         for region in regions:
-            unknown = region.least_likeness is None or self.usual is None
-            region.mixed = unknown or region.least_likeness < self.usual - MIXED_BELOW
+            least, usual = region.least_likeness, self.usual
+            region.mixed = least is None or usual is None or least < usual - MIXED_BELOW
