@@ -229,7 +229,8 @@ def cotenant_plot(m: dict[str, Any]) -> Plot:
     groups.append(("TEARDOWN", teardown.get("samples") or []))
     stamps = [s["at_s"] for _, samples in groups for s in samples if s.get("at_s") is not None]
     origin = min(stamps) if stamps else 0.0
-    points, bands = [], []
+    points: list[tuple[float, float]] = []  # (s since the first probe, latency ms)
+    bands: list[tuple[float, float, str]] = []  # (start s, end s, phase)
     for phase, samples in groups:
         times = [s["at_s"] - origin for s in samples if s.get("at_s") is not None]
         points.extend((s["at_s"] - origin, s["latency_ms"]) for s in samples if s.get("latency_ms") is not None)

@@ -265,7 +265,7 @@ class StateStore:
     def summaries(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest runs on this host, newest first: id, state, progress, whether collected."""
         runs_dir = self.root / "runs"
-        found = []
+        found: list[dict[str, Any]] = []
         for state_file in runs_dir.glob("*/state.json") if runs_dir.is_dir() else []:
             try:
                 state = self.load(state_file.parent.name)

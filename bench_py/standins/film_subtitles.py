@@ -26,10 +26,16 @@ FILES = {shape: "film.srt" if shape == "srt" else f"film.{shape}.vtt" for shape 
 
 
 class SpokenLine(Protocol):
-    start: float
-    end: float
-    speaker: str
-    text: str
+    """A line as the writers read it (read-only, so the film's frozen lines qualify)."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def speaker(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def _ts(seconds: float, comma: bool = False) -> str:

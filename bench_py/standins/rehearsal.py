@@ -422,7 +422,7 @@ class Rehearsal:
         m = outcome.measurements
         if outcome.returncode != 0 or m.get("final_state") != "DONE":
             return [f"bench.yml ended {outcome.returncode}, the run {m.get('final_state')}: {m.get('reason')}"]
-        selected = next((p for p in m["install_paths"]["paths"] if p["status"] == "ok"), {})
+        selected: dict[str, Any] = next((p for p in m["install_paths"]["paths"] if p["status"] == "ok"), {})
         if selected.get("launch", {}).get("engine_version") != outcome.release:
             problems.append(
                 f"the engine reported {selected.get('launch', {}).get('engine_version')}, not {outcome.release}"

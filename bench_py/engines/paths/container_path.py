@@ -70,7 +70,7 @@ class ContainerPath:
                 f"the image {self.spec.image} is not on this host and its registry did not answer: "
                 f"{error.explanation or error}",
             ) from None
-        facts = {"host": wanted, "offered": offered, "source": source}
+        facts: dict[str, Any] = {"host": wanted, "offered": offered, "source": source}
         if not any(p == wanted or p.startswith(wanted + "/") for p in offered):
             raise PathError(
                 "blocked",
