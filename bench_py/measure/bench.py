@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import numpy as np
@@ -87,7 +87,8 @@ async def one_request(
     """One streamed request, measured; the record and the audio it returned."""
     should_stop()  # an abort (co-tenant gate, operator) stops the loop before the next request
     if getattr(target, "streaming", True) is False:
-        return await _one_synthesis(target, side, condition, index, repetition, text, audible_threshold_dbfs)  # type: ignore[arg-type]
+        local = cast(LocalTarget, target)  # only the targets of paths 2C and 2D say streaming = False
+        return await _one_synthesis(local, side, condition, index, repetition, text, audible_threshold_dbfs)
     request = target.request(text, condition)
     result = await stream_request(client, request, audible_threshold_dbfs)
     record = RequestRecord(

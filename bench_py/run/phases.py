@@ -430,7 +430,8 @@ class Run:
                 scores[voice], unavailable = None, str(error)
             except ValueError:  # under half a second of speech: not a voice to choose
                 scores[voice] = None
-        ranked = sorted((v for v in scores if scores[v] is not None), key=lambda v: -scores[v])  # type: ignore[operator]
+        scored = {voice: score for voice, score in scores.items() if score is not None}
+        ranked = sorted(scored, key=lambda voice: -scored[voice])
         chosen = ranked[0] if ranked else (voices[0] if voices else cfg.preset_voice)
         return {
             "phrase": phrase,

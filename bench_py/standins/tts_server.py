@@ -28,12 +28,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bench_py.audio import OUTPUT_RATE, AudioFormatError, Pcm, StreamResampler, decode_wav
 from bench_py.standins.engines import SpeechEngine, VoiceParams, make_engine
@@ -227,7 +228,7 @@ class Face:
         return app
 
     @web.middleware
-    async def _labelled(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    async def _labelled(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except HttpError as error:
@@ -323,7 +324,7 @@ class Face:
 
 
 @web.middleware
-async def _stamp_arrival(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def _stamp_arrival(request: web.Request, handler: Handler) -> web.StreamResponse:
     request["started"] = time.monotonic()
     return await handler(request)
 
