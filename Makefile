@@ -14,7 +14,7 @@ help:
 	@echo "make demo   run bench.yml end to end on the embedded default (stand-ins on this machine)"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make rehearsal  the production route on test hosts named titan and panda (setup.yml, two bench.yml runs)"
-	@echo "make lint   ruff and ansible-lint"
+	@echo "make lint   ruff and mypy (strict on bench_py)"
 	@echo "make schemas  copy the run files' JSON Schemas into docs/schemas (a test keeps them equal)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -43,6 +43,7 @@ test: venv docker
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 demo: venv docker
 	$(BIN)/voxbench demo prepare

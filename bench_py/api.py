@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 #: The project whose playbooks the API runs (this checkout, or the installed copy).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def run_playbook(
     cancel_callback: Callable[[], bool] | None = None,
     quiet: bool = True,
     cmdline: str | None = None,
-) -> tuple[Any, list[dict]]:
+) -> tuple[Any, list[dict[str, Any]]]:
     """Run one of the project's playbooks; returns the runner and its events."""
     import ansible_runner
 
@@ -298,7 +298,9 @@ def report(run_dir: str | Path, *, private_data_dir: str | None = None) -> Repor
     )
 
 
-def status(*, inventory: str | None = None, limit: str | None = None, config: dict[str, Any] | None = None) -> dict:
+def status(
+    *, inventory: str | None = None, limit: str | None = None, config: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Run ``status.yml``: per host, the run holding it and the newest runs."""
     variables = {"voxbench_config": config} if config else {}
     result = _run("status.yml", variables, inventory=inventory, limit=limit)
@@ -423,4 +425,4 @@ def extract(
     }
     variables.update({k: v for k, v in optional.items() if v is not None})
     result = _run("extract.yml", variables)
-    return result.facts.get("localhost", {})["voxbench_extraction"]
+    return cast(dict[str, Any], result.facts.get("localhost", {})["voxbench_extraction"])

@@ -203,7 +203,7 @@ class StreamResampler:
     def _interpolate(buffer: np.ndarray, positions: np.ndarray) -> np.ndarray:
         index = positions.astype(np.int64)
         frac = (positions - index).astype(np.float32)
-        values = buffer[index] * (1.0 - frac) + buffer[index + 1] * frac
+        values: np.ndarray = buffer[index] * (1.0 - frac) + buffer[index + 1] * frac
         return np.clip(np.round(values), -32768, 32767).astype(np.int16)
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -53,7 +53,7 @@ def schema(kind: str, version: str = VERSION) -> dict[str, Any]:
     if kind not in KINDS + OUTPUTS:
         raise RunFileError(f"unknown schema {kind!r}; known: {', '.join(KINDS + OUTPUTS)}")
     text = resources.files("bench_py").joinpath(f"schemas/{kind}.{version}.json").read_text()
-    return json.loads(text)
+    return cast(dict[str, Any], json.loads(text))
 
 
 @lru_cache(maxsize=16)
@@ -87,7 +87,7 @@ def read(kind: str, path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise RunFileError(f"{kind} {path}: not JSON ({error.msg} at line {error.lineno})") from None
     validate(kind, data)
-    return data
+    return cast(dict[str, Any], data)  # every schema's top level is an object
 
 
 #: Tests only: seconds to pause between the two halves of a line, so that a test can kill the

@@ -9,6 +9,7 @@ the last TTFA. On a terminal that becomes one live status line per host; elsewhe
 from __future__ import annotations
 
 import sys
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -50,9 +51,11 @@ class RunProgress:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._live is not None:
-            self._live.__exit__(*exc)  # type: ignore[arg-type]
+            self._live.__exit__(exc_type, exc, traceback)
             self._live = None
 
     def _render(self) -> Text:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bench_py.cli.options import config_overrides
 from bench_py.cli.root import main
+
+if TYPE_CHECKING:  # the verbs import what they use when they run, to keep the command line quick to start
+    from bench_py.judge.session import Session
 
 
 @main.command("report")
@@ -82,6 +86,7 @@ def score_command(
     from bench_py.judge.server import listener_link, running_server
     from bench_py.results.report import ReportError, refresh_verdict
 
+    verdict: dict[str, Any] | None
     try:
         session = sessions.create(run_dir)
         if session.revealed and not close:
@@ -142,7 +147,7 @@ def _default_listener() -> str:
     return name or "listener"
 
 
-def _score_in_terminal(session, listener: str, player: str | None) -> bool:
+def _score_in_terminal(session: Session, listener: str, player: str | None) -> bool:
     from bench_py.judge import terminal
 
     chosen = player or terminal.default_player()
@@ -152,7 +157,7 @@ def _score_in_terminal(session, listener: str, player: str | None) -> bool:
     return terminal.run(session, listener, ask, click.echo, chosen)
 
 
-def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
+def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict[str, Any] | None:
     import asyncio
 
     from bench_py.judge.server import ListeningServer, serve
@@ -163,7 +168,7 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict | None:
             click.echo(f"listener {name}: {link}")
         click.echo("each listener opens their own link; you close the session with --close", err=True)
 
-    def derive_verdict(revealed: Path) -> dict:
+    def derive_verdict(revealed: Path) -> dict[str, Any]:
         from bench_py.judge.session import SessionError
         from bench_py.results.report import ReportError, refresh_verdict
 
@@ -258,7 +263,7 @@ def prescreen_command(
         if reference is None:
             reference = Path(verify(Path(config.reference.dir), config.reference.name)["path"])
 
-        def confirm(plan: dict) -> bool:
+        def confirm(plan: dict[str, Any]) -> bool:
             click.echo(
                 f"prescreen: {len(plan['texts'])} sentences, {plan['characters']} characters to {plan['url']} "
                 f"({plan['model']}), estimated {plan['estimated_usd']:.4f} USD at {plan['price']}",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
-def config_overrides(config_file: str | None, profile: str | None) -> dict | None:
+def config_overrides(config_file: str | None, profile: str | None) -> dict[str, Any] | None:
     import yaml
 
-    overrides: dict = {}
+    overrides: dict[str, Any] = {}
     if config_file:
         with open(config_file, encoding="utf-8") as handle:
             overrides = yaml.safe_load(handle) or {}
@@ -19,10 +21,10 @@ def config_overrides(config_file: str | None, profile: str | None) -> dict | Non
     return overrides or None
 
 
-def extra_variables(pairs: tuple[str, ...]) -> dict:
+def extra_variables(pairs: tuple[str, ...]) -> dict[str, Any]:
     import yaml
 
-    out = {}
+    out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

@@ -118,7 +118,8 @@ def demo_film(out_dir: Path, seed: int, lines: int) -> None:
     """Generate the film stand-in for Phase A0 (several real voices, subtitles in six shapes, ground truth)."""
     import json
 
-    from bench_py.standins.film import FILES, generate
+    from bench_py.standins.film import generate
+    from bench_py.standins.film_subtitles import FILES
 
     truth_path = out_dir / "truth.json"
     if truth_path.is_file():

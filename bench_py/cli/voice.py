@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,14 +69,14 @@ def extract_command(
     """
     import json
 
-    from bench_py.voice import extract, vtt
+    from bench_py.voice import clips, extract, vtt
 
     try:
         result = extract.extract(
             film, subtitles, out_dir, speaker=speaker, example=example, cluster_choice=cluster_choice, top=top,
             min_seconds=min_seconds, progress=lambda line: click.echo(line, err=True),
         )  # fmt: skip
-    except (extract.ExtractError, vtt.VttError) as error:
+    except (clips.ExtractError, vtt.VttError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -83,7 +84,7 @@ def extract_command(
     _list_extraction(result.to_json(), out_dir)
 
 
-def _list_extraction(data: dict, out_dir: Path) -> None:
+def _list_extraction(data: dict[str, Any], out_dir: Path) -> None:
     from bench_py.voice import findings
 
     click.echo(f"subtitles: {data.get('syntax', 'webvtt')}, {data['format']} ({data['format_reason']})")
@@ -119,11 +120,11 @@ def voices() -> None:
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def voices_list(out_dir: Path) -> None:
     """The ranked candidates (or the speaker clusters) of an extraction."""
-    from bench_py.voice import extract
+    from bench_py.voice import clips, extract
 
     try:
         _list_extraction(extract.load(out_dir), out_dir)
-    except extract.ExtractError as error:
+    except clips.ExtractError as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -134,11 +135,11 @@ def voices_list(out_dir: Path) -> None:
 def voices_play(out_dir: Path, rank: int, player: str | None) -> None:
     """Play candidate RANK."""
     from bench_py.judge.terminal import default_player
-    from bench_py.voice import confirm, extract
+    from bench_py.voice import clips, confirm
 
     try:
         chosen = confirm.candidate(out_dir, rank)
-    except extract.ExtractError as error:
+    except clips.ExtractError as error:
         raise click.ClickException(str(error)) from None
     command = player or default_player()
     if command is None:
@@ -161,11 +162,11 @@ def voices_play(out_dir: Path, rank: int, player: str | None) -> None:
 @click.option("--by", "confirmed_by", help="Who listened and confirmed (default: this user).")
 def voices_confirm(out_dir: Path, rank: int, name: str, references_dir: Path, confirmed_by: str | None) -> None:
     """Confirm candidate RANK: it enters the allowlist with its hash and provenance."""
-    from bench_py.voice import confirm, extract, references
+    from bench_py.voice import clips, confirm, references
 
     try:
         entry = confirm.confirm(out_dir, rank, name, references_dir, confirmed_by)
-    except (extract.ExtractError, references.ReferenceError) as error:
+    except (clips.ExtractError, references.ReferenceError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(
         f"{name}: {entry['file']} ({entry['duration_s']} s, sha256 {entry['sha256'][:12]}…) "

@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -286,7 +286,7 @@ class Config(_Strict):
 
 def default_config() -> dict[str, Any]:
     text = resources.files("bench_py.config").joinpath("defaults.yml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return cast(dict[str, Any], yaml.safe_load(text))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

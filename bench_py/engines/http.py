@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from bench_py.config.model import ReferenceAudio
 
 Condition = Literal["cloned", "preset"]
 
@@ -17,7 +20,7 @@ Condition = Literal["cloned", "preset"]
 @dataclass(frozen=True)
 class SpeechRequest:
     url: str
-    body: dict
+    body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry a token
     response_format: str = "pcm"
     sse: bool | None = False  # None: the server chooses (Content-Type decides)
@@ -87,7 +90,7 @@ class ChatterboxTarget:
         return SpeechRequest(self.url, body, headers, shape_from_headers=True)
 
 
-def reference_audio_value(setting: Any, reference_name: str, reference_wav: str) -> str:
+def reference_audio_value(setting: ReferenceAudio, reference_name: str, reference_wav: str) -> str:
     """``incumbent.reference_audio``: a path on the incumbent's host, or the clip itself (base64)."""
     if setting.send_as == "base64":
         return base64.b64encode(Path(reference_wav).read_bytes()).decode()
@@ -118,7 +121,7 @@ class MistralHostedTarget:
     key: str = field(default="", repr=False)
 
     def request(self, text: str, condition: Condition) -> SpeechRequest:
-        body: dict = {"model": self.model, "input": text, "response_format": "pcm", "stream": True}
+        body: dict[str, Any] = {"model": self.model, "input": text, "response_format": "pcm", "stream": True}
         if condition == "cloned":
             body["ref_audio"] = base64.b64encode(Path(self.reference_wav).read_bytes()).decode()
         else:

@@ -15,11 +15,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from bench_py.audio import Pcm
+
+if TYPE_CHECKING:  # transformers is imported when a model is loaded (the inprocess extra)
+    from transformers import PreTrainedTokenizerBase
 
 
 class LoadError(RuntimeError):
@@ -103,6 +106,7 @@ class TransformersSpeech:
     """A Hugging Face text-to-waveform model (``outputs.waveform``) loaded from a local directory."""
 
     name = "transformers"
+    tokenizer: PreTrainedTokenizerBase | None
 
     def __init__(self, model_path: str | Path, seed: int = 0) -> None:
         try:

@@ -15,7 +15,7 @@ import io
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -53,8 +53,11 @@ def wheel_version(wheel: Path) -> tuple[str, str]:
 def installed_version(client: docker.DockerClient, image: str, distribution: str) -> str:
     """A distribution's version inside an image (run once, no network, removed)."""
     try:
-        output = client.containers.run(
-            image, ["python3", "-c", VERSION_OF, distribution], remove=True, network_disabled=True
+        output = cast(  # not detached: docker-py returns the container's output as bytes
+            bytes,
+            client.containers.run(
+                image, ["python3", "-c", VERSION_OF, distribution], remove=True, network_disabled=True
+            ),
         )
     except docker.errors.ContainerError as error:
         raise PairingError(f"{image} has no {distribution}: {error.stderr.decode(errors='replace')[-200:]}") from None

@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench_py.version import source_digest, version_id
 
@@ -71,7 +72,7 @@ def _filtered(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return info
 
 
-def _deterministic_tar(target: Path, members: list[tuple[str, Path]], manifest: dict) -> None:
+def _deterministic_tar(target: Path, members: list[tuple[str, Path]], manifest: dict[str, Any]) -> None:
     with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
         for arcname, path in sorted(members):
             tar.add(path, arcname=arcname, filter=_filtered, recursive=False)
@@ -91,11 +92,11 @@ def build_bundle(
     platform: HostPlatform,
     constraints: Path | None = None,
     python: str = sys.executable,
-) -> dict:
+) -> dict[str, Any]:
     """Build (or reuse) the bundle for ``platform``; returns its path, manifest and whether it was built."""
     digest = bundle_digest(project_dir)
     bundle = cache_dir / f"voxbench-{digest}-{platform.tag}.tar"
-    manifest = {
+    manifest: dict[str, Any] = {  # _build adds the wheels, the extra and the drop-ins
         "version_id": version_id(),
         "platform": platform.tag,
         "python": platform.python,
@@ -112,7 +113,12 @@ def build_bundle(
 
 
 def _build(
-    project_dir: Path, bundle: Path, platform: HostPlatform, manifest: dict, constraints: Path | None, python: str
+    project_dir: Path,
+    bundle: Path,
+    platform: HostPlatform,
+    manifest: dict[str, Any],
+    constraints: Path | None,
+    python: str,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="voxbench-bundle-") as workdir:
         wheels = Path(workdir) / "wheelhouse"

@@ -95,7 +95,9 @@ def run(
     target = MistralHostedTarget(config.prescreen.url, config.prescreen.model, "", str(reference_wav), key=_key(config))
     takes = asyncio.run(_synthesize(target, estimate["texts"], config.prescreen.timeout_s))
     if similarity is None:
-        from bench_py.judge.similarity import speaker_similarity as similarity
+        from bench_py.judge.similarity import speaker_similarity
+
+        similarity = speaker_similarity
     reference = read_wav_file(str(reference_wav))
     scores = [round(similarity(take, reference), 4) for take in takes]
     threshold = config.prescreen.similarity_threshold

@@ -56,7 +56,7 @@ def to_rate(pcm: Pcm, rate: int) -> np.ndarray:
     if pcm.rate == rate:
         return pcm.samples.astype(np.int16)
     divisor = np.gcd(rate, pcm.rate)
-    resampled = resample_poly(pcm.samples.astype(np.float64), rate // divisor, pcm.rate // divisor)
+    resampled: np.ndarray = resample_poly(pcm.samples.astype(np.float64), rate // divisor, pcm.rate // divisor)
     return np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
 
 

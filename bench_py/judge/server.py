@@ -102,8 +102,9 @@ class ListeningServer:
         if not key:
             return None
         for entry in sessions.listeners(self.session):
-            if not entry["simulated"] and secrets.compare_digest(key, listener_key(self.secret, entry["name"])):
-                return entry["name"]
+            name: str = entry["name"]
+            if not entry["simulated"] and secrets.compare_digest(key, listener_key(self.secret, name)):
+                return name
         return None
 
     def _refresh(self) -> None:
@@ -267,7 +268,7 @@ async def serve(server: ListeningServer, port: int = 0, announce: Any = print) -
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]  # (host, port) of the one socket the site listens on
     url = f"http://127.0.0.1:{bound}/s/{server.token}/"
     links = {
         e["name"]: listener_link(url, server.secret, e["name"])

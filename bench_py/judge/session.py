@@ -89,7 +89,8 @@ class Session:
         return {c for p in self.data["pairs"] for c in (p["a"], p["b"])}
 
     def pair(self, pair_id: str) -> dict[str, Any]:
-        for pair in self.data["pairs"]:
+        pairs: list[dict[str, Any]] = self.data["pairs"]
+        for pair in pairs:
             if pair["pair"] == pair_id:
                 return pair
         raise SessionError(f"no pair {pair_id!r} in this session")
@@ -276,8 +277,8 @@ def _why_refused(current: Session, given: dict[str, Any]) -> tuple[str, int] | N
 def answer(
     session: Session,
     listener: str,
-    pair_id: str,
-    clip_id: str,
+    pair_id: object,  # as the page sent them: checked here, and refused unless they name the session's pair and clip
+    clip_id: object,
     score: Any,
     *,
     simulated: bool = False,

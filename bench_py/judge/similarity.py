@@ -11,7 +11,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def embed(pcm: Pcm) -> np.ndarray:
     wav = preprocess_wav(int16_to_float(pcm.samples), source_sr=pcm.rate)
     if len(wav) < ENCODER_RATE // 2:
         raise ValueError("the clip has under 0.5 s of speech after silence trimming")
-    return encoder.embed_utterance(wav)
+    return cast(np.ndarray, encoder.embed_utterance(wav))
 
 
 def speaker_similarity(a: Pcm, b: Pcm) -> float:

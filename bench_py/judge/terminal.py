@@ -64,4 +64,5 @@ def run(
                     break
                 if reply != "r":
                     say("  answer 1 to 5, r or q")
-    return sessions.progress(session, listener)["pairs_done"] == len(pairs)
+    pairs_done: int = sessions.progress(session, listener)["pairs_done"]
+    return pairs_done == len(pairs)

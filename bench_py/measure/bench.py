@@ -11,8 +11,9 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import numpy as np
@@ -21,9 +22,9 @@ from bench_py.audio import Pcm, write_wav_file
 from bench_py.engines import standin
 from bench_py.engines.http import Condition, SpeechRequest
 from bench_py.measure import netstamp
-from bench_py.measure.client import chunk_stats, stream_request
+from bench_py.measure.client import StreamResult, stream_request
 from bench_py.measure.stats import summarize
-from bench_py.measure.timing import Timed, bench_async
+from bench_py.measure.timing import Timed, bench_async, chunk_stats
 
 
 class Target(Protocol):
@@ -86,8 +87,9 @@ async def one_request(
     """One streamed request, measured; the record and the audio it returned."""
     should_stop()  # an abort (co-tenant gate, operator) stops the loop before the next request
     if getattr(target, "streaming", True) is False:
-        return await _one_synthesis(target, side, condition, index, repetition, text, audible_threshold_dbfs)  # type: ignore[arg-type]
-    request = target.request(text, condition)  # type: ignore[union-attr]
+        local = cast(LocalTarget, target)  # only the targets of paths 2C and 2D say streaming = False
+        return await _one_synthesis(local, side, condition, index, repetition, text, audible_threshold_dbfs)
+    request = target.request(text, condition)
     result = await stream_request(client, request, audible_threshold_dbfs)
     record = RequestRecord(
         side=side,
@@ -187,16 +189,17 @@ async def run_side(
         records.append(record)
 
     async with netstamp.client(timeouts) as client:
+        request = partial(
+            one_request, client, target, side, audible_threshold_dbfs=audible_threshold_dbfs, should_stop=should_stop
+        )
         for condition in conditions:
             for index, text in enumerate(utterances):
                 # Warmup belongs to the condition, before its first timed request, outside the loop.
                 await bench_async(
-                    lambda c=condition, i=index, t=text: one_request(
-                        client, target, side, c, i, 0, t, audible_threshold_dbfs, should_stop
-                    ),
+                    partial(request, condition, index, 0, text),
                     n=repetitions,
                     warmup=warmup if index == 0 else 0,
-                    keep=lambda run, c=condition, i=index: keep(run, c, i),
+                    keep=partial(keep, condition=condition, index=index),
                 )
                 record = records[-1]
                 if progress:
@@ -303,11 +306,14 @@ async def run_load(
     request = target.request(text, "preset")
     async with netstamp.client(timeouts, httpx.Limits(max_connections=limit * 2)) as client:
 
-        async def one(_index: int):
+        async def one(_index: int) -> StreamResult:
             should_stop()
             return await stream_request(client, request)
 
-        result = {"sweep": await load.sweep(one, limit, requests_per_level, max_error_rate), "utterance": text}
+        result: dict[str, Any] = {
+            "sweep": await load.sweep(one, limit, requests_per_level, max_error_rate),
+            "utterance": text,
+        }
         if poisson_rate_per_s > 0:
             result["poisson"] = await load.poisson(one, poisson_rate_per_s, poisson_requests, seed)
     return result

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench_py.audio import OUTPUT_RATE
 from bench_py.measure import decode, netstamp
-from bench_py.measure.decode import StreamDecodeError, WavStreamDecoder, decoder_for_response
+from bench_py.measure.decode import Decoder, StreamDecodeError, WavStreamDecoder, decoder_for_response
 from bench_py.measure.timing import chunk_stats, underruns
 
 #: A sample at or above this level (dBFS of full scale) is audible: far above dither, below speech.
@@ -94,7 +94,7 @@ class StreamResult:
 async def stream_speech(
     client: httpx.AsyncClient,
     url: str,
-    body: dict,
+    body: dict[str, Any],
     *,
     headers: dict[str, str] | None = None,
     response_format: str = "pcm",
@@ -117,7 +117,7 @@ async def stream_speech(
     ttfb = ttfa = audible = None
     status, response_headers, error, timed_out = 0, {}, None, False
     body_text = None
-    decoder = None
+    decoder: Decoder | None = None
     shape = None
     delivery = None
     clock = netstamp.Clock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -65,7 +66,7 @@ def probe_once(client: httpx.Client, config: Cotenant) -> Probe:
     return Probe(sent, latency, float(server) if server else None, 200)
 
 
-def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict:
+def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict[str, Any]:
     """``warmup`` untimed probes, then ``probes`` timed ones; raw samples and their summary.
 
     Raises :class:`CotenantUnreachable` when any timed probe fails: a baseline with holes is no
@@ -94,7 +95,7 @@ def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict:
 
 def recover_latency(
     config: Cotenant, baseline_p50: float, max_ratio: float, within_s: float, window: int = 3, interval_s: float = 0.5
-) -> dict:
+) -> dict[str, Any]:
     """Probe until the p50 of the last ``window`` probes is within ``max_ratio`` × baseline, or ``within_s`` passes.
 
     Returns whether it recovered, how long it took (from the first probe) and every probe.
@@ -104,18 +105,17 @@ def recover_latency(
     with httpx.Client() as client:
         while True:
             probes.append(probe_once(client, config))
-            recent = [p.latency_ms for p in probes[-window:]]
-            if len(recent) == window and None not in recent and statistics.median(recent) <= max_ratio * baseline_p50:
+            answered = [p.latency_ms for p in probes[-window:] if p.latency_ms is not None]
+            if len(answered) == window and statistics.median(answered) <= max_ratio * baseline_p50:
                 return {
                     "ok": True,
                     "time_to_recover_s": round(time.monotonic() - started, 3),
-                    "p50_ms": statistics.median(recent),
-                    "ratio": statistics.median(recent) / baseline_p50,
+                    "p50_ms": statistics.median(answered),
+                    "ratio": statistics.median(answered) / baseline_p50,
                     "samples": [asdict(p) for p in probes],
                 }
             if time.monotonic() - started > within_s:
-                last = [v for v in recent if v is not None]
-                p50 = statistics.median(last) if last else None
+                p50 = statistics.median(answered) if answered else None
                 return {
                     "ok": False,
                     "time_to_recover_s": None,

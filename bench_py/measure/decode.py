@@ -67,7 +67,8 @@ class ChannelMixer:
         usable = len(samples) // self.channels * self.channels
         self._carry = samples[usable:]
         frames = samples[:usable].reshape(-1, self.channels).astype(np.int32)
-        return frames.mean(axis=1).astype(np.int16)
+        mixed: np.ndarray = frames.mean(axis=1)  # numpy types a reduction over an axis as Any
+        return mixed.astype(np.int16)
 
 
 #: How servers spell raw PCM's sample format in a header (panda's X-Format, and common spellings).
@@ -154,7 +155,7 @@ class WavStreamDecoder:
 @dataclass
 class SseEvent:
     type: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass

@@ -247,6 +247,7 @@ class MemorySampler:
             if not track.timeline:
                 out[track.source.name] = {"available": False, "reason": "; ".join(track.errors) or "never sampled"}
                 continue
+            assert track.baseline is not None and track.peak is not None  # the first sample sets both
             entry: dict[str, Any] = {
                 "available": True,
                 "unit": "bytes",

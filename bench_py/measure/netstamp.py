@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -73,7 +74,9 @@ class KernelStampedStream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         self._sock.close()
 
-    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    async def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("kernel-stamped streams are plain TCP; TLS goes through the default backend")
 
     def get_extra_info(self, info: str) -> Any:
@@ -93,7 +96,14 @@ class KernelStampingBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             with anyio.fail_after(timeout):
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -123,7 +133,9 @@ class KernelStampingBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(str(error)) from None
         return KernelStampedStream(sock)
 
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_unix_socket(path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
@@ -173,7 +185,7 @@ class Clock:
 
     def arrival(self, response: httpx.Response) -> float:
         stream = response.extensions.get("network_stream")
-        stamp = getattr(stream, "last_rx_realtime_ns", None)
+        stamp: int | None = getattr(stream, "last_rx_realtime_ns", None)
         now = time.monotonic()
         if stamp is None:
             return now

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 #: numpy's default linear interpolation between closest ranks (Hyndman & Fan type 7).
-PERCENTILE_METHOD = "linear"
+PERCENTILE_METHOD: Final = "linear"  # Final keeps the literal, which np.percentile's method= needs
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float | None], q: float) -> float | None:
     clean = [v for v in values if v is not None]
     if not clean:
         return None

@@ -48,13 +48,18 @@ class Publication:
     repo: str = ""
 
 
-def branch_name(candidate: str, run_id: str) -> str:
-    """``<candidate>-bench-<YYYYMMDD-HHMMSS>`` from the run id's stamp (the same run, the same branch)."""
+def run_stamp(run_id: str) -> str:
+    """The run id's ``YYYYMMDD-HHMMSS`` stamp."""
     match = RUN_ID_STAMP.search(run_id)
     if not match:
         raise ArtifactsError(f"run id {run_id!r} carries no YYYYMMDD-HHMMSS stamp")
+    return match.group(1)
+
+
+def branch_name(candidate: str, run_id: str) -> str:
+    """``<candidate>-bench-<YYYYMMDD-HHMMSS>`` from the run id's stamp (the same run, the same branch)."""
     slug = re.sub(r"[^a-z0-9]+", "-", candidate.lower()).strip("-") or "candidate"
-    return f"{slug}-bench-{match.group(1)}"
+    return f"{slug}-bench-{run_stamp(run_id)}"
 
 
 def _git(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -149,7 +154,7 @@ def publish(
         add = ["worktree", "add", "--quiet"]
         add += ["--no-track", "-b", branch, str(worktree), start] if create else [str(worktree), branch]
         _git([*LFS_CONFIG, *add], repo, env=skip)
-        stamp = RUN_ID_STAMP.search(run_id).group(1)  # type: ignore[union-attr]
+        stamp = run_stamp(run_id)
         written = _stage(worktree, run_id, public)
         _git([*LFS_CONFIG, "add", "--", *written], worktree, env=skip)
         changed = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=worktree, check=False).returncode != 0

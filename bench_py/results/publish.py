@@ -85,7 +85,7 @@ def sealed_measurements(measurements: dict[str, Any], full_sha256: str) -> dict[
     bench = out.get("bench")
     if isinstance(bench, dict):
         bench["records"] = {}
-        summary = {}
+        summary: dict[str, dict[str, Any]] = {}
         for side, conditions in (bench.get("summary") or {}).items():
             summary[side] = {}
             for condition, figures in conditions.items():

@@ -229,7 +229,8 @@ def cotenant_plot(m: dict[str, Any]) -> Plot:
     groups.append(("TEARDOWN", teardown.get("samples") or []))
     stamps = [s["at_s"] for _, samples in groups for s in samples if s.get("at_s") is not None]
     origin = min(stamps) if stamps else 0.0
-    points, bands = [], []
+    points: list[tuple[float, float]] = []  # (s since the first probe, latency ms)
+    bands: list[tuple[float, float, str]] = []  # (start s, end s, phase)
     for phase, samples in groups:
         times = [s["at_s"] - origin for s in samples if s.get("at_s") is not None]
         points.extend((s["at_s"] - origin, s["latency_ms"]) for s in samples if s.get("latency_ms") is not None)
@@ -343,7 +344,9 @@ def refresh_verdict(run_dir: Path) -> dict[str, Any]:
 
 
 def sealed_condition(m: dict[str, Any]) -> str:
-    return (((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}).get("voice_condition", "cloned")
+    thresholds = ((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}
+    condition: str = thresholds.get("voice_condition", "cloned")
+    return condition
 
 
 def render_report(run: RunFiles, verdict: dict[str, Any]) -> str:

@@ -106,12 +106,13 @@ def _blind(
     if not scores:
         return _row(name, NA, f"no listening scores yet{refused_text}")
     real = [s for s in scores if not s.get("simulated")]
-    sealed = (session or {}).get("mapping_sha256")
-    revealed = (session or {}).get("revealed_verified")
+    session = session or {}
+    sealed = session.get("mapping_sha256")
+    revealed = session.get("revealed_verified")
     if sealed and revealed:
         saw = (
             f"{len(real)} blind answers counted; mapping sealed ({sealed[:12]}…) before the first answer, "
-            f"verified at the reveal ({session.get('revealed_by', 'operator')}){refused_text}"  # type: ignore[union-attr]
+            f"verified at the reveal ({session.get('revealed_by', 'operator')}){refused_text}"
         )
         return _row(name, HIT, saw)
     if sealed:

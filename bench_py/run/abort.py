@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench_py.files import atomic_write_json
 from bench_py.run.space import is_disk_full, release_reserve
@@ -52,7 +52,7 @@ def request_abort(run_dir: Path, by: str, reason: str, evidence: dict[str, Any] 
 
 def read_abort(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / FLAG).read_text())
+        return cast(dict[str, Any], json.loads((run_dir / FLAG).read_text()))
     except FileNotFoundError:
         return None
 

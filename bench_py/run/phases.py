@@ -20,7 +20,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -53,7 +53,7 @@ REFERENCE_COPY = "reference.wav"
 
 def _read(run_dir: Path, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / f"{name}.json").read_text())
+        return cast(dict[str, Any], json.loads((run_dir / f"{name}.json").read_text()))
     except FileNotFoundError:
         return None
 
@@ -230,7 +230,7 @@ class Run:
         entry = (_read(self.dir, "preflight") or {}).get("checks", [])
         for check in entry:
             if check["name"] == "reference" and check.get("detail"):
-                return check["detail"]["path"]
+                return cast(str, check["detail"]["path"])
         raise PhaseFailed("the preflight record has no verified reference clip")
 
     def _selected(self) -> dict[str, Any]:
@@ -430,7 +430,8 @@ class Run:
                 scores[voice], unavailable = None, str(error)
             except ValueError:  # under half a second of speech: not a voice to choose
                 scores[voice] = None
-        ranked = sorted((v for v in scores if scores[v] is not None), key=lambda v: -scores[v])  # type: ignore[operator]
+        scored = {voice: score for voice, score in scores.items() if score is not None}
+        ranked = sorted(scored, key=lambda voice: -scored[voice])
         chosen = ranked[0] if ranked else (voices[0] if voices else cfg.preset_voice)
         return {
             "phrase": phrase,

@@ -313,7 +313,8 @@ def _cotenant_running(config: Config) -> bool | None:
     control = config.cotenant.control
     if control.kind == "container":
         try:
-            return docker_client(config.preflight.docker_url).containers.get(control.name).status == "running"
+            status: str = docker_client(config.preflight.docker_url).containers.get(control.name).status
+            return status == "running"
         except Exception as error:
             return False if type(error).__name__ == "NotFound" else None
     result = subprocess.run(["systemctl", "is-active", str(control.name)], capture_output=True, text=True, check=False)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench_py.clock import now_iso
 from bench_py.files import atomic_write_json
@@ -156,7 +156,7 @@ class StateStore:
     def holder(self) -> str | None:
         """The run id holding the host lock, if any."""
         try:
-            return json.loads(self.lock_path.read_text())["run_id"]
+            return cast(str, json.loads(self.lock_path.read_text())["run_id"])
         except FileNotFoundError:
             return None
 
@@ -265,7 +265,7 @@ class StateStore:
     def summaries(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest runs on this host, newest first: id, state, progress, whether collected."""
         runs_dir = self.root / "runs"
-        found = []
+        found: list[dict[str, Any]] = []
         for state_file in runs_dir.glob("*/state.json") if runs_dir.is_dir() else []:
             try:
                 state = self.load(state_file.parent.name)

@@ -18,7 +18,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -323,7 +323,11 @@ class FestivalEngine(_SentenceEngine):
             return decode_wav(handle.read())
 
 
-ENGINES = {"espeak-ng": EspeakEngine, "flite": FliteEngine, "festival": FestivalEngine}
+ENGINES: dict[str, Callable[[], SpeechEngine]] = {
+    "espeak-ng": EspeakEngine,
+    "flite": FliteEngine,
+    "festival": FestivalEngine,
+}
 
 
 def make_engine(name: str) -> SpeechEngine:

@@ -141,8 +141,13 @@ def _trim(pcm: Pcm) -> Pcm:
 
 def _voices(said: list[tuple[str, str]], rng: random.Random, style: str, workdir: Path, workers: int) -> list[Pcm]:
     """Each line's audio; in the short style a target line outside 1.5–4.5 s is said again, shorter or longer."""
+
+    def voiced(numbered: tuple[int, tuple[str, str]]) -> Pcm:
+        index, (speaker, text) = numbered
+        return _trim(_synthesize(speaker, text, workdir, index))
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        audio = list(pool.map(lambda item: _trim(_synthesize(*item[1], workdir, item[0])), enumerate(said)))
+        audio = list(pool.map(voiced, enumerate(said)))
     if style == "short":
         low, high = SHORT_LINE_S
         for index, (speaker, _text) in enumerate(said):

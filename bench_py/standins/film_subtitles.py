@@ -18,7 +18,7 @@ recognizer would place them.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 SHAPES = ("voice", "dash", "youtube", "continuous", "none", "srt")
@@ -26,10 +26,16 @@ FILES = {shape: "film.srt" if shape == "srt" else f"film.{shape}.vtt" for shape 
 
 
 class SpokenLine(Protocol):
-    start: float
-    end: float
-    speaker: str
-    text: str
+    """A line as the writers read it (read-only, so the film's frozen lines qualify)."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def speaker(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def _ts(seconds: float, comma: bool = False) -> str:
@@ -57,7 +63,9 @@ def _vtt(cues: list[tuple[float, float, str]], header: str = "WEBVTT\n") -> str:
     return header + "\n" + "\n".join(f"{_ts(a)} --> {_ts(b)}\n{text}\n" for a, b, text in cues)
 
 
-def _paired(lines: Sequence[SpokenLine], rng: random.Random, chance: float, gap: float = 0.6):
+def _paired(
+    lines: Sequence[SpokenLine], rng: random.Random, chance: float, gap: float = 0.6
+) -> Iterator[tuple[SpokenLine, SpokenLine | None]]:
     """Lines one by one, or two close lines of different speakers together."""
     index = 0
     while index < len(lines):

@@ -72,8 +72,8 @@ class HostedFace(Face):
             response = web.StreamResponse(
                 headers={"Content-Type": "text/event-stream", "X-Voxbench-Voice": describe(params)}
             )
-            samples = await self.stream_pcm(request, response, text, params, encode)
-            done = json.dumps({"usage": {"input_characters": len(text), "output_samples": samples}})
+            sent = await self.stream_pcm(request, response, text, params, encode)
+            done = json.dumps({"usage": {"input_characters": len(text), "output_samples": sent}})
             await response.write(f"event: speech.audio.done\ndata: {done}\n\n".encode())
             await response.write_eof()
             return response

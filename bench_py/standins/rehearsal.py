@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -94,7 +94,7 @@ def _empty(folder: Path) -> None:
 
 def _marked(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / MARKER).read_text())
+        return cast(dict[str, Any], json.loads((folder / MARKER).read_text()))
     except (OSError, ValueError):
         return None
 
@@ -347,7 +347,9 @@ class Rehearsal:
         return diff
 
     # -- playbooks ---------------------------------------------------------------------------------
-    def _playbook(self, playbook: str, variables: dict[str, Any], *args: str, timeout_s: float = 900) -> Any:
+    def _playbook(
+        self, playbook: str, variables: dict[str, Any], *args: str, timeout_s: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         """ansible-playbook in a session of its own: on a timeout the whole group goes (its workers,
         its SSH), and the rehearsal's teardown removes what the run started."""
         bin_dir = Path(sys.executable).parent
@@ -420,7 +422,7 @@ class Rehearsal:
         m = outcome.measurements
         if outcome.returncode != 0 or m.get("final_state") != "DONE":
             return [f"bench.yml ended {outcome.returncode}, the run {m.get('final_state')}: {m.get('reason')}"]
-        selected = next((p for p in m["install_paths"]["paths"] if p["status"] == "ok"), {})
+        selected: dict[str, Any] = next((p for p in m["install_paths"]["paths"] if p["status"] == "ok"), {})
         if selected.get("launch", {}).get("engine_version") != outcome.release:
             problems.append(
                 f"the engine reported {selected.get('launch', {}).get('engine_version')}, not {outcome.release}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -92,7 +93,7 @@ def run_testhost(
     labels: dict[str, str] | None = None,
     volumes: dict[str, dict[str, str]] | None = None,
     network: str | None = None,
-):
+) -> Any:  # docker-py's Container
     """Start a test host: systemd as PID 1, sshd published on 127.0.0.1:``ssh_port``; on
     ``network`` (a user-defined one) the other hosts reach it by its name."""
     mounts = {
@@ -142,7 +143,7 @@ class TestHostFleet:
         # Each host gets <shared_root>/<name> mounted at the same path inside: what a host hands to
         # sibling containers (the token file) must exist at that path for the shared Docker daemon too.
         self.shared_root = shared_root
-        self.hosts: dict[str, dict] = {}
+        self.hosts: dict[str, dict[str, Any]] = {}
         self.image = ""
         self.inventory = workdir / "hosts.yml"
         # Host keys are checked, as for a real inventory: against the keys each host generated at

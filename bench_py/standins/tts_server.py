@@ -28,12 +28,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bench_py.audio import OUTPUT_RATE, AudioFormatError, Pcm, StreamResampler, decode_wav
 from bench_py.standins.engines import SpeechEngine, VoiceParams, make_engine
@@ -72,6 +73,7 @@ class Knobs:
 
     def update(self, changes: dict[str, object]) -> None:
         names = {f.name: f.type for f in dataclasses.fields(self)}
+        checked: dict[str, bool | float] = {}  # every change is checked before any is made
         for key, value in changes.items():
             if key not in names:
                 raise ValueError(f"unknown knob {key!r}; knobs are: {', '.join(names)}")
@@ -79,8 +81,9 @@ class Knobs:
                 raise ValueError(f"knob {key!r} must be a {'boolean' if names[key] in ('bool', bool) else 'number'}")
             if not isinstance(value, bool) and value < 0:
                 raise ValueError(f"knob {key!r} must not be negative")
-        for key, value in changes.items():
-            setattr(self, key, value if isinstance(value, bool) else float(value))
+            checked[key] = value if isinstance(value, bool) else float(value)
+        for key, checked_value in checked.items():
+            setattr(self, key, checked_value)
         self.chunk_ms = max(self.chunk_ms, 1.0)
 
 
@@ -137,7 +140,7 @@ async def audio_stream(
         return np.clip(noise.normal(0, 3000, len(samples)), -32768, 32767).astype(np.int16)
 
     async for piece in engine.stream(text, params):
-        if piece.rate != engine_rate:
+        if resampler is None or piece.rate != engine_rate:
             flushed = resampler.flush() if resampler else np.zeros(0, np.int16)
             resampler, engine_rate = StreamResampler(piece.rate, rate), piece.rate
             pending = np.concatenate([pending, flushed])
@@ -189,7 +192,7 @@ async def json_body(request: web.Request, fail: Callable[[str], Exception]) -> d
     return body
 
 
-def die(code: int, *lines: str) -> None:
+def die(code: int, *lines: str) -> NoReturn:
     """End the process the way a crashing engine does: its last words in the log, then gone."""
     for line in lines:
         log.error(line)
@@ -225,7 +228,7 @@ class Face:
         return app
 
     @web.middleware
-    async def _labelled(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    async def _labelled(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except HttpError as error:
@@ -321,7 +324,7 @@ class Face:
 
 
 @web.middleware
-async def _stamp_arrival(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def _stamp_arrival(request: web.Request, handler: Handler) -> web.StreamResponse:
     request["started"] = time.monotonic()
     return await handler(request)
 

@@ -87,7 +87,7 @@ def cut_joined(film: Path, spans: list[list[float]], target: Path) -> str | None
     return _keep(result, tmp, target, joined.duration(spans))
 
 
-def _keep(result: subprocess.CompletedProcess, tmp: Path, target: Path, duration: float) -> str | None:
+def _keep(result: subprocess.CompletedProcess[str], tmp: Path, target: Path, duration: float) -> str | None:
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         return f"ffmpeg failed: {result.stderr.strip()[-200:]}"

@@ -16,11 +16,9 @@ def candidate(out_dir: Path, rank: int) -> dict[str, Any]:
     for entry in data["candidates"]:
         if entry["rank"] == rank:
             if not entry.get("file"):
-                raise extract.ExtractError(
-                    f"candidate {rank} was ranked but not cut; extract again with a larger --top"
-                )
+                raise clips.ExtractError(f"candidate {rank} was ranked but not cut; extract again with a larger --top")
             return {**entry, "path": str(clips.inside(Path(out_dir), entry["file"]))}
-    raise extract.ExtractError(f"there is no candidate {rank}; `voxbench voices list {out_dir}` shows them")
+    raise clips.ExtractError(f"there is no candidate {rank}; `voxbench voices list {out_dir}` shows them")
 
 
 def play(path: Path, player: str) -> None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench_py.audio import Pcm, int16_to_float
+
+if TYPE_CHECKING:
+    from resemblyzer import VoiceEncoder
 
 ENCODER_RATE = 16_000
 N_FFT, HOP = 400, 160  # resemblyzer: 25 ms windows, 10 ms steps at 16 kHz
@@ -31,7 +35,7 @@ def _mel_basis() -> np.ndarray:
     return librosa.filters.mel(sr=ENCODER_RATE, n_fft=N_FFT, n_mels=MEL_CHANNELS)
 
 
-def _prepare(encoder, pcm: Pcm) -> list[np.ndarray]:
+def _prepare(encoder: VoiceEncoder, pcm: Pcm) -> list[np.ndarray]:
     """The mel frames of each partial window of one clip (none: under 0.5 s of speech)."""
     import librosa
     from resemblyzer import preprocess_wav
@@ -81,10 +85,12 @@ def _embed_many(pcms: list[Pcm], batch: int) -> list[np.ndarray | None]:
     def prepare_chunk(indices: range) -> list[tuple[int, list[np.ndarray]]]:
         return [(index, _prepare(encoder, pcms[index])) for index in indices]
 
+    if not chunks:
+        return out
     mels: list[np.ndarray] = []
     owners: list[int] = []
     with ThreadPoolExecutor(max_workers=1) as pool:  # the next chunk is prepared while this one is encoded
-        pending = pool.submit(prepare_chunk, chunks[0]) if chunks else None
+        pending = pool.submit(prepare_chunk, chunks[0])
         for number in range(len(chunks)):
             done = pending.result()
             if number + 1 < len(chunks):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -61,6 +61,14 @@ def _embedders() -> tuple[Callable[[Pcm], np.ndarray], Callable[[list[Pcm]], lis
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class _Stretch(TypedDict):
+    """Where a run of regions lies: its bounds in the film (s) and the subtitle lines it covers."""
+
+    start: float
+    end: float
+    lines: list[int]
 
 
 def _slice(samples: np.ndarray, start: float, end: float) -> Pcm:
@@ -152,11 +160,13 @@ def rank(
     (``why``: a code that findings count, ``reason``: the sentence). When the regions are already
     embedded, only the ``3 * top`` stretches whose regions sound most like the target are embedded
     whole and scored."""
-    candidates, rejected, usable = [], [], []
+    candidates: list[Candidate] = []
+    rejected: list[dict[str, Any]] = []
+    usable: list[tuple[list[Region], _Stretch]] = []
     runs_of: dict[int, list[Region]] = {}
     for run in runs:
         start, end = run[0].start, run[-1].end
-        where = {"start": start, "end": end, "lines": sorted({r.line for r in run})}
+        where: _Stretch = {"start": start, "end": end, "lines": sorted({r.line for r in run})}
         if any(r.overlapped for r in run):
             rejected.append({**where, "why": "overlap", "reason": "overlaps another speaker or music"})
         elif any(r.background for r in run):
@@ -473,4 +483,4 @@ def load(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / CANDIDATES
     if not path.is_file():
         raise ExtractError(f"{path} is missing: run voxbench extract first")
-    return json.loads(path.read_text())
+    return cast(dict[str, Any], json.loads(path.read_text()))

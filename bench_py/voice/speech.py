@@ -40,7 +40,8 @@ def frame_levels(samples: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
     size = int(rate * FRAME_S)
     usable = len(samples) // size * size
     frames = samples[:usable].astype(np.float32).reshape(-1, size) / 32768.0
-    return 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-10)
+    power: np.ndarray = np.mean(frames * frames, axis=1)  # numpy types a reduction over an axis as Any
+    return 10 * np.log10(power + 1e-10)
 
 
 def speech_frames(levels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -207,5 +208,5 @@ class MixedCheck:
         """Measure these regions (once) and set ``mixed`` on each."""
         self._measure(regions)
         for region in regions:
-            unknown = region.least_likeness is None or self.usual is None
-            region.mixed = unknown or region.least_likeness < self.usual - MIXED_BELOW
+            least, usual = region.least_likeness, self.usual
+            region.mixed = least is None or usual is None or least < usual - MIXED_BELOW

@@ -21,6 +21,7 @@ The speaker markup found decides how speakers are found:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -91,7 +92,7 @@ def decode(data: bytes, name: str = "subtitles") -> str:
         raise VttError(f"{name} line {line}: not UTF-8 (byte {error.start}); convert it with iconv -t UTF-8") from None
 
 
-def _blocks(lines: list[str]):
+def _blocks(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
     """(first line number, lines) of each block as the WebVTT parser collects them: only an empty
     line ends a block (a line of spaces is cue text), and a line holding ``-->`` starts a new
     block unless it can be this block's timing line (its first, or its second after an id)."""

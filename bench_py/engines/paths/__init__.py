@@ -14,6 +14,8 @@ license is not one the configuration allows; ``skipped`` means an earlier path a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bench_py.engines.paths.common import (
     NOT_A_VOICE,
     PATH_KINDS,
@@ -83,5 +85,10 @@ __all__ = [
 
 
 def make(name: str, ctx: Context) -> InstallPath:
-    classes = {"2A": ContainerPath, "2B": ProcessPath, "2C": InProcessPath, "2D": BatchPath}
+    classes: dict[str, Callable[[Context], InstallPath]] = {
+        "2A": ContainerPath,
+        "2B": ProcessPath,
+        "2C": InProcessPath,
+        "2D": BatchPath,
+    }
     return classes[name](ctx)

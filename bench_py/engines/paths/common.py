@@ -71,7 +71,7 @@ class Context:
     run_dir: Path
     docker_url: str | None = None
     should_stop: Callable[[], None] = lambda: None
-    record_change: Callable[[dict[str, Any]], None] = lambda change: None
+    record_change: Callable[[dict[str, Any]], object] = lambda change: None  # what it returns is ignored
     allow_standins: bool = False
     stop_grace_s: float = 10.0  # teardown.grace_s: docker stop's grace before it kills
 

@@ -70,7 +70,7 @@ class ContainerPath:
                 f"the image {self.spec.image} is not on this host and its registry did not answer: "
                 f"{error.explanation or error}",
             ) from None
-        facts = {"host": wanted, "offered": offered, "source": source}
+        facts: dict[str, Any] = {"host": wanted, "offered": offered, "source": source}
         if not any(p == wanted or p.startswith(wanted + "/") for p in offered):
             raise PathError(
                 "blocked",
@@ -221,7 +221,8 @@ class ContainerPath:
         import docker.errors
 
         try:
-            return self.client.containers.get(self.spec.name).logs(tail=tail).decode(errors="replace").splitlines()
+            logs: bytes = self.client.containers.get(self.spec.name).logs(tail=tail)
+            return logs.decode(errors="replace").splitlines()
         except docker.errors.NotFound:
             return []
 
