@@ -245,3 +245,22 @@ def off_cotenant_cpu():
         os.sched_setaffinity(0, before - {0})
     yield
     os.sched_setaffinity(0, before)
+
+
+#: Seconds spent per test file (setup, call and teardown), printed at the end: where the suite's time goes.
+_AREA_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    area = report.nodeid.split("::", 1)[0]
+    _AREA_SECONDS[area] = _AREA_SECONDS.get(area, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _AREA_SECONDS:
+        return
+    total = sum(_AREA_SECONDS.values())
+    terminalreporter.section("time per area")
+    for area, seconds in sorted(_AREA_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f} %  {area}")
+    terminalreporter.write_line(f"{total:8.1f} s  total in tests (session fixtures count where first used)")
