@@ -1,6 +1,7 @@
-"""Python API: the playbooks driven through ansible-runner, results read from runner events.
+"""Python API: remote work (bench, setup, status, teardown, score) as the playbooks driven through
+ansible-runner, results read from runner events; local work (report, extract) as direct calls.
 
-Results come from ``runner_on_ok`` events of the ``voxbench_results`` task (its
+Playbook results come from ``runner_on_ok`` events of the ``voxbench_results`` task (its
 ``ansible_facts``), never from ansible-runner's fact-cache reader, which is broken with
 ansible-core >= 2.19.
 """
@@ -13,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 #: The project whose playbooks the API runs (this checkout, or the installed copy).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -282,19 +283,21 @@ def setup(
 bench = run_bench
 
 
-def report(run_dir: str | Path, *, private_data_dir: str | None = None) -> ReportResult:
-    """Run ``report.yml``: rebuild the report and recompute the verdict from the run's files alone."""
-    result = _run("report.yml", {"run_dir": str(Path(run_dir).resolve())}, private_data_dir=private_data_dir)
-    facts = result.facts.get("localhost", {}).get("voxbench_results")
-    if facts is None:
-        raise VoxbenchError("report.yml returned no results")
-    ok = next(
-        e["event_data"]["res"]
-        for e in result.events
-        if e.get("event") == "runner_on_ok" and e["event_data"].get("task_action") == "voxbench_results"
-    )
+def report(run_dir: str | Path) -> ReportResult:
+    """Rebuild the report and derive the verdict again from the run's files alone (what
+    ``report.yml`` does, called here directly: a local verb needs no Ansible)."""
+    from bench_py.judge.session import SessionError
+    from bench_py.results.figures import ResultsError
+    from bench_py.results.report import ReportError, refresh
+    from bench_py.run.measurements import MeasurementsError
+
+    try:
+        done = refresh(Path(run_dir).resolve())
+    except (MeasurementsError, ResultsError, ReportError, SessionError) as error:
+        raise VoxbenchError(str(error)) from None
+    facts = done.facts
     return ReportResult(
-        facts["run_id"], facts["verdict"], facts["verdict_detail"], facts, ok["report"], ok.get("summary", [])
+        facts["run_id"], facts["verdict"], facts["verdict_detail"], facts, str(done.report), done.summary
     )
 
 
@@ -409,20 +412,24 @@ def extract(
     reference_name: str | None = None,
     references_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``extract.yml`` (Phase A0): the ranked clips (or the clusters to listen to), and the
-    allowlist entry when ``confirm_rank`` confirmed one."""
-    variables: dict[str, Any] = {"film": str(Path(film).resolve()), "subtitles": str(Path(subtitles).resolve())}
-    optional = {
-        "speaker": speaker,
-        "example": str(Path(example).resolve()) if example else None,
-        "cluster": cluster,
-        "voxbench_extract_out_dir": str(Path(out_dir).resolve()) if out_dir else None,
-        "top": top,
-        "min_seconds": min_seconds,
-        "confirm_rank": confirm_rank,
-        "reference_name": reference_name,
-        "voxbench_extract_references_dir": str(Path(references_dir).resolve()) if references_dir else None,
-    }
-    variables.update({k: v for k, v in optional.items() if v is not None})
-    result = _run("extract.yml", variables)
-    return cast(dict[str, Any], result.facts.get("localhost", {})["voxbench_extraction"])
+    """Phase A0 (what ``extract.yml`` does, called here directly): the ranked clips (or the
+    clusters to listen to), and the allowlist entry when ``confirm_rank`` confirmed one. Defaults as
+    the playbook's: ``runs/extract`` and ``voice-references`` in the project, the top 5, 5 s."""
+    from bench_py.voice import clips, confirm, references, vtt
+
+    try:
+        return confirm.extract_and_confirm(
+            Path(film).resolve(),
+            Path(subtitles).resolve(),
+            Path(out_dir).resolve() if out_dir else PROJECT_DIR / "runs" / "extract",
+            speaker=speaker,
+            example=Path(example).resolve() if example else None,
+            cluster=cluster,
+            top=top if top is not None else 5,
+            min_seconds=min_seconds if min_seconds is not None else 5.0,
+            confirm_rank=confirm_rank,
+            reference_name=reference_name,
+            references_dir=Path(references_dir).resolve() if references_dir else PROJECT_DIR / "voice-references",
+        )
+    except (clips.ExtractError, vtt.VttError, references.ReferenceError) as error:
+        raise VoxbenchError(str(error)) from None

@@ -77,39 +77,19 @@ def main() -> None:
     )
     from pathlib import Path
 
-    from bench_py.voice import confirm, extract, findings, references, vtt
+    from bench_py.voice import clips, confirm, references, vtt
 
     p = module.params
     try:
-        result = extract.extract(
+        facts = confirm.extract_and_confirm(
             Path(p["film"]), Path(p["subtitles"]), Path(p["out_dir"]), speaker=p["speaker"],
-            example=Path(p["example"]) if p["example"] else None, cluster_choice=p["cluster"], top=p["top"],
-            min_seconds=p["min_seconds"],
+            example=Path(p["example"]) if p["example"] else None, cluster=p["cluster"], top=p["top"],
+            min_seconds=p["min_seconds"], confirm_rank=p["confirm_rank"], reference_name=p["reference_name"],
+            references_dir=Path(p["references_dir"]) if p["references_dir"] else None,
+            confirmed_by=p["confirmed_by"],
         )  # fmt: skip
-        data = result.to_json()
-        confirmed = None
-        if p["confirm_rank"] is not None:
-            entry = confirm.confirm(
-                Path(p["out_dir"]), p["confirm_rank"], p["reference_name"], Path(p["references_dir"]), p["confirmed_by"]
-            )
-            confirmed = {**entry, "path": str(Path(p["references_dir"]) / entry["file"])}
-    except (extract.ExtractError, vtt.VttError, references.ReferenceError) as error:
+    except (clips.ExtractError, vtt.VttError, references.ReferenceError) as error:
         module.fail_json(msg=str(error))
-    facts = {
-        "syntax": data["syntax"],
-        "format": data["format"],
-        "format_reason": data["format_reason"],
-        "mode": data["mode"],
-        "candidates": [c for c in data["candidates"] if c.get("file")],
-        "clusters": data["clusters"],
-        "rejected": len(data["rejected"]),
-        "skipped_cues": data["skipped_cues"],
-        "timings_s": data["timings_s"],
-        "summary": data["summary"],
-        "summary_lines": findings.lines(data["summary"]),
-        "out_dir": p["out_dir"],
-        "confirmed": confirmed,
-    }
     module.exit_json(changed=True, ansible_facts={"voxbench_extraction": facts})
 
 

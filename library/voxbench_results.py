@@ -74,34 +74,22 @@ def main() -> None:
     from pathlib import Path
 
     from bench_py.judge.session import SessionError
-    from bench_py.results.figures import ResultsError, figures, summary_lines
-    from bench_py.results.report import REPORT_NAME, ReportError, build
+    from bench_py.results.figures import ResultsError
+    from bench_py.results.report import ReportError, refresh
     from bench_py.run.measurements import MeasurementsError
 
-    run_dir = Path(module.params["run_dir"])
-    before = (run_dir / REPORT_NAME).read_bytes() if (run_dir / REPORT_NAME).is_file() else None
+    params = module.params
     try:
-        figures(run_dir)  # a missing or invalid measurements file fails here, naming it
-        report = run_dir / REPORT_NAME
-        if not module.check_mode:
-            if module.params["seal"]:
-                from bench_py.results.publish import seal_session
-
-                seal_session(run_dir)
-            if module.params["proxies"] and not (run_dir / "proxies.json").is_file():
-                from bench_py.judge import proxies
-
-                proxies.write(run_dir)
-            report, _ = build(run_dir)  # derives verdict.json again when its inputs changed
-        facts = figures(run_dir)
+        done = refresh(
+            Path(params["run_dir"]), proxies=params["proxies"], seal=params["seal"], dry_run=module.check_mode
+        )
     except (MeasurementsError, ResultsError, ReportError, SessionError) as error:
         module.fail_json(msg=str(error))
-    changed = not module.check_mode and report.read_bytes() != before
     module.exit_json(
-        changed=changed,
-        ansible_facts={"voxbench_results": facts},
-        summary=summary_lines(facts),
-        report=str(report),
+        changed=done.changed,
+        ansible_facts={"voxbench_results": done.facts},
+        summary=done.summary,
+        report=str(done.report),
     )
 
 
