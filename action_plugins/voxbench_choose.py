@@ -15,6 +15,13 @@ options:
   default: {description: Answer taken when the user just presses Enter., type: str}
 """
 
+RETURN = r"""
+choice:
+  description: The answer given (one of O(choices)).
+  returned: success
+  type: str
+"""
+
 from ansible.errors import AnsiblePromptNoninteractive
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display

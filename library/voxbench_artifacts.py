@@ -75,6 +75,13 @@ files:
   returned: success
   type: list
   elements: str
+repo:
+  description:
+    - The checkout the branch was committed in (absolute).
+    - With O(embedded_origin) and no checkout at O(repo), the one created, which is always
+      C(checkout) beside the bare C(origin.git) in the directory that holds O(repo).
+  returned: success
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -63,6 +63,32 @@ manifest:
   description: Version id, platform and the wheels inside.
   returned: success
   type: dict
+  contains:
+    version_id:
+      description: The exact voxbench in the bundle (C(bench_py.version.version_id)); the host must import this one.
+      type: str
+    platform:
+      description: The bundle's platform tag, C(cp<python>-<machine>-glibc<version>).
+      type: str
+    python:
+      description: The host's Python, C(major.minor).
+      type: str
+    machine:
+      description: The host's architecture.
+      type: str
+    extra:
+      description: The voxbench extra the host installs from the wheelhouse.
+      returned: when this call built the bundle
+      type: str
+    wheels:
+      description: The wheel files in the wheelhouse.
+      returned: when this call built the bundle
+      type: list
+      elements: str
+    drop_ins:
+      description: Requirements without a wheel, and what provides their module instead.
+      returned: when this call built the bundle
+      type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -41,9 +41,27 @@ EXAMPLES = r"""
 
 RETURN = r"""
 config:
-  description: The validated configuration, every default filled in.
+  description:
+    - The validated configuration, every default filled in (docs/configuration.md lists every key).
+    - Below, the keys the roles and playbooks read from it.
   returned: success
   type: dict
+  contains:
+    gemma_mode:
+      description: How the co-tenant is treated, C(parallel) or C(pause-gemma).
+      type: str
+    paths:
+      description: Where the host keeps voxbench's state and the token.
+      type: dict
+      contains:
+        state_dir: {description: The host's state directory (runs and the host lock)., type: str}
+        token_file: {description: The Hugging Face token file on the host., type: str}
+    candidate:
+      description: The engine benchmarked.
+      type: dict
+      contains:
+        model: {description: The model's Hugging Face id., type: str}
+        hf_cache_dir: {description: The host's Hugging Face cache (null when not mounted)., type: str}
 version_id:
   description: The controller's exact voxbench (release + digest of its files).
   returned: success

@@ -52,6 +52,49 @@ ansible_facts:
     timings, and the summary (asked, produced, single and joined, rejections counted by reason, why fewer, advice).
   returned: success
   type: dict
+  contains:
+    voxbench_extraction:
+      description: What the extraction found (extract.yml shows it; the Python API returns it).
+      type: dict
+      contains:
+        syntax: {description: The subtitles' file syntax, C(webvtt) or C(srt)., type: str}
+        format:
+          description: How the subtitles say who speaks (voice spans, dash turns, auto-captions, none).
+          type: str
+        format_reason: {description: Why that format was recognised., type: str}
+        mode:
+          description: How the target was found; C(choose-cluster) when nobody was named and the clusters are listed
+            to choose from.
+          type: str
+        candidates:
+          description: The ranked clips cut into O(out_dir), best first.
+          type: list
+          elements: dict
+          contains:
+            file: {description: The clip in O(out_dir)., type: str}
+        clusters:
+          description: The speaker clusters found (a representative clip each), when no speaker was named.
+          type: list
+          elements: dict
+          contains:
+            file:
+              description: The cluster's representative clip in O(out_dir) (null when none could be cut).
+              type: str
+        rejected: {description: How many segments were rejected., type: int}
+        skipped_cues: {description: Subtitle cues skipped, each with its line and why., type: list, elements: dict}
+        timings_s: {description: Seconds spent per stage., type: dict}
+        summary: {description: Asked, produced, single and joined, rejections by reason, why fewer, advice., type: dict}
+        summary_lines: {description: The summary as lines a person reads., type: list, elements: str}
+        out_dir: {description: Where the clips and candidates.json are., type: str}
+        confirmed:
+          description: The allowlist entry written with O(confirm_rank) (null without it).
+          type: dict
+          contains:
+            path:
+              description: The confirmed clip in O(references_dir) (extract.yml copies it to the incumbent).
+              type: str
+            file: {description: Its file name in the references store., type: str}
+            sha256: {description: Its hash, checked before every run., type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule

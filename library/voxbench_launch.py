@@ -11,7 +11,7 @@ description:
     run (C(voxbench run RUN_ID), every phase in one process) in the tmux session C(voxbench) so
     the run survives the controller's SSH connection. When a run already holds the host, returns
     it (attach) unless O(new_run) is true, which fails with the command to attach.
-  - In check mode nothing is started: the host's facts are read (architecture, free memory, the
+  - In check mode nothing is started; the host's facts are read (architecture, free memory, the
     image's platforms, whether the co-tenant answers, the ports, the cached weights) and the run's
     plan returned; the task fails when the plan does.
 options:
@@ -55,17 +55,37 @@ EXAMPLES = r"""
 
 RETURN = r"""
 run_id:
-  description: The run started or attached to.
+  description:
+    - The run started or attached to (the watcher and the collector follow it).
+    - Null in check mode, which starts nothing.
   returned: success
   type: str
 attached:
-  description: True when an existing run was found and followed instead of starting one.
+  description:
+    - True when an existing run was found and followed instead of starting one (the run holding
+      the host, or one that ended while its controller was away and was not collected yet).
+    - False in check mode.
   returned: success
   type: bool
 run_dir:
-  description: The run's directory on the host.
+  description: The run's directory on the host (null in check mode).
   returned: success
   type: str
+recovered:
+  description:
+    - Runs left in progress by a dispatcher that is gone (tmux killed, host rebooted), closed to
+      ERROR_ABORTED before this run started, with what was removed for each.
+  returned: success, not in check mode
+  type: list
+  elements: dict
+  contains:
+    run_id: {description: The run closed., type: str}
+    was: {description: The state it was left in., type: str}
+    reason: {description: C(dispatcher_lost) or C(host_restarted)., type: str}
+pid:
+  description: The process id of the tmux pane running the new run.
+  returned: when a run was started
+  type: int
 plan:
   description: What the run would do on this host and every check against the facts (C(voxbench plan)).
   returned: in check mode

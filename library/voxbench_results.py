@@ -48,6 +48,50 @@ ansible_facts:
   description: C(voxbench_results) with run id, final state, verdict and per-side figures.
   returned: success
   type: dict
+  contains:
+    voxbench_results:
+      description: The run's headline figures (also what the Python API reads from C(runner_on_ok)).
+      type: dict
+      contains:
+        run_id: {description: The run., type: str}
+        run_dir: {description: The run directory read (on the controller)., type: str}
+        sealed:
+          description: Whether the blind listening session is not revealed yet (real-time factors are then withheld).
+          type: bool
+        final_state:
+          description: C(DONE) or C(ERROR_ABORTED); bench.yml fails the play on anything but C(DONE).
+          type: str
+        reason: {description: Why the run ended (null for a run that ended C(DONE) without one)., type: str}
+        verdict: {description: The verdict recomputed from the files (null before one was derived)., type: str}
+        verdict_reason: {description: The verdict's reason., type: str}
+        verdict_detail:
+          description: The whole verdict (row, evidence, listening statistics) without its inputs' hashes.
+          type: dict
+        utterances:
+          description: The sentences benchmarked, each with its index.
+          type: list
+          elements: dict
+        rule:
+          description: The decision rule's thresholds sealed at PREFLIGHT (null when PREFLIGHT recorded none).
+          type: dict
+        rule_sha256: {description: The sealed rule's hash., type: str}
+        gemma_mode: {description: How the co-tenant was treated., type: str}
+        sides:
+          description: Per side (candidate, incumbent) and condition, requests, ok, timeouts and the p50 of TTFA,
+            TTFB, total time and RTF.
+          type: dict
+        phase3_passed: {description: Whether the timed loops passed Phase 3 (null when they did not run)., type: bool}
+        cotenant:
+          description: The co-tenant's latency p50 at baseline and after teardown, and their ratio.
+          type: dict
+        kernel_errors:
+          description: Kernel errors found in the engine's log (null when none were looked for).
+          type: dict
+        containers_removed: {description: The engines' containers teardown removed., type: list, elements: str}
+        containers_remaining: {description: Containers teardown could not remove., type: list, elements: str}
+        standins:
+          description: Per side, whether what answered was one of voxbench's stand-ins rather than the engine.
+          type: dict
 report:
   description: Path of the rebuilt HTML report.
   returned: success

@@ -63,9 +63,28 @@ phase:
   returned: success
   type: dict
 reason:
-  description: Why the run ended, once it has.
+  description: Why the run ended, once it has (null before).
   returned: success
   type: str
+history:
+  description: Every state the run has been in, oldest first.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    to: {description: The state entered., type: str}
+    from: {description: The state left (absent on the first entry)., type: str}
+    transition:
+      description: The number of the state machine's transition taken (absent on the first entry).
+      type: int
+    at: {description: When (ISO 8601, UTC)., type: str}
+    reason: {description: Why., type: str}
+dispatcher_alive:
+  description:
+    - Whether the host process running the run's phases still runs; null when none was recorded.
+    - False while the run is not terminal means it died; the watcher stops following then.
+  returned: success
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

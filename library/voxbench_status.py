@@ -36,6 +36,28 @@ ansible_facts:
   description: C(voxbench_status) with C(holder) (the run id holding the host, or null) and C(runs).
   returned: success
   type: dict
+  contains:
+    voxbench_status:
+      description: The host's runs (status.yml shows them; the Python API returns them).
+      type: dict
+      contains:
+        holder: {description: The run id holding the host's lock, or null., type: str}
+        runs:
+          description: The newest O(limit) runs, newest first; a run whose state file cannot be read is left out.
+          type: list
+          elements: dict
+          contains:
+            run_id: {description: The run., type: str}
+            state: {description: Its state., type: str}
+            terminal: {description: Whether it has ended (C(DONE) or C(ERROR_ABORTED))., type: bool}
+            reason: {description: Why it ended (null before)., type: str}
+            phase: {description: Live progress of its current phase., type: dict}
+            created_at: {description: When it was created (ISO 8601, UTC)., type: str}
+            updated_at: {description: When its state file last changed., type: str}
+            collected: {description: Whether the controller has fetched it., type: bool}
+            dispatcher_alive:
+              description: Whether the process running it still runs (null when it has ended or none was recorded).
+              type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

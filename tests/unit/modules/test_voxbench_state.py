@@ -1,0 +1,99 @@
+"""voxbench_state: a run's state file read (and waited on) through the module, as the watcher does."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from bench_py.processes import process_start
+from bench_py.run.state import State, StateStore
+from tests.unit.modules.utils import fail_module, load_module, run_module, undocumented
+
+state_module = load_module("voxbench_state")
+
+
+def test_run_id_is_required():
+    result = fail_module(state_module, {"state_dir": "/nonexistent"})
+    assert result["msg"] == "missing required arguments: run_id"
+
+
+def test_wait_s_must_be_a_number(tmp_path):
+    result = fail_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1", "wait_s": "soon"})
+    assert "wait_s" in result["msg"] and "float" in result["msg"]
+
+
+def test_an_unknown_run_fails_naming_it_and_the_state_directory(tmp_path):
+    StateStore(tmp_path).create("RUN-1")
+    result = fail_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-2"})
+    assert result["msg"] == f"no run RUN-2 under {tmp_path}"
+
+
+def test_a_run_in_progress_returns_every_field_the_watcher_reads(tmp_path):
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    store.update("RUN-1", phase={"utterance": 3, "of": 20})
+    result = run_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1"})
+    assert result["changed"] is False
+    assert result["state"] == "PREFLIGHT"
+    assert result["terminal"] is False
+    assert result["files_written"] is False
+    assert result["phase"] == {"utterance": 3, "of": 20}
+    assert result["reason"] is None
+    assert [entry["reason"] for entry in result["history"]] == ["run created"]
+    assert result["dispatcher_alive"] is None  # no dispatcher recorded: unknown, not dead
+    assert undocumented(state_module, result) == []
+
+
+def test_dispatcher_alive_says_whether_the_recorded_process_runs(tmp_path):
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    me = {"pid": os.getpid(), "pid_start": process_start(os.getpid())}
+    store.update("RUN-1", changes={"dispatcher": me})
+    assert run_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1"})["dispatcher_alive"] is True
+    # The same pid, but recorded with another start time: a process that reused the pid is not the dispatcher.
+    store.update("RUN-1", changes={"dispatcher": {**me, "pid_start": "1"}})
+    assert run_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1"})["dispatcher_alive"] is False
+
+
+def test_a_run_that_bench_py_ended_is_terminal_with_its_files_written_and_reason(ended_run):
+    state_dir, run_id = ended_run
+    result = run_module(state_module, {"state_dir": str(state_dir), "run_id": run_id})
+    assert result["state"] == "ERROR_ABORTED" and result["terminal"] is True
+    assert result["files_written"] is True
+    assert result["reason"].startswith("preflight failed: the reference clip")
+    assert [entry["to"] for entry in result["history"]] == ["PREFLIGHT", "ERROR_ABORTED"]
+
+
+def test_mark_collected_records_once_and_check_mode_records_nothing(ended_run):
+    state_dir, run_id = ended_run
+    args = {"state_dir": str(state_dir), "run_id": run_id, "mark_collected": True}
+    assert run_module(state_module, args, check_mode=True)["changed"] is False
+    store = StateStore(state_dir)
+    assert not store.load(run_id).changes.get("collected")
+    assert store.latest_uncollected() == run_id
+    assert run_module(state_module, args)["changed"] is True
+    assert store.load(run_id).changes.get("collected")
+    assert store.latest_uncollected() is None  # a later launch starts a new run instead of attaching
+    assert run_module(state_module, args)["changed"] is False
+
+
+def test_wait_s_answers_as_soon_as_the_state_file_changes(tmp_path):
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    mover = threading.Timer(0.3, store.transition, ("RUN-1", State.BASELINE, "preflight passed"))
+    mover.start()
+    started = time.monotonic()
+    try:
+        result = run_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1", "wait_s": 30})
+    finally:
+        mover.cancel()
+    assert result["state"] == "BASELINE"
+    assert time.monotonic() - started < 10  # it answered on the change, not after wait_s
+
+
+def test_wait_s_on_an_ended_run_answers_at_once(ended_run):
+    state_dir, run_id = ended_run
+    started = time.monotonic()
+    result = run_module(state_module, {"state_dir": str(state_dir), "run_id": run_id, "wait_s": 30})
+    assert result["terminal"] is True and time.monotonic() - started < 10
