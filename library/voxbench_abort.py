@@ -66,18 +66,22 @@ def main() -> None:
     import time
 
     from bench_py.run.abort import read_abort, request_abort
-    from bench_py.run.state import StateStore
+    from bench_py.run.state import StateError, StateStore
 
     store = StateStore(module.params["state_dir"])
-    run_id = module.params["run_id"] or store.holder()
-    if not run_id or store.load(run_id).terminal:
+    try:
+        run_id = module.params["run_id"] or store.holder()
+        current = store.load(run_id) if run_id else None
+        run_dir = store.run_dir(run_id) if run_id else None
+    except (StateError, ValueError) as error:  # an unknown run, or a lock naming a removed one
+        module.fail_json(msg=f"cannot abort: {error}")
+    if current is None or run_dir is None or current.terminal:
         module.exit_json(
             changed=False,
             run_id=run_id,
-            state=None if not run_id else str(store.load(run_id).state),
+            state=None if current is None else str(current.state),
             msg="no run in progress",
         )
-    run_dir = store.run_dir(run_id)
     changed = read_abort(run_dir) is None
     if not module.check_mode:
         request_abort(run_dir, "operator", module.params["reason"])

@@ -108,7 +108,7 @@ def main() -> None:
         if module.params["mark_collected"] and not module.check_mode:
             changed = store.mark_collected(module.params["run_id"])
         state = store.wait_for_change(module.params["run_id"], module.params["wait_s"])
-    except StateError as error:
+    except (StateError, ValueError) as error:  # ValueError: not a run id
         module.fail_json(msg=str(error))
     module.exit_json(
         changed=changed,

@@ -94,6 +94,8 @@ def build_bundle(
     python: str = sys.executable,
 ) -> dict[str, Any]:
     """Build (or reuse) the bundle for ``platform``; returns its path, manifest and whether it was built."""
+    if not (Path(project_dir) / "pyproject.toml").is_file():
+        raise BundleError(f"{project_dir} is not the voxbench project (no pyproject.toml there)")
     digest = bundle_digest(project_dir)
     bundle = cache_dir / f"voxbench-{digest}-{platform.tag}.tar"
     manifest: dict[str, Any] = {  # _build adds the wheels, the extra and the drop-ins

@@ -84,10 +84,18 @@ def launch(
         state = store.load(holder)
         if store.dispatcher_alive(state) is False or not store.same_boot(state):
             # Its dispatcher is gone (tmux killed, host rebooted): close it and undo what it changed.
+            import docker.errors
+
             from bench_py.engines.docker_client import docker_client
             from bench_py.hosts.cleanup import recover
 
-            recovered = recover(store, docker_client(config.preflight.docker_url), dry_run=dry_run)
+            try:
+                recovered = recover(store, docker_client(config.preflight.docker_url), dry_run=dry_run)
+            except docker.errors.DockerException as error:
+                raise LaunchError(
+                    f"run {holder}'s dispatcher is gone and its containers must be removed first, but Docker does "
+                    f"not answer ({error}); start Docker and run again"
+                ) from None
         elif new_run:
             raise LaunchError(
                 f"run {holder} holds this host; follow it with `ssh <host> -t tmux attach -t {tmux_session}` "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -73,3 +74,13 @@ def test_it_waits_for_the_host_to_tear_the_run_down(tmp_path):
     assert result == {"changed": True, "run_id": "RUN-1", "state": "ERROR_ABORTED"}
     assert store.holder() is None
     assert undocumented(abort_module, result) == []
+
+
+def test_an_unknown_run_or_a_lock_naming_a_removed_run_fails_saying_so(tmp_path):
+    unknown = fail_module(abort_module, {"state_dir": str(tmp_path), "run_id": "RUN-404"})
+    assert unknown["msg"].startswith("cannot abort: ")
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    shutil.rmtree(store.run_dir("RUN-1"))  # the lock still names it
+    stale = fail_module(abort_module, {"state_dir": str(tmp_path)})
+    assert stale["msg"].startswith("cannot abort: ")

@@ -72,3 +72,8 @@ def test_a_wheel_that_does_not_build_fails_with_pips_words_and_leaves_no_bundle(
     assert result["msg"].startswith("building the voxbench wheel failed:\n")
     assert "TOMLDecodeError" in result["msg"]  # the last lines pip wrote, not a paraphrase
     assert not list(cache.glob("*.tar")) and not list(cache.glob("*.partial"))
+
+
+def test_a_project_dir_that_is_not_the_project_fails_saying_so(tmp_path):
+    result = fail_module(bundle_module, bundle_args(tmp_path / "elsewhere", tmp_path / "cache"))
+    assert result["msg"] == f"{tmp_path / 'elsewhere'} is not the voxbench project (no pyproject.toml there)"

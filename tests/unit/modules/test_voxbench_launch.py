@@ -3,6 +3,7 @@ tmux and the run itself are the integration tests' part)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 from bench_py.config.model import load
@@ -79,3 +80,20 @@ def test_check_mode_plans_on_the_host_starts_nothing_and_fails_with_the_plan_whe
     assert undocumented(launch_module, result) == []
     assert "(facts read on the host)" in result["plan_text"] and result["plan_text"].endswith("plan FAILS")
     assert not state_dir.exists()  # no run, no lock
+
+
+def test_a_stale_run_that_needs_docker_to_recover_fails_saying_so_when_docker_does_not_answer(tmp_path):
+    from bench_py.run.state import boot_id
+
+    state_dir = tmp_path / "state"
+    store = StateStore(state_dir)
+    run_id = "BENCHMARK-VOXTRAL-UNIT-HOST-20260101-120000"
+    store.create(run_id)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that ran and is gone: the run's dispatcher died
+    store.update(run_id, changes={"dispatcher": {"pid": gone.pid, "pid_start": None, "host_boot_id": boot_id()}})
+    args = launch_args(state_dir, expected_version=version_id())
+    args["config"]["preflight"]["docker_url"] = f"unix://{tmp_path}/no-docker.sock"
+    result = fail_module(launch_module, args)
+    assert result["msg"].startswith(f"run {run_id}'s dispatcher is gone and its containers must be removed first")
+    assert "start Docker and run again" in result["msg"]

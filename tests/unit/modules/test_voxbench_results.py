@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench_py.results.report import REPORT_NAME
 from bench_py.run.state import StateStore
 from tests.unit.modules.utils import fail_module, load_module, returned_docs, run_module, undocumented
@@ -89,3 +91,25 @@ def test_a_stored_verdict_the_files_do_not_give_fails_and_is_not_overwritten(end
     assert result["msg"].startswith("verdict.json says swap_candidate (row 6) but the files give inconclusive (row 1)")
     assert path.read_text() == tampered
     assert not (path.parent / REPORT_NAME).exists()
+
+
+def test_a_run_aborted_before_preflight_recorded_its_rule_still_gets_a_report(tmp_path):
+    from bench_py.config.model import load
+    from bench_py.files import atomic_write_json
+    from bench_py.run.abort import request_abort
+    from bench_py.run.phases import PhaseFailed, Run
+    from bench_py.run.state import StateStore
+    from tests.unit.modules.conftest import config_overrides
+
+    config = load(config_overrides(tmp_path / "state"))
+    store = StateStore(config.paths.state_dir)
+    run_id = "BENCHMARK-VOXTRAL-UNIT-HOST-20260101-120000"
+    store.create(run_id)
+    run_dir = store.run_dir(run_id)
+    atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    request_abort(run_dir, "operator", "aborted before anything was checked")
+    with pytest.raises(PhaseFailed):
+        Run(store, run_id, tmp_path / "project").run_phase("preflight")
+    result = run_module(results_module, {"run_dir": str(run_dir)})
+    assert result["ansible_facts"]["voxbench_results"]["final_state"] == "ERROR_ABORTED"
+    assert "No rule was sealed" in (run_dir / "report.html").read_text()

@@ -97,3 +97,8 @@ def test_wait_s_on_an_ended_run_answers_at_once(ended_run):
     started = time.monotonic()
     result = run_module(state_module, {"state_dir": str(state_dir), "run_id": run_id, "wait_s": 30})
     assert result["terminal"] is True and time.monotonic() - started < 10
+
+
+def test_a_run_id_that_is_not_one_fails_saying_so(tmp_path):
+    result = fail_module(state_module, {"state_dir": str(tmp_path), "run_id": "../RUN-1"})
+    assert "not a run id" in result["msg"]
