@@ -86,6 +86,18 @@ pid:
   description: The process id of the tmux pane running the new run.
   returned: when a run was started
   type: int
+ansible_facts:
+  description: The run as facts, for the watcher, the collector and programs reading runner events.
+  returned: when a run was started or attached to
+  type: dict
+  contains:
+    voxbench_run:
+      description: The run this host is on.
+      type: dict
+      contains:
+        run_id: {description: The run started or attached to., type: str}
+        run_dir: {description: Its directory on the host., type: str}
+        attached: {description: True when an existing run was followed instead of starting one., type: bool}
 plan:
   description: What the run would do on this host and every check against the facts (C(voxbench plan)).
   returned: in check mode
@@ -141,7 +153,10 @@ def main() -> None:
         )
     except LaunchError as error:
         module.fail_json(msg=str(error))
-    module.exit_json(changed=not result["attached"] and not module.check_mode, **result)
+    run = {key: result[key] for key in ("run_id", "run_dir", "attached")}
+    module.exit_json(
+        changed=not result["attached"] and not module.check_mode, ansible_facts={"voxbench_run": run}, **result
+    )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,14 @@ def test_the_three_ways_agree(finished_run, bench_env, tmp_path, docker_client):
     result = api.bench("parallel", config={**bench_env["config"], "profile": "fast"}, extra_vars=bench_env["extra"],
                        private_data_dir=str(tmp_path / "runner"))  # fmt: skip
     assert result.final_state == "DONE"
+    # Each module's result is in its runner_on_ok event's ansible_facts (what any program reading events sees).
+    facts = {
+        event["event_data"]["task_action"]: event["event_data"]["res"]["ansible_facts"]
+        for event in result.events
+        if event.get("event") == "runner_on_ok" and (event["event_data"].get("res") or {}).get("ansible_facts")
+    }
+    assert facts["voxbench_launch"]["voxbench_run"]["run_id"] == result.run_id
+    assert facts["voxbench_results"]["voxbench_results"]["final_state"] == "DONE"
     api_run = with_scores(Path(result.figures["run_dir"]), tmp_path / "p")
     by_api = api.report(api_run).verdict_detail
     # The same utterance ids, rule, rule inputs from the scores, and verdict, whichever way.

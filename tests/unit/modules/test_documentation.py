@@ -134,6 +134,7 @@ def test_the_facts_modules_set_are_the_ones_their_return_describes():
     assert FACTS == {
         "voxbench_extraction": "voxbench_extract",
         "voxbench_results": "voxbench_results",
+        "voxbench_run": "voxbench_launch",
         "voxbench_status": "voxbench_status",
     }
     for fact, name in FACTS.items():
