@@ -24,7 +24,7 @@ options:
     type: path
     required: true
   python:
-    description: The host's voxbench interpreter; C(ansible-playbook) is taken from its directory.
+    description: The host's voxbench interpreter; C(voxbench) is taken from its directory.
     type: path
     required: true
   new_run:

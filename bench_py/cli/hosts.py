@@ -349,8 +349,11 @@ def baseline_resume(run_dir: Path, url: str | None, token_file: str | None, limi
 @click.argument("run_id")
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="paths.state_dir.")
 @click.option("--project-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="The project.")
-def run_command(run_id: str, state_dir: Path, project_dir: Path) -> None:
+@click.option("--close-unfinished", is_flag=True, help="After the run's process is gone: abort the run if still open.")
+def run_command(run_id: str, state_dir: Path, project_dir: Path, close_unfinished: bool) -> None:
     """The host side of one run, every phase in this one process (bench.yml's launcher starts it in tmux)."""
-    from bench_py.run.runner import run
+    from bench_py.run import runner
 
-    sys.exit(run(state_dir, run_id, project_dir))
+    if close_unfinished:
+        sys.exit(runner.close_unfinished(state_dir, run_id, project_dir))
+    sys.exit(runner.run(state_dir, run_id, project_dir))

@@ -35,8 +35,10 @@ def run_command(
     script = python.parent / "voxbench"
     voxbench = [str(python), str(script)] if script.is_file() else [str(python), "-m", "bench_py.cli"]
     pin = ["taskset", "-c", ",".join(str(c) for c in cpus)] if cpus else []
-    args = [*pin, *voxbench, "run", run_id, "--state-dir", str(state_dir), "--project-dir", str(project_dir)]
-    run = f"cd {shlex.quote(str(project_dir))} && PYTHONUNBUFFERED=1 {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+    where = ["--state-dir", str(state_dir), "--project-dir", str(project_dir)]
+    env = f"PYTHONUNBUFFERED=1 PATH={shlex.quote(str(python.parent))}:$PATH"
+    to_log = f">> {shlex.quote(str(log))} 2>&1"
+    run = f"cd {shlex.quote(str(project_dir))} && {env} {shlex.join([*pin, *voxbench, 'run', run_id, *where])} {to_log}"
     # SIGTERM, SIGINT (Ctrl-C in the tmux window) or SIGHUP to this shell is an operator abort:
     # it raises the abort flag, the run tears down to ERROR_ABORTED, and the shell waits for it.
     # The run goes in the background so the shell's trap runs at once (a shell defers traps while
@@ -46,7 +48,12 @@ def run_command(
          "operator abort: the host-side run was sent a signal"]
     )  # fmt: skip
     on_signal = shlex.quote(f"cd {shlex.quote(str(project_dir))} && {flag}; wait $child")
-    return f"( {run} ) & child=$!; trap {on_signal} TERM INT HUP; wait $child"
+    # Once the run's process is gone, however it went (killed, out of memory, crashed), a fresh one
+    # closes the run if it did not close itself: teardown, the co-tenant back, the documents.
+    close = shlex.join([*voxbench, "run", run_id, *where, "--close-unfinished"])
+    gone = "while kill -0 $child 2>/dev/null; do wait $child; done"  # a trapped signal ends `wait` early
+    after = f"{gone}; cd {shlex.quote(str(project_dir))} && {env} {close} {to_log}"
+    return f"( {run} ) & child=$!; trap {on_signal} TERM INT HUP; wait $child; {after}"
 
 
 def _tmux(*args: str) -> subprocess.CompletedProcess[str]:

@@ -82,7 +82,7 @@ class Run:
         self.config: Config = load_file(str(self.dir / "config.json"))
 
     def run_phase(self, phase: str, reason: str = "aborted") -> dict[str, Any]:
-        """One phase (or the abort) as the Ansible module runs it: a full disk anywhere ends the
+        """One phase (or the abort), as ``voxbench run`` walks them: a full disk anywhere ends the
         run through teardown, into the space the released reserve gives back."""
         try:
             with self._disk_full_is_an_abort():
@@ -240,7 +240,7 @@ class Run:
         """What the timed loops call, for the install path that passed (the HTTP API for 2A/2B)."""
         selected = self._selected()
         path = self.ready_path
-        if path is None or path.name != selected.get("install_path"):  # a run resumed in another process
+        if path is None or path.name != selected.get("install_path"):  # BENCHING called without STARTING here
             path = paths.make(selected.get("install_path", "2A"), self._path_context())
         return path.target(selected.get("substitute_voice"), (selected.get("preset_voice") or {}).get("name"))
 
@@ -324,6 +324,8 @@ class Run:
                 )
             elif self.config.candidate.cloning_probe:
                 record.update(self._probe_cloning(path, record.get("voices") or []))
+                if record.get("process") and path.pids():  # a restarted 2B engine is a new process
+                    record["process"]["pid"] = path.pids()[0]
             record["status"] = "ok"
             self.ready_path = path
             return True
@@ -551,15 +553,24 @@ class Run:
                 finally:
                     self._record_gate("BENCHING", gate)
         except Aborted as error:
-            self._write_partial_bench(kept, sampler, str(error))
-            raise self._aborted(error) from None
+            # Without its traceback (whose frames hold the targets), so that teardown can let 2C's model go.
+            stopped: Aborted | None = error.with_traceback(None)
+        else:
+            stopped = None
+        if stopped is not None:
+            targets = {}
+            self._write_partial_bench(kept, sampler, str(stopped))
+            raise self._aborted(stopped) from None
         fraction = bench.timeout_fraction(records["candidate"])
         selected = self._selected()
         result = {
             # Every figure below came through this path; 2C/2D have no stream, so no TTFA.
             "install_path": selected.get("install_path"),
             "streaming_capable": selected.get("streaming_capable"),
-            "memory": {"scope": "candidate during BENCHING (timed loops and load)", "sources": sampler.results()},
+            "memory": {
+                "scope": "candidate during BENCHING (timed loops and load)",
+                "sources": sampler.results() if sampler else {},
+            },
             "load": load_result,
             "client_cpus": cfg.client_cpus,
             "utterances": cfg.utterances,
@@ -722,6 +733,7 @@ class Run:
         removal = container.remove_run_containers(client, self.run_id, self.config.teardown.grace_s)
         removal["processes"] = processes
         removal["verified"] = removal["verified"] and all(p["verified"] for p in processes)
+        removal["in_process"] = self._release_in_process_engine()
         restore = self._restore_cotenant()
         post = self._postflight(answered_after_restart=restore is not None)
         result = {
@@ -735,6 +747,21 @@ class Run:
         }
         _write(self.dir, "teardown", result)
         return result
+
+    def _release_in_process_engine(self) -> dict[str, Any] | None:
+        """2C's model lives in this process: let it go before the co-tenant comes back and is
+        measured (on unified memory it is the co-tenant's memory), and say what that gave back."""
+        if self.ready_path is None or self.ready_path.kind != "in_process":
+            return None
+        import gc
+
+        rss = memory.ProcessRssSource(lambda: [os.getpid()])
+        before = rss.read()
+        stopped = self.ready_path.stop()
+        self.ready_path = None
+        gc.collect()
+        after = rss.read()
+        return {**stopped, "rss_before_bytes": before, "rss_after_bytes": after}
 
     def _stop_processes(self) -> list[dict[str, Any]]:
         """Every engine process this run started (2B), from the state file: TERM → KILL → verify."""

@@ -12,11 +12,13 @@ checks the co-tenant before it records ``ERROR_ABORTED``.
 
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_py.run.abort import request_abort
 from bench_py.run.phases import PhaseFailed, Run
 from bench_py.run.state import State, StateError, StateStore
 
@@ -30,10 +32,22 @@ def _say(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
+def _abort_on_signals(run_dir: Path) -> None:
+    """SIGTERM or SIGHUP sent to this process itself (a ``kill`` of its pid) is an operator abort,
+    as it is when sent to the tmux shell: the flag, and the phases tear down at their next check."""
+
+    def raise_flag(signum: int, _frame: object) -> None:
+        request_abort(run_dir, "operator", f"operator abort: the run's process was sent {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_flag)
+
+
 def run(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int:
     """Walk the run from PREFLIGHT to DONE or ERROR_ABORTED; 0 when it ended DONE, else 1."""
     store = StateStore(state_dir)
     the_run = Run(store, run_id, project_dir)
+    _abort_on_signals(the_run.dir)
     try:
         for phase in PHASES:
             if phase == "benching" and store.load(run_id).state != State.BENCHING:
@@ -45,7 +59,7 @@ def run(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int
         return 0
     except (PhaseFailed, StateError) as error:
         reason = str(error)
-    except Exception as error:  # a fault nobody foresaw still tears down, and says what it was
+    except BaseException as error:  # a fault nobody foresaw (or Ctrl-C by hand) still tears down
         traceback.print_exc()
         reason = f"{type(error).__name__}: {error}"
     say(f"aborting: {reason}")
@@ -54,4 +68,19 @@ def run(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int
     except Exception:  # the abort's own failure is in the log; the run's state says the rest
         traceback.print_exc()
     say(f"run {run_id} aborted: {reason}")
+    return 1
+
+
+def close_unfinished(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int:
+    """After the run's process is gone: a run it left open (the process was killed, ran out of
+    memory or crashed before its abort could run) is aborted here, tearing down as any abort does.
+    A run that closed itself is left as it is. 0 when nothing was left to close."""
+    store = StateStore(state_dir)
+    state = store.load(run_id)
+    if state.terminal and state.changes.get("files_written"):
+        return 0
+    reason = f"the run's process ended in {state.state} without closing the run (killed, out of memory or crashed)"
+    say(f"closing: {reason}")
+    Run(store, run_id, project_dir).run_phase("abort", reason)
+    say(f"run {run_id} closed: {store.load(run_id).state}")
     return 1

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_gate import start_playbook, wait_for_state, wait_for_timed_requests, wait_terminal
+from bench_py.run.state import StateStore
+from tests.helpers import bench_containers
+from tests.integration.test_gate import (
+    host_measurements,
+    start_playbook,
+    wait_for_state,
+    wait_for_timed_requests,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -67,6 +76,49 @@ def test_the_timed_requests_come_from_voxbench_run_started_in_tmux(bench_env):
         assert phases.strip() == "", phases
         assert wait_terminal(bench_env, run_id) == "DONE"
         assert process.wait(timeout=120) == 0, process.stdout.read()[-3000:] if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=60)
+
+
+def files_written(env: dict, run_id: str, timeout_s: float = 180) -> None:
+    store = StateStore(env["config"]["paths"]["state_dir"])
+    deadline = time.monotonic() + timeout_s
+    while not store.load(run_id).changes.get("files_written"):
+        assert time.monotonic() < deadline, f"run {run_id} wrote no closing documents within {timeout_s} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        # A kill of the run's own process is an operator abort, as a signal to its tmux shell is.
+        (signal.SIGTERM, "operator abort: the run's process was sent SIGTERM"),
+        # Nothing can catch SIGKILL (nor the OOM killer, nor a crash): a fresh process closes the run.
+        (signal.SIGKILL, "the run's process ended in BENCHING without closing the run"),
+    ],
+    ids=["sigterm", "sigkill"],
+)
+def test_the_run_process_killed_mid_benching_still_tears_down(bench_env, docker_client, sent, expected):
+    """Expected: ERROR_ABORTED from BENCHING with the reason saying how; the candidate's container
+    removed, the co-tenant checked after, measurements.json written; the controller's bench fails."""
+    process = start_playbook(bench_env, "-e", "gemma_mode=parallel")
+    try:
+        run_id = wait_for_state(bench_env, {"BENCHING"})
+        wait_for_timed_requests(bench_env, run_id)
+        (pid,) = client_pids(bench_env["config"]["candidate"]["port"]) - {os.getpid()}
+        assert f" run {run_id} " in cmdline(pid) + " "
+        os.kill(pid, sent)
+        assert wait_terminal(bench_env, run_id) == "ERROR_ABORTED"
+        files_written(bench_env, run_id)
+        data = host_measurements(bench_env, run_id)
+        assert expected in data["reason"], data["reason"]
+        assert [h["to"] for h in data["history"]][-2:] == ["BENCHING", "ERROR_ABORTED"]
+        assert data["teardown"]["removal"]["verified"] is True
+        assert data["teardown"]["postflight"]["ok"] is True
+        assert bench_containers(docker_client) == []
+        assert process.wait(timeout=120) != 0
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 15)

@@ -93,6 +93,9 @@ class InstallPath(Protocol):
 
     def log_lines(self, tail: int = 40) -> list[str]: ...
 
+    def pids(self) -> list[int]:
+        """The engine's processes as this host sees them (2C: this one)."""
+
     def stop(self) -> dict[str, Any]:
         """Deterministic teardown; ``verified`` says the engine is gone."""
 

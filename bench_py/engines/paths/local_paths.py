@@ -86,8 +86,8 @@ class InProcessPath:
         return [os.getpid()]
 
     def stop(self) -> dict[str, Any]:
-        self.engine = None  # the model goes with this process; nothing outlives the phase
-        return {"verified": True, "released": "with the benchmark process"}
+        self.engine = None  # the run's process lets the model go (teardown collects it before the co-tenant returns)
+        return {"verified": True, "released": "the model dropped by the run's process"}
 
 
 class BatchPath:

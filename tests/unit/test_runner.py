@@ -1,0 +1,26 @@
+"""voxbench run's closing step: a run its process left open is aborted by a fresh one, once."""
+
+from __future__ import annotations
+
+from bench_py.config.model import load
+from bench_py.files import atomic_write_json
+from bench_py.run import runner
+from bench_py.run.state import StateStore
+from tests.unit.modules.conftest import config_overrides
+
+RUN_ID = "BENCHMARK-VOXTRAL-UNIT-HOST-20260101-120000"
+
+
+def test_a_run_left_open_is_closed_once_and_a_closed_one_is_left_alone(tmp_path):
+    config = load(config_overrides(tmp_path / "state"))
+    store = StateStore(config.paths.state_dir)
+    store.create(RUN_ID)  # PREFLIGHT, as a run whose process died before its first check
+    atomic_write_json(store.run_dir(RUN_ID) / "config.json", config.model_dump(mode="json"))
+    said: list[str] = []
+    assert runner.close_unfinished(store.root, RUN_ID, tmp_path / "project", said.append) == 1
+    state = store.load(RUN_ID)
+    assert str(state.state) == "ERROR_ABORTED" and state.changes.get("files_written")
+    assert "ended in PREFLIGHT without closing the run" in (state.reason or "")
+    assert (store.run_dir(RUN_ID) / "measurements.json").is_file()
+    assert runner.close_unfinished(store.root, RUN_ID, tmp_path / "project", said.append) == 0  # nothing left
+    assert said[0].startswith("closing: ") and len(said) == 2
