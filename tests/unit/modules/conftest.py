@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
 
-from tests.unit.modules.utils import exit_json, fail_json
+from tests.unit.modules.utils import basic, exit_json, fail_json  # utils imports torch before ansible
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,13 @@ import os
 from types import ModuleType
 from typing import Any
 
+# torch's dynamo wraps the builtin sys.intern when it is first imported; ansible-core replaces
+# sys.intern with a patch object at import. Both live in the one test process: torch goes first,
+# or every later torch import (transformers, the 2C tests) fails with "substitute_in_graph
+# expects a function".
+import torch._dynamo  # noqa: F401
+
+# isort: split
 import pytest
 import yaml
 from ansible.module_utils import basic
