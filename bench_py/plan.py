@@ -239,11 +239,12 @@ def _memory(config: Config, facts: HostFacts | None, findings: list[Finding]) ->
     try:
         plan = launch.memory_plan(cfg, facts.mem_available_gb, total)
     except launch.LaunchError as error:
-        paused = config.gemma_mode == "pause-gemma" and config.cotenant.control.kind != "none"
+        from bench_py.run.preflight import pause_frees_memory
+
         # pause-gemma frees the co-tenant's memory before the launch, where the budget is derived again.
         findings.append(
             Finding("memory_budget", None, f"{error}; derived again at launch, after pause-gemma's pause")
-            if paused
+            if pause_frees_memory(config)
             else Finding("memory_budget", False, str(error))
         )
         return None
