@@ -120,13 +120,18 @@ def check_disk(config: Config) -> Check:
     return Check("disk", True, f"{free_gb:.1f} GB free under {probe}", {"free_gb": round(free_gb, 2)})
 
 
+def pause_frees_memory(config: Config) -> bool:
+    """Whether the run stops the co-tenant (pause-gemma with a control) before the engine starts."""
+    return config.gemma_mode == "pause-gemma" and config.cotenant.control.kind != "none"
+
+
 def deferred_by_pause(config: Config, name: str, message: str) -> Check | None:
     """pause-gemma frees the co-tenant's memory only after BASELINE, after these checks. What it
     holds cannot be measured well from here (on unified memory its GPU allocations are no
     cgroup's), so a shortfall is a warning: the budget is derived again at launch, after the pause,
     and the path fails there if it still cannot hold the weights (the co-tenant restarts in TEARDOWN)."""
     control = config.cotenant.control
-    if config.gemma_mode != "pause-gemma" or control.kind == "none":
+    if not pause_frees_memory(config):
         return None
     return Check(
         name,

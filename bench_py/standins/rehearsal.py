@@ -306,22 +306,19 @@ class Rehearsal:
         return store / "samantha.wav"
 
     def _wait_answering(self, timeout_s: float = 90.0) -> None:
-        probes = {
-            TITAN: "http://127.0.0.1:8003/v1/models",
-            PANDA: "http://127.0.0.1:8772/health",
-        }
+        """Until each stand-in answers where its host reaches it (from inside that host)."""
+        probes = [
+            (TITAN, "http://127.0.0.1:8003/v1/models", f"{TITAN}'s production stand-in does not answer"),
+            (PANDA, "http://127.0.0.1:8772/health", f"{PANDA}'s production stand-in does not answer"),
+            (TITAN, f"http://{HUB}:{HUB_PORT}/health", "the Hub stand-in does not answer from titan"),
+        ]
         deadline = time.monotonic() + timeout_s
-        for name, url in probes.items():
+        for name, url, failure in probes:
             command = f"python3 -c \"import urllib.request as u; u.urlopen('{url}', timeout=2)\""
             while self.hosts[name]["container"].exec_run(["sh", "-c", command])[0] != 0:
                 if time.monotonic() > deadline:
-                    raise RehearsalError(f"{name}'s production stand-in does not answer {url}")
+                    raise RehearsalError(f"{failure} {url}")
                 time.sleep(0.5)
-        command = f"python3 -c \"import urllib.request as u; u.urlopen('http://{HUB}:{HUB_PORT}/health', timeout=2)\""
-        while self.hosts[TITAN]["container"].exec_run(["sh", "-c", command])[0] != 0:
-            if time.monotonic() > deadline:
-                raise RehearsalError("the Hub stand-in does not answer from titan")
-            time.sleep(0.5)
 
     # -- the inventory ---------------------------------------------------------------------------
     def write_inventory(self) -> list[tuple[str, Any, Any]]:
