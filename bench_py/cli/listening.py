@@ -84,6 +84,7 @@ def score_command(
     """
     from bench_py.judge import session as sessions
     from bench_py.judge.server import listener_link, running_server
+    from bench_py.results.listening import default_listener
     from bench_py.results.report import ReportError, refresh_verdict
 
     verdict: dict[str, Any] | None
@@ -96,7 +97,7 @@ def score_command(
         names = list(listeners)
         registered_real = [e["name"] for e in sessions.listeners(session) if not e["simulated"]]
         if not names and not registered_real and (terminal or not close):
-            names = [_default_listener()]
+            names = [default_listener()]
         if terminal and len(names) > 1:
             raise click.UsageError("--terminal scores for one listener: give one --listener")
         for name in names:
@@ -138,15 +139,6 @@ def score_command(
         click.echo(f"revealed; verdict {verdict['verdict']}: {verdict['reason']}")
 
 
-def _default_listener() -> str:
-    """The operator's own name, as a listener name."""
-    import getpass
-    import re
-
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", getpass.getuser()).lstrip("-_.")[:64]
-    return name or "listener"
-
-
 def _score_in_terminal(session: Session, listener: str, player: str | None) -> bool:
     from bench_py.judge import terminal
 
@@ -158,9 +150,7 @@ def _score_in_terminal(session: Session, listener: str, player: str | None) -> b
 
 
 def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict[str, Any] | None:
-    import asyncio
-
-    from bench_py.judge.server import ListeningServer, serve
+    from bench_py.results.listening import serve_until_revealed
 
     def announce(url: str, links: dict[str, str]) -> None:
         click.echo(f"listening page: {url}")
@@ -168,18 +158,7 @@ def _serve_page(run_dir: Path, port: int, keep_serving: bool) -> dict[str, Any] 
             click.echo(f"listener {name}: {link}")
         click.echo("each listener opens their own link; you close the session with --close", err=True)
 
-    def derive_verdict(revealed: Path) -> dict[str, Any]:
-        from bench_py.judge.session import SessionError
-        from bench_py.results.report import ReportError, refresh_verdict
-
-        try:
-            return refresh_verdict(revealed)
-        except (ReportError, SessionError) as error:
-            return {"verdict": None, "reason": f"the verdict could not be derived: {error}"}
-
-    server = ListeningServer(run_dir, derive_verdict, exit_after_reveal=not keep_serving)
-    asyncio.run(serve(server, port, announce=announce))
-    return server.verdict
+    return serve_until_revealed(run_dir, port, announce, keep_serving)
 
 
 @main.command("proxies")

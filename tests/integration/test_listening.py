@@ -476,6 +476,46 @@ def test_score_yml_prints_the_links_waits_and_commits_sealed_then_revealed(run_c
     assert f"docs/{run_copy.name}/scoring/session.json" in sealed
 
 
+def test_the_python_api_scores_through_the_module_and_returns_the_verdict_as_a_fact(run_copy):
+    from bench_py import api
+
+    checkout = run_copy.parent / "artifacts" / "checkout"
+    answered: list[int] = []
+
+    def answer_everything(links: dict[str, str]) -> None:
+        # Called from the runner's event stream once the page is up; the page is the module's process.
+        server = json.loads((run_copy / "scoring" / "server.json").read_text())
+        with httpx.Client() as client:
+            for pair in sessions.load(run_copy).data["pairs"]:
+                for clip, score in ((pair["a"], 5), (pair["b"], 1)):
+                    response = client.post(
+                        server["url"] + "api/answer",
+                        json={"pair": pair["pair"], "clip": clip, "score": score},
+                        headers=key_of(links["erin"]),
+                    )
+                    answered.append(response.status_code)
+
+    result = api.score(
+        run_copy,
+        listeners=["erin"],
+        on_links=answer_everything,
+        extra_vars={"voxbench_artifacts_repo": str(checkout), "voxbench_score_poll_s": 1},
+    )
+    assert answered and set(answered) == {200}
+    verdict = result.facts["localhost"]["voxbench_verdict"]
+    assert verdict == json.loads((run_copy / "verdict.json").read_text())  # the document, derived after the reveal
+    assert verdict["verdict"] == "pending_listening"
+    # The fact travels in the async_status task's runner_on_ok event, as the design card says.
+    carriers = [
+        e["event_data"]["task_action"]
+        for e in result.events
+        if e.get("event") == "runner_on_ok"
+        and "voxbench_verdict" in ((e["event_data"].get("res") or {}).get("ansible_facts") or {})
+    ]
+    assert carriers == ["ansible.builtin.async_status"]
+    assert sessions.load(run_copy).revealed
+
+
 def test_the_asr_proxy_hears_a_real_sentence_and_not_silence(tmp_path):
     import numpy as np
 

@@ -24,6 +24,7 @@ PLUGINS = {name: ROOT / "library" / f"{name}.py" for name in MODULES} | {
 }
 #: Keys Ansible puts in every result (or that a task's own keywords add): nothing to document.
 STANDARD = {"changed", "failed", "skipped", "msg", "unreachable", "results", "invocation", "warnings", "deprecations"}
+STANDARD |= {"ansible_job_id", "finished", "started"}  # what Ansible returns for a task started with async
 
 
 def docs(path: Path) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def test_documented_options_are_the_argument_spec(name):
 def test_the_roles_register_our_modules_where_this_test_looks():
     modules = {module for _, module, _ in registrations()}
     assert {"voxbench_config", "voxbench_launch", "voxbench_state", "voxbench_results", "voxbench_bundle"} <= modules
-    assert {"voxbench_artifacts", "voxbench_abort", "voxbench_choose"} <= modules
+    assert {"voxbench_artifacts", "voxbench_abort", "voxbench_choose", "voxbench_score"} <= modules
 
 
 @pytest.mark.parametrize(("where", "module", "register"), registrations())
@@ -136,6 +137,7 @@ def test_the_facts_modules_set_are_the_ones_their_return_describes():
         "voxbench_results": "voxbench_results",
         "voxbench_run": "voxbench_launch",
         "voxbench_status": "voxbench_status",
+        "voxbench_verdict": "voxbench_score",
     }
     for fact, name in FACTS.items():
         assert set(docs(PLUGINS[name])["RETURN"]["ansible_facts"]["contains"]) == {fact}
