@@ -10,6 +10,9 @@ description:
   - Writes the abort flag of the run in progress (or O(run_id)); the host's run then goes to
     ERROR_ABORTED through teardown. Used on Ctrl-C or an API cancel; a lost controller does not
     call it, so its run goes on.
+  - When the run's process is gone and nothing is left to read the flag (its tmux pane was killed with
+    the tmux server, say), the module runs the run's own teardown itself (voxbench run's closing step)
+    and returns C(closed_here).
 options:
   state_dir:
     description: The host's voxbench state directory.
@@ -48,6 +51,10 @@ state:
   description: Its state when the module returned.
   returned: success
   type: str
+closed_here:
+  description: True when the run's process was gone and this module tore the run down itself.
+  returned: when the module closed the run
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -64,6 +71,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     import time
+    from pathlib import Path
 
     from bench_py.run.abort import read_abort, request_abort
     from bench_py.run.state import StateError, StateStore
@@ -83,12 +91,23 @@ def main() -> None:
             msg="no run in progress",
         )
     changed = read_abort(run_dir) is None
+    closed_here = False
     if not module.check_mode:
         request_abort(run_dir, "operator", module.params["reason"])
+        project_dir = (current.changes.get("dispatcher") or {}).get("project_dir")
+        if store.dispatcher_alive(current) is False and project_dir:
+            # Nobody is left to read the flag (the run's tmux pane is gone, its close-unfinished step
+            # with it): the run's own teardown runs here, as its process would have run it.
+            from bench_py.run.runner import close_unfinished
+
+            reason = f"operator abort: {module.params['reason']} (the run's process was gone; closed by the abort)"
+            close_unfinished(store.root, run_id, Path(project_dir), say=lambda line: None, reason=reason)
+            closed_here = True
         deadline = time.monotonic() + module.params["wait_s"]
         while not store.load(run_id).terminal and time.monotonic() < deadline:
             time.sleep(0.5)
-    module.exit_json(changed=changed, run_id=run_id, state=str(store.load(run_id).state))
+    result = {"changed": changed, "run_id": run_id, "state": str(store.load(run_id).state)}
+    module.exit_json(**result, **({"closed_here": True} if closed_here else {}))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ def launch(
             "dispatcher": {
                 "tmux_session": tmux_session,
                 "window": run_id,
+                "project_dir": str(project),  # where a closing step elsewhere finds the run's project
                 "pid": pid,
                 "pid_start": process_start(pid),
                 "host_boot_id": boot_id(),

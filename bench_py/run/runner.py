@@ -71,7 +71,9 @@ def run(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int
     return 1
 
 
-def close_unfinished(state_dir: Path, run_id: str, project_dir: Path, say: Say = _say) -> int:
+def close_unfinished(
+    state_dir: Path, run_id: str, project_dir: Path, say: Say = _say, reason: str | None = None
+) -> int:
     """After the run's process is gone: a run it left open (the process was killed, ran out of
     memory or crashed before its abort could run) is aborted here, tearing down as any abort does.
     A run that closed itself is left as it is. 0 when nothing was left to close."""
@@ -79,7 +81,9 @@ def close_unfinished(state_dir: Path, run_id: str, project_dir: Path, say: Say =
     state = store.load(run_id)
     if state.terminal and state.changes.get("files_written"):
         return 0
-    reason = f"the run's process ended in {state.state} without closing the run (killed, out of memory or crashed)"
+    reason = reason or (
+        f"the run's process ended in {state.state} without closing the run (killed, out of memory or crashed)"
+    )
     say(f"closing: {reason}")
     Run(store, run_id, project_dir).run_phase("abort", reason)
     say(f"run {run_id} closed: {store.load(run_id).state}")

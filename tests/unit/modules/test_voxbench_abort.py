@@ -84,3 +84,32 @@ def test_an_unknown_run_or_a_lock_naming_a_removed_run_fails_saying_so(tmp_path)
     shutil.rmtree(store.run_dir("RUN-1"))  # the lock still names it
     stale = fail_module(abort_module, {"state_dir": str(tmp_path)})
     assert stale["msg"].startswith("cannot abort: ")
+
+
+def test_a_run_whose_process_is_gone_is_torn_down_by_the_abort_itself(tmp_path):
+    """The run's tmux pane died with it (its close-unfinished step too): nothing would ever read the
+    flag, so the module runs the run's own teardown and the run ends ERROR_ABORTED, files written."""
+    import subprocess
+
+    from bench_py.config.model import load
+    from bench_py.files import atomic_write_json
+    from bench_py.processes import process_start
+    from tests.unit.modules.conftest import config_overrides
+
+    RUN_ID = "BENCHMARK-VOXTRAL-UNIT-HOST-20260101-120000"
+    config = load(config_overrides(tmp_path / "state"))
+    store = StateStore(config.paths.state_dir)
+    store.create(RUN_ID)
+    atomic_write_json(store.run_dir(RUN_ID) / "config.json", config.model_dump(mode="json"))
+    gone = subprocess.Popen(["sleep", "0"])
+    start = process_start(gone.pid)
+    gone.wait()
+    dispatcher = {"pid": gone.pid, "pid_start": start, "project_dir": str(tmp_path / "project")}
+    store.update(RUN_ID, changes={"dispatcher": dispatcher})
+    args = {"state_dir": str(store.root), "reason": "Ctrl-C on the controller", "wait_s": 5}
+    result = run_module(abort_module, args)
+    assert result == {"changed": True, "run_id": RUN_ID, "state": "ERROR_ABORTED", "closed_here": True}
+    state = store.load(RUN_ID)
+    assert state.changes.get("files_written") and (store.run_dir(RUN_ID) / "measurements.json").is_file()
+    assert state.reason.startswith("operator abort: Ctrl-C on the controller (the run's process was gone")
+    assert undocumented(abort_module, result) == []
