@@ -1,6 +1,7 @@
 """The layering rule of docs/architecture.md: no bench_py module imports one of a layer above it.
 
 Every import counts, wherever it stands (a function-level import is an import the module makes).
+And no module grows past :data:`MAX_LINES`: one concern, one file that can be read whole.
 """
 
 from __future__ import annotations
@@ -69,3 +70,16 @@ def test_no_module_imports_a_layer_above_its_own():
             if layer_of(imported) > own:
                 upward.append(f"{module} (layer {own}) imports {imported} (layer {layer_of(imported)})")
     assert upward == [], "\n".join(upward)
+
+
+#: Issue 22: a bench_py file longer than this is split by concern.
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines():
+    long = []
+    for path in sorted((ROOT / "bench_py").rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            long.append(f"{path.relative_to(ROOT)} has {lines} lines")
+    assert long == [], f"over {MAX_LINES} lines, split by concern: " + "; ".join(long)

@@ -16,7 +16,7 @@ from typing import Any
 from bench_py.config.model import Config
 from bench_py.files import atomic_write_json
 from bench_py.processes import process_start
-from bench_py.run.phases import make_run_id
+from bench_py.run.phases.context import make_run_id
 from bench_py.run.space import is_disk_full
 from bench_py.run.state import HostLockedError, StateStore, boot_id
 

@@ -6,8 +6,8 @@ learn in memory (the in-process engine 2C loaded in STARTING is the one BENCHING
 still writes its document the moment it has something to say, so a crash loses nothing measured.
 
 There is one abort path: a phase that fails (a signal's abort flag, the co-tenant gate, a full
-disk, a dead engine, or an error nobody foresaw) ends in :meth:`Run.abort`, which tears down and
-checks the co-tenant before it records ``ERROR_ABORTED``.
+disk, a dead engine, or an error nobody foresaw) ends in :func:`bench_py.run.phases.closing.abort`,
+which tears down and checks the co-tenant before it records ``ERROR_ABORTED``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_py.run.abort import request_abort
-from bench_py.run.phases import PhaseFailed, Run
+from bench_py.run.phases import Run
+from bench_py.run.phases.context import PhaseFailed
 from bench_py.run.state import State, StateError, StateStore
 
 #: The phases in order; BENCHING runs only when STARTING brought a candidate up.

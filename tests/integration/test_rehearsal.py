@@ -18,7 +18,8 @@ import pytest
 
 from bench_py import documents
 from bench_py.standins import rehearsal_inventory
-from bench_py.standins.rehearsal import PANDA, RUNS, TITAN, TITAN_MOUNTS
+from bench_py.standins.rehearsal_hosts import PANDA, TITAN
+from bench_py.standins.rehearsal_playbooks import RUNS, TITAN_MOUNTS
 from tests.helpers import ROOT
 
 # The rehearsal is one command of several minutes: the module's first test waits for all of it.

@@ -35,7 +35,8 @@ def ended_run_template(tmp_path_factory) -> tuple[Path, str]:
     from bench_py.config.model import load
     from bench_py.files import atomic_write_json
     from bench_py.run import preflight
-    from bench_py.run.phases import PhaseFailed, Run, make_run_id
+    from bench_py.run.phases import Run
+    from bench_py.run.phases.context import PhaseFailed, make_run_id
     from bench_py.run.state import StateStore
 
     root = tmp_path_factory.mktemp("ended-run")

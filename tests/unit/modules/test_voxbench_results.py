@@ -97,7 +97,8 @@ def test_a_run_aborted_before_preflight_recorded_its_rule_still_gets_a_report(tm
     from bench_py.config.model import load
     from bench_py.files import atomic_write_json
     from bench_py.run.abort import request_abort
-    from bench_py.run.phases import PhaseFailed, Run
+    from bench_py.run.phases import Run
+    from bench_py.run.phases.context import PhaseFailed
     from bench_py.run.state import StateStore
     from tests.unit.modules.conftest import config_overrides
 
