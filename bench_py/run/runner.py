@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_py.run.abort import request_abort
-from bench_py.run.phases import Run
+from bench_py.run.phases import PHASES, Run
 from bench_py.run.phases.context import PhaseFailed
 from bench_py.run.state import State, StateError, StateStore
 
 #: The phases in order; BENCHING runs only when STARTING brought a candidate up.
-PHASES = ("preflight", "baseline", "starting", "benching", "teardown")
 
 Say = Callable[[str], None]
 

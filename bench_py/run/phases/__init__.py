@@ -21,7 +21,7 @@ from bench_py.run.abort import Aborted
 from bench_py.run.phases import benching, closing, opening, starting
 from bench_py.run.phases.context import RunContext
 
-#: Each phase, by the name ``voxbench run`` walks it under.
+#: Each phase, by the name ``voxbench run`` walks it under, in the order it walks them.
 PHASES: dict[str, Callable[[RunContext], dict[str, Any]]] = {
     "preflight": opening.preflight,
     "baseline": opening.baseline,
