@@ -1,5 +1,6 @@
 """The run's documents as models: the published JSON Schemas are generated from them."""
 
+import gzip
 import json
 
 import pytest
@@ -53,3 +54,54 @@ def test_plainer_folds_only_what_changes_nothing():
     assert schemas.plainer(refs)["anyOf"] == refs["anyOf"]  # a real choice stays one
     named = {"type": "object", "properties": {"default": {"type": "null"}, "description": {"default": None}}}
     assert schemas.plainer(named)["properties"] == {"default": {"type": "null"}, "description": {}}
+
+
+V0 = ROOT / "tests" / "data" / "v0-branches"
+
+
+def _v0(suffix):
+    return sorted(V0.glob(f"*.{suffix}.gz"))
+
+
+def _unzipped(path, tmp_path):
+    target = tmp_path / path.name.removesuffix(".gz")
+    target.write_bytes(gzip.decompress(path.read_bytes()))
+    return target
+
+
+def test_the_v0_corpus_is_all_there():
+    assert (len(_v0("measurements.json")), len(_v0("verdict.json")), len(_v0("scores.jsonl"))) == (20, 20, 3)
+
+
+@pytest.mark.parametrize("path", _v0("measurements.json"), ids=lambda p: p.name)
+def test_every_published_v0_measurements_file_reads_as_its_model(path, tmp_path):
+    """Valid by the generated schema, parsed into the model, and given back exactly as written."""
+    unzipped = _unzipped(path, tmp_path)
+    raw = json.loads(unzipped.read_text())
+    documents.validate("measurements", raw)
+    measurements = documents.load_measurements(unzipped)
+    assert isinstance(measurements, documents.Measurements)
+    assert measurements.run_id == path.name.removesuffix(".measurements.json.gz")
+    assert documents.dump(measurements) == raw
+    assert json.dumps(documents.dump(measurements), sort_keys=True) == json.dumps(raw, sort_keys=True)
+
+
+@pytest.mark.parametrize("path", _v0("verdict.json"), ids=lambda p: p.name)
+def test_every_published_v0_verdict_reads_as_its_model(path, tmp_path):
+    unzipped = _unzipped(path, tmp_path)
+    raw = json.loads(unzipped.read_text())
+    documents.validate("verdict", raw)
+    verdict = documents.load_verdict(unzipped)
+    assert isinstance(verdict, documents.Verdict)
+    assert documents.dump(verdict) == raw
+
+
+@pytest.mark.parametrize("path", _v0("scores.jsonl"), ids=lambda p: p.name)
+def test_every_line_of_a_published_v0_scores_log_reads_as_its_model(path, tmp_path):
+    unzipped = _unzipped(path, tmp_path)
+    lines = [json.loads(line) for line in unzipped.read_text().splitlines()]
+    for number, line in enumerate(lines, start=1):
+        documents.validate("scores", line, f" line {number}")
+    records = documents.load_scores(unzipped)
+    assert all(isinstance(record, documents.ScoreRecord) for record in records)
+    assert [documents.dump(record) for record in records] == lines
