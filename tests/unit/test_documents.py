@@ -105,3 +105,27 @@ def test_every_line_of_a_published_v0_scores_log_reads_as_its_model(path, tmp_pa
     records = documents.load_scores(unzipped)
     assert all(isinstance(record, documents.ScoreRecord) for record in records)
     assert [documents.dump(record) for record in records] == lines
+
+
+@pytest.mark.parametrize("path", _v0("measurements.json"), ids=lambda p: p.name.split(".")[0])
+def test_every_published_v0_run_rebuilds_from_its_files_and_gives_its_verdict_again(path, tmp_path):
+    """The readers take the models: each v0 run's report is rebuilt from its files, and the verdict
+    derived again (none of these runs has a sealed session, so no answer counts) is the stored one."""
+    from bench_py.results.figures import figures, summary_lines
+    from bench_py.results.report import build
+
+    run = path.name.removesuffix(".measurements.json.gz")
+    run_dir = tmp_path / run
+    run_dir.mkdir()
+    for suffix, name in (("measurements.json", "measurements.json"), ("verdict.json", "verdict.json")):
+        (run_dir / name).write_bytes(gzip.decompress((V0 / f"{run}.{suffix}.gz").read_bytes()))
+    scores = V0 / f"{run}.scores.jsonl.gz"
+    if scores.exists():
+        (run_dir / "scores.jsonl").write_bytes(gzip.decompress(scores.read_bytes()))
+    stored = documents.load_verdict(run_dir / "verdict.json")
+    report, verdict = build(run_dir)
+    keys = ("verdict", "row", "reason", "rule_sha256", "evidence")
+    assert {k: verdict[k] for k in keys} == {k: documents.dump(stored)[k] for k in keys}
+    assert report.is_file() and run in report.read_text()
+    lines = summary_lines(figures(run_dir))
+    assert lines[0].startswith(f"run       {run}") and lines[1].startswith(f"verdict   {stored.verdict}: ")
