@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 import jsonschema
 from pydantic import BaseModel, ValidationError
 
-from bench_py.documents.models import MODELS, VERSION, Correction, Measurements, ScoreRecord, Verdict
+from bench_py.documents.models import VERSION, Correction, Measurements, ScoreRecord, Verdict
 from bench_py.files import atomic_write_json
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "load_verdict",
     "locked",
     "measurements_from",
-    "parse",
     "read",
     "read_records",
     "schema",
@@ -135,12 +134,6 @@ def read(kind: str, path: Path) -> dict[str, Any]:
         raise RunFileError(f"{kind} {path}: not JSON ({error.msg} at line {error.lineno})") from None
     validate(kind, data)
     return cast(dict[str, Any], data)  # every schema's top level is an object
-
-
-def parse(kind: str, data: Any, where: str = "") -> BaseModel:
-    """Validate ``data`` against the kind's schema, then parse it into the kind's model."""
-    validate(kind, data, where)
-    return _model(kind, MODELS[kind], data, where)
 
 
 def _model(kind: str, model: type[Model], data: Any, where: str = "") -> Model:
