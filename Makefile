@@ -15,7 +15,7 @@ help:
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make rehearsal  the production route on test hosts named titan and panda (setup.yml, two bench.yml runs)"
 	@echo "make lint   ruff and mypy (strict on bench_py)"
-	@echo "make schemas  copy the run files' JSON Schemas into docs/schemas (a test keeps them equal)"
+	@echo "make schemas  generate the run files' JSON Schemas from their models (bench_py/schemas, docs/schemas)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voxbench needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -58,8 +58,10 @@ demo: venv docker
 rehearsal: venv docker
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/voxbench rehearsal $(REHEARSAL_ARGS)
 
-schemas:
-	cp bench_py/schemas/*.json docs/schemas/
+# The schemas are generated from the pydantic models in bench_py/documents/models.py; a test keeps
+# the committed files equal to what this writes.
+schemas: venv
+	$(BIN)/python -m bench_py.documents.schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -315,8 +315,8 @@ def correct_command(
     from bench_py.judge.verdict import VerdictNameError, check_verdict_name
 
     try:
-        measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
-        names = measurements["candidate"]["name"], measurements["incumbent"]["name"]
+        measurements = documents.load_measurements(run_dir / documents.FILE_NAMES["measurements"])
+        names = measurements.candidate.name, measurements.incumbent.name
         for option, value in (("--verdict", new_verdict), ("--retracts", retracts)):
             if value is not None:
                 check_verdict_name(value, *names, what=option)

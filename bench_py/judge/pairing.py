@@ -9,33 +9,40 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench_py.documents.models import Measurements, Record
 
-def takes(run_dir: Path, measurements: dict[str, Any]) -> dict[tuple[int, str], dict[str, str]]:
+
+def _records(measurements: Measurements) -> dict[str, list[Record]]:
+    return measurements.bench.records if measurements.bench else {}
+
+
+def takes(run_dir: Path, measurements: Measurements) -> dict[tuple[int, str], dict[str, str]]:
     """(utterance, condition) -> {side: wav path relative to the run} for takes both sides saved,
     the incumbent's deferred takes (``voxbench baseline resume``) included."""
     from bench_py.measure import deferred
 
     takes: dict[tuple[int, str], dict[str, str]] = {}
-    for side, records in ((measurements.get("bench") or {}).get("records") or {}).items():
+    for side, records in _records(measurements).items():
         for record in records:
-            if record.get("wav") and not record.get("warmup"):
-                takes.setdefault((record["utterance"], record["condition"]), {}).setdefault(side, record["wav"])
-    for (utterance, condition), record in deferred.done(run_dir).items():
-        takes.setdefault((utterance, condition), {}).setdefault("incumbent", record["wav"])
+            wav = record.extra("wav")  # the v0 schema does not name it
+            if wav and not record.warmup:
+                takes.setdefault((record.utterance, record.condition), {}).setdefault(side, wav)
+    for (utterance, condition), done in deferred.done(run_dir).items():
+        takes.setdefault((utterance, condition), {}).setdefault("incumbent", done["wav"])
     return {key: sides for key, sides in takes.items() if {"candidate", "incumbent"} <= set(sides)}
 
 
-def pairable(run_dir: Path, measurements: dict[str, Any]) -> bool:
+def pairable(run_dir: Path, measurements: Measurements) -> bool:
     """Whether both engines saved a take of at least one utterance (a session can be made)."""
     return bool(takes(Path(run_dir), measurements))
 
 
-def has_takes(run_dir: Path, measurements: dict[str, Any]) -> bool:
+def has_takes(run_dir: Path, measurements: Measurements) -> bool:
     """Whether the run saved any take a listener could be asked about (and so has a blind to keep)."""
     from bench_py.measure import deferred
 
-    records = ((measurements.get("bench") or {}).get("records") or {}).values()
-    return any(r.get("wav") for side in records for r in side) or bool(deferred.done(Path(run_dir)))
+    records = _records(measurements).values()
+    return any(r.extra("wav") for side in records for r in side) or bool(deferred.done(Path(run_dir)))
 
 
 def _counterbalanced(rng: random.Random, count: int) -> list[str]:

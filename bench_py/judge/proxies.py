@@ -20,6 +20,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from bench_py.audio import Pcm, read_wav_file
+from bench_py.documents.models import Measurements
 from bench_py.files import atomic_write_json
 
 PROXIES = "proxies.json"
@@ -111,29 +112,31 @@ def _similarity() -> Callable[[Pcm, Pcm], float] | str:
     return speaker_similarity
 
 
-def compute(run_dir: Path, measurements: dict[str, Any], asr: Asr | None = None) -> dict[str, Any]:
+def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -> dict[str, Any]:
     """Proxies for every saved take of a run, and their means per side and condition."""
     run_dir = Path(run_dir)
-    utterances = (measurements.get("bench") or {}).get("utterances") or []
+    bench = measurements.bench
+    utterances = (bench.utterances if bench else None) or []
     reference_path = run_dir / "reference.wav"
     reference = read_wav_file(str(reference_path)) if reference_path.is_file() else None
     similarity = _similarity()
     asr = asr or _default_asr()
     takes = []
     durations: dict[tuple[str, int], dict[str, float]] = {}
-    for side, records in sorted(((measurements.get("bench") or {}).get("records") or {}).items()):
+    for side, records in sorted((bench.records if bench else {}).items()):
         for record in records:
-            if not record.get("wav") or record.get("warmup"):
+            wav = record.extra("wav")  # the v0 schema does not name it
+            if not wav or record.warmup:
                 continue
-            path = run_dir / record["wav"]
+            path = run_dir / wav
             pcm = read_wav_file(str(path))
-            text = utterances[record["utterance"]] if record["utterance"] < len(utterances) else ""
+            text = utterances[record.utterance] if record.utterance < len(utterances) else ""
             transcript = asr.transcribe(pcm)
             take: dict[str, Any] = {
                 "side": side,
-                "condition": record["condition"],
-                "utterance": record["utterance"],
-                "wav": record["wav"],
+                "condition": record.condition,
+                "utterance": record.utterance,
+                "wav": wav,
                 "duration_s": round(pcm.duration_s, 4),
                 "transcript": transcript,
                 "wer": round(word_error_rate(text, transcript), 4),
@@ -145,7 +148,7 @@ def compute(run_dir: Path, measurements: dict[str, Any], asr: Asr | None = None)
                     take["similarity"] = round(similarity(pcm, reference), 4)
                 except ValueError as error:  # too little speech to embed
                     take["similarity_error"] = str(error)
-            durations.setdefault((record["condition"], record["utterance"]), {})[side] = pcm.duration_s
+            durations.setdefault((record.condition, record.utterance), {})[side] = pcm.duration_s
             takes.append(take)
     for take in takes:
         pair = durations[(take["condition"], take["utterance"])]
@@ -178,7 +181,7 @@ def _mean(values: list[float | None]) -> float | None:
 def write(run_dir: Path, asr: Asr | None = None) -> dict[str, Any]:
     from bench_py import documents
 
-    measurements = documents.read("measurements", Path(run_dir) / documents.FILE_NAMES["measurements"])
+    measurements = documents.load_measurements(Path(run_dir) / documents.FILE_NAMES["measurements"])
     data = compute(run_dir, measurements, asr)
     atomic_write_json(Path(run_dir) / PROXIES, data)
     return data

@@ -139,14 +139,15 @@ def create(run_dir: Path) -> Session:
     scoring = run_dir / SCORING_DIR
     if (scoring / SESSION).is_file():
         return load(run_dir)
-    measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
+    measurements = documents.load_measurements(run_dir / documents.FILE_NAMES["measurements"])
+    bench = measurements.bench
     takes = pairing.takes(run_dir, measurements)
     if not takes:
         hint = ""
-        if (measurements.get("bench") or {}).get("deferred_incumbent"):
+        if bench and bench.extra("deferred_incumbent"):
             hint = f"; the incumbent's takes were deferred: voxbench baseline resume {run_dir}"
         raise SessionError(f"{run_dir} has no utterance saved by both engines: nothing to compare{hint}")
-    utterances = (measurements.get("bench") or {}).get("utterances") or []
+    utterances = (bench.utterances if bench else None) or []
     seed = secrets.token_hex(32)
     rng = random.Random(seed)  # seeded from a CSPRNG; the seed is sealed, then revealed
     planned, mapping = pairing.plan(takes, rng)
@@ -167,14 +168,14 @@ def create(run_dir: Path) -> Session:
     sealed = {"seed": seed, "salt": salt, "mapping": mapping}
     public = {
         "session": secrets.token_hex(8),
-        "run_id": measurements["run_id"],
+        "run_id": measurements.run_id,
         "created_at": now_iso(),
         "pairs": pairs,
         "clips_sha256": {
             clip.stem: hashlib.sha256(clip.read_bytes()).hexdigest() for clip in sorted((tmp / "clips").iterdir())
         },
         "mapping_sha256": mapping_digest(salt, mapping),
-        "rule_sha256": ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256"),
+        "rule_sha256": measurements.preflight.rule.sha256 if measurements.preflight else None,
         "reference": (run_dir / "reference.wav").is_file(),
         "method": "pair order and a counterbalanced A/B order (each engine is A in half the pairs) from "
         "random.Random seeded by 32 bytes of secrets.token_hex; clip ids from secrets.token_hex; "
@@ -440,9 +441,10 @@ def reveal(session: Session, *, by: Literal["operator", "listeners"]) -> Session
             raise SessionError("the sealed mapping does not match the hash recorded before the first answer")
         from bench_py.judge.verdict import sealed_rule
 
-        measurements = documents.read("measurements", session.run_dir / documents.FILE_NAMES["measurements"])
-        sealed_rule(measurements)  # raises when the rule changed after PREFLIGHT
-        if measurements["preflight"]["rule"]["sha256"] != session.data["rule_sha256"]:
+        measurements = documents.load_measurements(session.run_dir / documents.FILE_NAMES["measurements"])
+        sealed_rule(measurements)  # raises when the rule changed after PREFLIGHT (or none was sealed)
+        sealed_sha256 = measurements.preflight.rule.sha256 if measurements.preflight else None
+        if sealed_sha256 != session.data["rule_sha256"]:
             raise SessionError("the rule's hash differs from the one the session was created under")
         answers = documents.complete_bytes(session.scores_path)
         data = {

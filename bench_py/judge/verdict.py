@@ -6,6 +6,7 @@ from fractions import Fraction
 from typing import Any
 
 from bench_py.config.model import Config, Rule
+from bench_py.documents.models import Bench, Measurements
 
 UNSUPPORTED = frozenset({"unsupported", "disallowed_by_vendor"})
 
@@ -38,7 +39,7 @@ def check_verdict_name(name: str, candidate: str, incumbent: str, what: str = "v
     return name
 
 
-def candidate_ttfa_p50(bench: dict[str, Any], rule: Rule) -> tuple[float | None, str]:
+def candidate_ttfa_p50(bench: Bench | None, rule: Rule) -> tuple[float | None, str]:
     """The candidate's TTFA p50 at the sealed rule's concurrency, and where it comes from.
 
     Concurrency 1 is the timed loop (one request at a time, the rule's voice condition); a higher
@@ -47,11 +48,11 @@ def candidate_ttfa_p50(bench: dict[str, Any], rule: Rule) -> tuple[float | None,
     why, so the rule cannot pass on a figure taken at another concurrency."""
     metric, concurrency = rule.ttfa_metric, rule.ttfa_concurrency
     if concurrency == 1:
-        summary = (bench.get("summary") or {}).get("candidate", {}).get(rule.voice_condition, {})
+        summary = ((bench.summary if bench else None) or {}).get("candidate", {}).get(rule.voice_condition, {})
         p50 = (summary.get(metric) or {}).get("p50")
         where = f"the timed loop at concurrency 1, {rule.voice_condition} condition"
         return p50, where if p50 is not None else f"not measured: no {metric} p50 in {where}"
-    load = bench.get("load") or {}
+    load = (bench.extra("load") if bench else None) or {}
     levels = (load.get("sweep") or {}).get("levels") or []
     level = next((lv for lv in levels if lv.get("concurrency") == concurrency), None)
     if level is None:
@@ -63,63 +64,63 @@ def candidate_ttfa_p50(bench: dict[str, Any], rule: Rule) -> tuple[float | None,
     return p50, f"the load sweep at concurrency {concurrency} (the sweep's sentence, preset voice)"
 
 
-def sealed_rule(measurements: dict[str, Any]) -> Rule:
+def sealed_rule(measurements: Measurements) -> Rule:
     """The rule as sealed at PREFLIGHT, re-hashed: a file edited after the fact is refused."""
-    sealed = (measurements.get("preflight") or {}).get("rule") or {}
-    if "thresholds" not in sealed:
+    if measurements.preflight is None:
         raise SealError("the measurements carry no sealed rule (preflight.rule.thresholds)")
-    rule = Rule.model_validate(sealed["thresholds"])
-    names = measurements["candidate"]["name"], measurements["incumbent"]["name"]
-    again = rule.seal(*names)
-    if again["sha256"] != sealed.get("sha256"):
+    sealed = measurements.preflight.rule
+    rule = Rule.model_validate(sealed.thresholds)
+    again = rule.seal(measurements.candidate.name, measurements.incumbent.name)
+    if again["sha256"] != sealed.sha256:
         raise SealError(
-            f"the sealed rule's hash {sealed.get('sha256')} does not match its thresholds and text "
+            f"the sealed rule's hash {sealed.sha256} does not match its thresholds and text "
             f"(they hash to {again['sha256']}): the rule was changed after PREFLIGHT"
         )
     return rule
 
 
-def decide_from_files(measurements: dict[str, Any], scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Recompute the verdict from a run's files alone (the rule comes from the sealed record)."""
-    sealed = (measurements.get("preflight") or {}).get("rule") or {}
-    if "thresholds" not in sealed and measurements.get("aborted"):
+def decide_from_files(measurements: Measurements, scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Recompute the verdict from a run's files alone (the rule comes from the sealed record).
+    ``scores`` are the answers that count, joined with their sides (``session.classify``)."""
+    if measurements.preflight is None and measurements.aborted:
         # Aborted before the rule was sealed: row 1 needs no rule.
-        reason = f"the run ended ERROR_ABORTED: {measurements.get('reason')}"
+        reason = f"the run ended ERROR_ABORTED: {measurements.reason}"
         return {"verdict": "inconclusive", "row": 1, "reason": reason, "rule_sha256": None, "evidence": {}}
     rule = sealed_rule(measurements)
-    return decide_with(measurements, rule, measurements["candidate"]["name"], measurements["incumbent"]["name"], scores)
+    return decide_with(measurements, rule, measurements.candidate.name, measurements.incumbent.name, scores)
 
 
-def decide(measurements: dict[str, Any], config: Config, scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def decide(measurements: Measurements, config: Config, scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Apply the configured rule's table to a run's measurements (and scores, when there are any)."""
     return decide_with(measurements, config.rule, config.candidate.name, config.incumbent.name, scores)
 
 
 def decide_with(
-    measurements: dict[str, Any],
+    measurements: Measurements,
     rule: Rule,
     candidate: str,
     incumbent: str,
     scores: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """DESIGN.md's table, first applicable row wins."""
-    bench = measurements.get("bench") or {}
-    paths = (measurements.get("install_paths") or {}).get("paths", [])
-    sealed = ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256")
+    bench = measurements.bench
+    install = measurements.install_paths
+    paths = install.paths if install else []
+    sealed = measurements.preflight.rule.sha256 if measurements.preflight else None
 
     def verdict(name: str, row: int, reason: str, **evidence: Any) -> dict[str, Any]:
         return {"verdict": name, "row": row, "reason": reason, "rule_sha256": sealed, "evidence": evidence}
 
-    if measurements.get("aborted"):
-        return verdict("inconclusive", 1, f"the run ended ERROR_ABORTED: {measurements.get('reason')}")
-    fraction = bench.get("candidate_timeout_fraction")
+    if measurements.aborted:
+        return verdict("inconclusive", 1, f"the run ended ERROR_ABORTED: {measurements.reason}")
+    fraction = bench.candidate_timeout_fraction if bench else None
     if fraction is not None and fraction >= rule.max_timeout_fraction:
         return verdict(
             "inconclusive", 1, f"{fraction:.0%} of the candidate's timed requests timed out", timeout_fraction=fraction
         )
-    reached = (measurements.get("install_paths") or {}).get("selected")
+    reached = install.selected if install else None
     if not reached:
-        statuses = {p["install_path"]: p["status"] for p in paths}
+        statuses: dict[str, str] = {p.install_path: p.status for p in paths}
         if statuses and set(statuses.values()) <= UNSUPPORTED:
             return verdict(
                 verdict_names(candidate, incumbent)[1],
@@ -128,10 +129,10 @@ def decide_with(
                 paths=statuses,
             )
         return verdict("inconclusive", 3, "no install path reached BENCHING", paths=statuses)
-    selected = next(p for p in paths if p["install_path"] == reached)
-    if not selected.get("streaming_capable"):
+    selected = next(p for p in paths if p.install_path == reached)
+    if not selected.streaming_capable:
         return verdict("aarch64_vllm_omni_unverified", 4, "only non-streaming install paths worked")
-    if selected.get("cloning") == "preset_substitute":
+    if selected.extra("cloning") == "preset_substitute":
         return verdict(f"keep_{incumbent}", 5, "cloning_unsupported")
     real = [s for s in scores or [] if not s.get("simulated") and s.get("condition") == rule.voice_condition]
     per_side = {side: [float(s["score"]) for s in real if s.get("side") == side] for side in ("candidate", "incumbent")}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py import documents
+from bench_py.documents.models import Measurements
 
 
 class ResultsError(ValueError):
@@ -21,19 +22,19 @@ def figures(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "measurements.json"
     if not path.is_file():
         raise ResultsError(f"{path} is missing: the run did not finish writing its measurements")
-    measurements = documents.read("measurements", path)
+    measurements = documents.load_measurements(path)
     verdict_path = run_dir / "verdict.json"
     verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
     return figures_from(measurements, verdict, str(run_dir), sealed=blind_pending(run_dir, measurements))
 
 
-def blind_pending(run_dir: Path, measurements: dict[str, Any]) -> bool:
+def blind_pending(run_dir: Path, measurements: Measurements) -> bool:
     """Whether the run's blind must still be kept: it saved takes and its listening session is not
     revealed yet, or these files are the sealed view published before the reveal."""
     from bench_py.judge import pairing
     from bench_py.judge import session as sessions
 
-    if measurements.get("sealed_view"):
+    if measurements.extra("sealed_view"):
         return True
     path = Path(run_dir) / sessions.SCORING_DIR / sessions.SESSION
     if path.is_file():
@@ -42,14 +43,15 @@ def blind_pending(run_dir: Path, measurements: dict[str, Any]) -> bool:
 
 
 def figures_from(
-    measurements: dict[str, Any], verdict: dict[str, Any], run_dir: str, *, sealed: bool = False
+    measurements: Measurements, verdict: dict[str, Any], run_dir: str, *, sealed: bool = False
 ) -> dict[str, Any]:
     """The headline figures of measurements already read (and the verdict, if there is one).
     ``sealed``: the listening session is not revealed yet; the one-screen summary then leaves
     out real-time factors (with the clips' lengths they would tell the engines apart)."""
-    bench = measurements.get("bench") or {}
+    m = measurements
+    bench = m.bench
     sides: dict[str, Any] = {}
-    for side, conditions in (bench.get("summary") or {}).items():
+    for side, conditions in ((bench.summary if bench else None) or {}).items():
         sides[side] = {
             condition: {
                 "requests": s["requests"],
@@ -62,36 +64,34 @@ def figures_from(
             }
             for condition, s in conditions.items()
         }
-    baseline = (measurements.get("baseline") or {}).get("latency_ms") or {}
-    postflight = (measurements.get("teardown") or {}).get("postflight") or {}
-    removal = (measurements.get("teardown") or {}).get("removal") or {}
+    baseline_p50 = m.baseline.latency_ms.p50 if m.baseline and m.baseline.latency_ms else None
+    postflight = (m.teardown.postflight if m.teardown else None) or {}
+    removal = (m.teardown.removal if m.teardown else None) or {}
+    rule = m.preflight.rule if m.preflight else None
     return {
-        "run_id": measurements["run_id"],
+        "run_id": m.run_id,
         "run_dir": run_dir,
         "sealed": sealed,
-        "final_state": measurements["final_state"],
-        "reason": measurements.get("reason"),
+        "final_state": m.final_state,
+        "reason": m.reason,
         "verdict": verdict.get("verdict"),
         "verdict_reason": verdict.get("reason"),
         "verdict_detail": {k: v for k, v in verdict.items() if k != "inputs"},
-        "utterances": [{"id": i, "text": t} for i, t in enumerate(bench.get("utterances") or [])],
-        "rule": ((measurements.get("preflight") or {}).get("rule") or {}).get("thresholds"),
-        "rule_sha256": ((measurements.get("preflight") or {}).get("rule") or {}).get("sha256"),
-        "gemma_mode": measurements["gemma_mode"],
+        "utterances": [{"id": i, "text": t} for i, t in enumerate((bench.utterances if bench else None) or [])],
+        "rule": rule.thresholds if rule else None,
+        "rule_sha256": rule.sha256 if rule else None,
+        "gemma_mode": m.gemma_mode,
         "sides": sides,
-        "phase3_passed": bench.get("phase3_passed"),
+        "phase3_passed": bench.phase3_passed if bench else None,
         "cotenant": {
-            "baseline_p50_ms": baseline.get("p50"),
+            "baseline_p50_ms": baseline_p50,
             "postflight_p50_ms": postflight.get("p50_ms"),
             "postflight_ratio": postflight.get("ratio"),
         },
-        "kernel_errors": (measurements.get("teardown") or {}).get("kernel_errors"),
+        "kernel_errors": m.teardown.extra("kernel_errors") if m.teardown else None,
         "containers_removed": removal.get("removed", []),
         "containers_remaining": removal.get("remaining", []),
-        "standins": {
-            "candidate": measurements["candidate"]["standin"],
-            "incumbent": measurements["incumbent"]["standin"],
-        },
+        "standins": {"candidate": m.candidate.standin, "incumbent": m.incumbent.standin},
     }
 
 
@@ -133,22 +133,22 @@ def summary_lines(facts: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summary_markdown(facts: dict[str, Any], measurements: dict[str, Any]) -> str:
+def summary_markdown(facts: dict[str, Any], measurements: Measurements) -> str:
     """SUMMARY.md on the benchmark branch: the verdict, headline figures, the path that worked."""
-    install = measurements.get("install_paths") or {}
-    statuses = ", ".join(f"{p['install_path']} {p['status']}" for p in install.get("paths", [])) or "none tried"
+    install = measurements.install_paths
+    statuses = ", ".join(f"{p.install_path} {p.status}" for p in (install.paths if install else [])) or "none tried"
     sealed_note = (
         ["", "Sealed for blind listening: per-request figures, audio lengths and the proxies follow the reveal."]
         if facts.get("sealed")
         else []
     )
     lines = [
-        f"# {measurements['candidate']['name']} vs {measurements['incumbent']['name']}: {facts['verdict']}",
+        f"# {measurements.candidate.name} vs {measurements.incumbent.name}: {facts['verdict']}",
         *sealed_note,
         "",
         f"- run: `{facts['run_id']}` ({facts['final_state']}, gemma_mode={facts['gemma_mode']})",
         f"- verdict: **{facts['verdict']}**: {facts['verdict_reason']}",
-        f"- install path that worked: {install.get('selected') or 'none'} (tried: {statuses})",
+        f"- install path that worked: {(install.selected if install else None) or 'none'} (tried: {statuses})",
         f"- rule sealed at PREFLIGHT: sha256 `{facts['rule_sha256']}`",
         "",
         "```",

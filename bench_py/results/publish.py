@@ -80,7 +80,9 @@ def _sealed_load(load: dict[str, Any]) -> dict[str, Any]:
 
 def sealed_measurements(measurements: dict[str, Any], full_sha256: str) -> dict[str, Any]:
     """The measurements as published before the reveal (see the module's table). It still reads
-    as measurements (the schema holds), so the verdict recomputes from it for rows 1 to 6."""
+    as measurements (the schema holds), so the verdict recomputes from it for rows 1 to 6.
+    ``measurements`` is the file's JSON (:func:`bench_py.documents.dump` of the model): this
+    writes a file, and must keep every key it does not withhold exactly as it was."""
     out = copy.deepcopy(measurements)
     bench = out.get("bench")
     if isinstance(bench, dict):
@@ -121,9 +123,10 @@ def public_files(run_dir: Path, summary: str) -> tuple[dict[str, Path | bytes], 
     sealed = report.is_sealed(run)
     measurements_path = run_dir / documents.FILE_NAMES["measurements"]
     out: dict[str, Path | bytes] = {}
-    if sealed and not run.measurements.get("sealed_view"):
+    if sealed and not run.measurements.extra("sealed_view"):
         full = hashlib.sha256(measurements_path.read_bytes()).hexdigest()
-        out[documents.FILE_NAMES["measurements"]] = _dump(sealed_measurements(run.measurements, full))
+        sealed_view = sealed_measurements(documents.dump(run.measurements), full)
+        out[documents.FILE_NAMES["measurements"]] = _dump(sealed_view)
     else:
         out[documents.FILE_NAMES["measurements"]] = measurements_path
     for name in ALWAYS + (() if sealed else AFTER_REVEAL):
@@ -145,8 +148,8 @@ def seal_session(run_dir: Path) -> sessions.Session | None:
     run_dir = Path(run_dir)
     if (run_dir / sessions.SCORING_DIR / sessions.SESSION).is_file():
         return sessions.load(run_dir)
-    measurements = documents.read("measurements", run_dir / documents.FILE_NAMES["measurements"])
-    if measurements.get("sealed_view") or not pairing.pairable(run_dir, measurements):
+    measurements = documents.load_measurements(run_dir / documents.FILE_NAMES["measurements"])
+    if measurements.extra("sealed_view") or not pairing.pairable(run_dir, measurements):
         return None
     return sessions.create(run_dir)
 
@@ -167,7 +170,7 @@ def publish_run(
         repo,
         run_dir.name,
         public,
-        candidate=run.measurements["candidate"]["name"],
+        candidate=run.measurements.candidate.name,
         verdict=verdict["verdict"],
         sealed=sealed,
         remote=remote,

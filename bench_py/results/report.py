@@ -24,6 +24,7 @@ from typing import Any
 import jinja2
 
 from bench_py import documents
+from bench_py.documents.models import Correction, Measurements, MemoryAvailable, Record, Verdict
 from bench_py.judge import listening
 from bench_py.judge import session as sessions
 from bench_py.judge.verdict import SealError, VerdictNameError, check_verdict_name, decide_from_files
@@ -39,18 +40,21 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class RunFiles:
+    """A run's files, read and validated: the documents as their models; the answers as the
+    records the session classifies (``session.classify``), with their byte offsets."""
+
     run_dir: Path
-    measurements: dict[str, Any]
-    stored_verdict: dict[str, Any] | None
+    measurements: Measurements
+    stored_verdict: Verdict | None
     score_lines: list[tuple[int, int, dict[str, Any]]]  # (start, end byte offset, record)
-    corrections: list[dict[str, Any]]
+    corrections: list[Correction]
     session: dict[str, Any] | None
     listeners: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     proxies: dict[str, Any] | None = None
 
     @property
     def names(self) -> tuple[str, str]:
-        return self.measurements["candidate"]["name"], self.measurements["incumbent"]["name"]
+        return self.measurements.candidate.name, self.measurements.incumbent.name
 
 
 def load(run_dir: Path) -> RunFiles:
@@ -59,11 +63,11 @@ def load(run_dir: Path) -> RunFiles:
     if not path.is_file():
         raise ReportError(f"{path} is missing: not a finished run directory")
     try:
-        measurements = documents.read("measurements", path)
+        measurements = documents.load_measurements(path)
         verdict_path = run_dir / documents.FILE_NAMES["verdict"]
-        stored = documents.read("verdict", verdict_path) if verdict_path.is_file() else None
+        stored = documents.load_verdict(verdict_path) if verdict_path.is_file() else None
         score_lines = list(documents.iter_records_at("scores", run_dir / documents.FILE_NAMES["scores"]))
-        corrections = documents.read_records("corrections", run_dir / documents.FILE_NAMES["corrections"])
+        corrections = documents.load_corrections(run_dir / documents.FILE_NAMES["corrections"])
     except documents.RunFileError as error:
         raise ReportError(str(error)) from None
     session_path = run_dir / sessions.SCORING_DIR / sessions.SESSION
@@ -78,9 +82,9 @@ def load(run_dir: Path) -> RunFiles:
     )
     try:
         for number, correction in enumerate(corrections, start=1):
-            for key in ("verdict", "retracts"):
-                if correction.get(key) is not None:
-                    check_verdict_name(correction[key], *run.names, what=f"corrections line {number} {key}")
+            for key, name in (("verdict", correction.verdict), ("retracts", correction.retracts)):
+                if name is not None:
+                    check_verdict_name(name, *run.names, what=f"corrections line {number} {key}")
     except VerdictNameError as error:
         raise ReportError(str(error)) from None
     return run
@@ -130,12 +134,17 @@ def recompute_verdict(run: RunFiles) -> dict[str, Any]:
     stored = run.stored_verdict
     if stored is not None:
         try:
-            check_verdict_name(stored["verdict"], *run.names, what="verdict.json's verdict")
+            check_verdict_name(stored.verdict, *run.names, what="verdict.json's verdict")
         except VerdictNameError as error:
             raise ReportError(str(error)) from None
-    if stored is not None and stored.get("inputs") == verdict["inputs"]:
+    if stored is not None and stored.inputs == verdict["inputs"]:
         keys = ("verdict", "row", "reason", "rule_sha256")
-        before = {k: stored.get(k) for k in keys}
+        before = {
+            "verdict": stored.verdict,
+            "row": stored.row,
+            "reason": stored.reason,
+            "rule_sha256": stored.rule_sha256,
+        }
         fresh = {k: verdict.get(k) for k in keys}
         if before != fresh:
             raise ReportError(
@@ -152,32 +161,40 @@ def write_verdict(run_dir: Path) -> dict[str, Any]:
     return verdict
 
 
-def _timed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if not r.get("warmup") and r.get("ok")]
+def _timed(records: list[Record]) -> list[Record]:
+    return [r for r in records if not r.warmup and r.ok]
 
 
-def _records(m: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    return ((m.get("bench") or {}).get("records")) or {}
+def _records(m: Measurements) -> dict[str, list[Record]]:
+    return (m.bench.records if m.bench else None) or {}
 
 
-def ttfa_cdf_plot(m: dict[str, Any], metric: str) -> Plot:
+def _metric(record: Record, metric: str) -> float | None:
+    """A latency figure of a request by name (the sealed rule's ``ttfa_metric``)."""
+    value: float | None = getattr(record, metric, None)
+    return value
+
+
+def ttfa_cdf_plot(m: Measurements, metric: str) -> Plot:
     series = []
     for side, records in sorted(_records(m).items()):
-        for condition in sorted({r["condition"] for r in records}):
-            values = [r[metric] for r in _timed(records) if r["condition"] == condition and r.get(metric) is not None]
+        for condition in sorted({r.condition for r in records}):
+            values = [
+                value for r in _timed(records) if r.condition == condition and (value := _metric(r, metric)) is not None
+            ]
             if values:
                 series.append(Series(f"{side} {condition}", cdf(values), step=True, dashed=condition == "preset"))
     return Plot("ttfa-cdf", f"{metric} CDF per engine and voice condition", f"{metric} (ms)", "fraction", series)
 
 
-def latency_plot(m: dict[str, Any]) -> Plot:
+def latency_plot(m: Measurements) -> Plot:
     series = []
     for side, records in sorted(_records(m).items()):
-        for condition in sorted({r["condition"] for r in records}):
-            chosen = (r for r in _timed(records) if r["condition"] == condition)
-            timed = sorted(chosen, key=lambda r: (r["utterance"], r["repetition"]))
+        for condition in sorted({r.condition for r in records}):
+            chosen = (r for r in _timed(records) if r.condition == condition)
+            timed = sorted(chosen, key=lambda r: (r.utterance, r.repetition))
             if timed:
-                points = [(float(r["utterance"]), r["total_ms"]) for r in timed]
+                points = [(float(r.utterance), r.total_ms) for r in timed]
                 series.append(Series(f"{side} {condition}", points, markers=True, dashed=condition == "preset"))
     return Plot(
         "latency-per-utterance",
@@ -189,26 +206,26 @@ def latency_plot(m: dict[str, Any]) -> Plot:
     )
 
 
-def typical_stream(m: dict[str, Any], condition: str) -> dict[str, Any] | None:
+def typical_stream(m: Measurements, condition: str) -> Record | None:
     """The candidate's request whose total latency is the median of its condition (lowest index on ties)."""
-    timed = [r for r in _timed(_records(m).get("candidate", [])) if r["condition"] == condition and r.get("arrivals")]
+    timed = [r for r in _timed(_records(m).get("candidate", [])) if r.condition == condition and r.arrivals]
     if not timed:
         return None
-    median = statistics.median_low([r["total_ms"] for r in timed])
-    return next(r for r in timed if r["total_ms"] == median)
+    median = statistics.median_low([r.total_ms for r in timed])
+    return next(r for r in timed if r.total_ms == median)
 
 
-def chunk_plot(m: dict[str, Any], condition: str) -> Plot:
+def chunk_plot(m: Measurements, condition: str) -> Plot:
     record = typical_stream(m, condition)
     series, note, extra = [], "", {}
     if record is not None:
         total, points = 0, []
-        for ms, samples in record["arrivals"]:
+        for ms, samples in record.arrivals or []:
             total += samples
-            points.append((ms, total / record["sample_rate"]))
+            points.append((ms, total / record.sample_rate))
         series.append(Series("candidate audio received", points, step=True, markers=True))
-        note = f"utterance {record['utterance']}, repetition {record['repetition']}: the median total latency"
-        extra = {"utterance": record["utterance"], "repetition": record["repetition"]}
+        note = f"utterance {record.utterance}, repetition {record.repetition}: the median total latency"
+        extra = {"utterance": record.utterance, "repetition": record.repetition}
     return Plot(
         "chunk-timeline",
         f"chunk timeline of a typical candidate stream ({condition})",
@@ -220,11 +237,12 @@ def chunk_plot(m: dict[str, Any], condition: str) -> Plot:
     )
 
 
-def cotenant_plot(m: dict[str, Any]) -> Plot:
-    baseline = m.get("baseline") or {}
-    teardown = (m.get("teardown") or {}).get("postflight") or {}
-    groups: list[tuple[str, list[dict[str, Any]]]] = [("BASELINE", baseline.get("samples") or [])]
-    for gate in (m.get("cotenant") or {}).get("gate") or []:
+def cotenant_plot(m: Measurements) -> Plot:
+    baseline = m.baseline
+    teardown = (m.teardown.postflight if m.teardown else None) or {}
+    cotenant = m.extra("cotenant") or {}  # the gate's probes: the v0 schema does not name them
+    groups: list[tuple[str, list[dict[str, Any]]]] = [("BASELINE", (baseline.samples if baseline else None) or [])]
+    for gate in cotenant.get("gate") or []:
         groups.append((gate["phase"], gate.get("probes") or []))
     groups.append(("TEARDOWN", teardown.get("samples") or []))
     stamps = [s["at_s"] for _, samples in groups for s in samples if s.get("at_s") is not None]
@@ -237,9 +255,9 @@ def cotenant_plot(m: dict[str, Any]) -> Plot:
         if times:
             bands.append((min(times), max(times), phase))
     hlines = []
-    base_p50 = (baseline.get("latency_ms") or {}).get("p50")
+    base_p50 = baseline.latency_ms.p50 if baseline and baseline.latency_ms else None
     if base_p50:
-        gates = (m.get("cotenant") or {}).get("gate") or []
+        gates = cotenant.get("gate") or []
         hlines.append((base_p50, "baseline p50"))
         if gates:
             hlines.append((base_p50 * gates[0]["max_ratio"], f"abort {gates[0]['max_ratio']:g}x"))
@@ -257,20 +275,22 @@ def cotenant_plot(m: dict[str, Any]) -> Plot:
     )
 
 
-def memory_plots(m: dict[str, Any]) -> list[Plot]:
-    memory = (m.get("bench") or {}).get("memory") or {}
+def memory_plots(m: Measurements) -> list[Plot]:
+    if m.bench is None:
+        return []
+    memory = m.bench.memory
     plots = []
-    for name, source in sorted((memory.get("sources") or {}).items()):
-        if source.get("available") and source.get("timeline"):
-            points = [tuple(p) for p in source["timeline"]]
+    for name, source in sorted(memory.sources.items()):
+        if isinstance(source, MemoryAvailable) and source.timeline:
+            points = [tuple(p) for p in source.timeline]
             plots.append(
                 Plot(
                     f"memory-{name}",
                     f"memory over BENCHING, source {name}",
                     "s since sampling began",
-                    source.get("unit", "bytes"),
+                    source.unit,
                     [Series(name, points)],
-                    note=f"{memory.get('scope', '')}; peak {source.get('peak')} {source.get('unit', 'bytes')}",
+                    note=f"{memory.extra('scope', '')}; peak {source.peak} {source.unit}",
                 )
             )
     return plots
@@ -305,7 +325,7 @@ def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
     """What the template shows; ``verdict`` is the one :func:`recompute_verdict` just derived
     (with its listening statistics), not computed a second time here."""
     m = run.measurements
-    rule = (m.get("preflight") or {}).get("rule") or {}
+    rule = documents.dump(m.preflight.rule) if m.preflight else {}
     condition = (rule.get("thresholds") or {}).get("voice_condition", "cloned")
     metric = (rule.get("thresholds") or {}).get("ttfa_metric", "ttfa_ms")
     answers = classified(run)
@@ -320,8 +340,8 @@ def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
             plots.append(score_plot(listening_summary))
     from bench_py.results.figures import figures_from
 
-    return {
-        "m": m,
+    return {  # the template reads plain JSON: the documents go to it as they are in the files
+        "m": documents.dump(m),
         "sealed": sealed,
         "facts": figures_from(m, verdict, str(run.run_dir.name), sealed=sealed),
         "verdict": verdict,
@@ -329,10 +349,10 @@ def context(run: RunFiles, verdict: dict[str, Any]) -> dict[str, Any]:
         "listening": listening_summary,
         "session": run.session,
         "listeners": run.listeners,
-        "corrections": run.corrections,
+        "corrections": [documents.dump(correction) for correction in run.corrections],
         "retrospective": retrospective(m, answers.counted, run.session, refused=len(answers.refused)),
         "plots": [{"plot": p, "svg": render(p), "data": p.data()} for p in plots],
-        "paths": (m.get("install_paths") or {}).get("paths", []),
+        "paths": [documents.dump(path) for path in (m.install_paths.paths if m.install_paths else [])],
         "proxies": None if sealed else run.proxies,
     }
 
@@ -343,8 +363,8 @@ def refresh_verdict(run_dir: Path) -> dict[str, Any]:
     return verdict
 
 
-def sealed_condition(m: dict[str, Any]) -> str:
-    thresholds = ((m.get("preflight") or {}).get("rule") or {}).get("thresholds") or {}
+def sealed_condition(m: Measurements) -> str:
+    thresholds = (m.preflight.rule.thresholds if m.preflight else None) or {}
     condition: str = thresholds.get("voice_condition", "cloned")
     return condition
 
@@ -358,9 +378,9 @@ def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]
     verdict.json (its inputs changed since) is derived again first; a tampered one is an error."""
     run = load(run_dir)
     verdict = recompute_verdict(run)
-    if run.stored_verdict != verdict:
+    if run.stored_verdict is None or documents.dump(run.stored_verdict) != verdict:
         documents.write("verdict", Path(run_dir) / documents.FILE_NAMES["verdict"], verdict)
-        run = dataclasses.replace(run, stored_verdict=verdict)
+        run = dataclasses.replace(run, stored_verdict=Verdict.model_validate(verdict))
     text = render_report(run, verdict)
     target = Path(out) if out else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench_py.documents.models import Check, Measurements
+
 HIT, MISS, PARTIAL, NA = "HIT", "MISS", "PARTIAL", "N/A"
 
 
@@ -17,13 +19,13 @@ def _row(safeguard: str, status: str, saw: str) -> dict[str, str]:
     return {"safeguard": safeguard, "status": status, "saw": saw}
 
 
-def _gate(m: dict[str, Any]) -> dict[str, str]:
+def _gate(m: Measurements) -> dict[str, str]:
     name = "co-tenant gate"
-    gates = (m.get("cotenant") or {}).get("gate") or []
-    if m.get("gemma_mode") == "pause-gemma":
+    gates = (m.extra("cotenant") or {}).get("gate") or []
+    if m.gemma_mode == "pause-gemma":
         return _row(name, NA, "pause-gemma: the co-tenant was stopped during the measurements")
     if not gates:
-        reached = {h["to"] for h in m.get("history", [])}
+        reached = {h.to for h in m.history}
         if "STARTING" not in reached:
             return _row(name, NA, "the run ended before STARTING")
         return _row(name, MISS, "the candidate ran but no gate probe was recorded")
@@ -38,20 +40,20 @@ def _gate(m: dict[str, Any]) -> dict[str, str]:
         first = tripped[0]
         return _row(name, HIT, f"tripped in {first['phase']}: {first.get('reason', '')} ({probes} probes)".strip())
     phases = sorted({g["phase"] for g in gates})
-    status = HIT if {"STARTING", "BENCHING"} <= set(phases) or m.get("aborted") else PARTIAL
+    status = HIT if {"STARTING", "BENCHING"} <= set(phases) or m.aborted else PARTIAL
     return _row(name, status, f"{probes} probes in {', '.join(phases)}; {worst_text}, limit {gates[0]['max_ratio']:g}x")
 
 
-def _ttfa(m: dict[str, Any]) -> dict[str, str]:
+def _ttfa(m: Measurements) -> dict[str, str]:
     name = "TTFA semantics per install path"
-    install = m.get("install_paths") or {}
-    selected = install.get("selected")
-    if not selected:
+    install = m.install_paths
+    selected = install.selected if install else None
+    if not install or not selected:
         return _row(name, NA, "no install path reached BENCHING")
-    path = next(p for p in install.get("paths", []) if p["install_path"] == selected)
-    records = [r for r in ((m.get("bench") or {}).get("records") or {}).get("candidate", []) if not r.get("warmup")]
-    with_ttfa = sum(1 for r in records if r.get("ttfa_ms") is not None)
-    if path.get("streaming_capable"):
+    path = next(p for p in install.paths if p.install_path == selected)
+    records = [r for r in (m.bench.records if m.bench else {}).get("candidate", []) if not r.warmup]
+    with_ttfa = sum(1 for r in records if r.ttfa_ms is not None)
+    if path.streaming_capable:
         saw = f"{selected} streams: TTFA = first audio byte, {with_ttfa}/{len(records)} requests timed"
         return _row(name, HIT, saw)
     if with_ttfa:
@@ -59,17 +61,17 @@ def _ttfa(m: dict[str, Any]) -> dict[str, str]:
     return _row(name, HIT, f"{selected} does not stream: total synthesis latency only, no TTFA claimed")
 
 
-def _subtitles(m: dict[str, Any]) -> dict[str, str]:
+def _subtitles(m: Measurements) -> dict[str, str]:
     name = "subtitle format detection"
-    extraction = (m.get("reference") or {}).get("extraction")
+    extraction = (m.extra("reference") or {}).get("extraction")
     if not extraction:
         return _row(name, NA, "the reference clip did not come from a subtitle extraction recorded in this run")
     return _row(name, HIT, f"format {extraction.get('format')}: {extraction.get('reason', '')}")
 
 
-def _teardown(m: dict[str, Any]) -> dict[str, str]:
+def _teardown(m: Measurements) -> dict[str, str]:
     name = "deterministic teardown"
-    removal = (m.get("teardown") or {}).get("removal")
+    removal = m.teardown.removal if m.teardown else None
     if not removal:
         return _row(name, NA, "nothing was started")
     if removal.get("verified") and not removal.get("remaining"):
@@ -77,29 +79,34 @@ def _teardown(m: dict[str, Any]) -> dict[str, str]:
     return _row(name, MISS, f"left {removal.get('remaining')}; errors {removal.get('errors')}")
 
 
-def _ssh(m: dict[str, Any]) -> dict[str, str]:
+def _ssh(m: Measurements) -> dict[str, str]:
     name = "SSH-drop survival"
-    drops = m.get("controller", {}).get("ssh_drops") if isinstance(m.get("controller"), dict) else None
+    controller = m.extra("controller")
+    drops = controller.get("ssh_drops") if isinstance(controller, dict) else None
     if drops:
         return _row(name, HIT, f"the controller lost the host {drops} time(s); the run went on in tmux")
     return _row(name, NA, "the phases ran in the host's tmux session; no SSH drop was recorded")
 
 
-def _secrets(m: dict[str, Any]) -> dict[str, str]:
+def _checks(m: Measurements) -> list[Check]:
+    return m.preflight.checks if m.preflight else []
+
+
+def _secrets(m: Measurements) -> dict[str, str]:
     name = "secret handling"
-    token = next((c for c in (m.get("preflight") or {}).get("checks", []) if c["name"] == "token_file"), None)
+    token = next((c for c in _checks(m) if c.name == "token_file"), None)
     if token is None:
         return _row(name, NA, "no token check recorded")
-    mode = (m.get("install_paths") or {}).get("token_mode", "file")
-    if not token.get("ok"):
-        return _row(name, HIT, f"PREFLIGHT refused the token file: {token['message']}")
+    mode = m.install_paths.extra("token_mode", "file") if m.install_paths else "file"
+    if not token.ok:
+        return _row(name, HIT, f"PREFLIGHT refused the token file: {token.message}")
     if mode != "file":
         return _row(name, PARTIAL, f"token passed in {mode} mode, which docker inspect shows")
     return _row(name, HIT, "token by read-only file mount; never on a command line or in an environment")
 
 
 def _blind(
-    m: dict[str, Any], scores: list[dict[str, Any]], session: dict[str, Any] | None, refused: int = 0
+    m: Measurements, scores: list[dict[str, Any]], session: dict[str, Any] | None, refused: int = 0
 ) -> dict[str, str]:
     name = "blind scoring"
     refused_text = f"; {refused} refused answer(s) kept, never counted" if refused else ""
@@ -120,28 +127,28 @@ def _blind(
     return _row(name, MISS, f"{len(scores)} scores without a sealed mapping{refused_text}")
 
 
-def _deferred(m: dict[str, Any]) -> dict[str, str]:
+def _deferred(m: Measurements) -> dict[str, str]:
     name = "deferred baseline"
-    deferred = (m.get("bench") or {}).get("deferred_incumbent")
+    deferred = m.bench.extra("deferred_incumbent") if m.bench else None
     if deferred:
         return _row(name, HIT, f"{len(deferred)} incumbent clip(s) deferred: {deferred[0]}…")
     return _row(name, NA, "the incumbent answered; nothing deferred")
 
 
-def _orphans(m: dict[str, Any]) -> dict[str, str]:
+def _orphans(m: Measurements) -> dict[str, str]:
     name = "orphan sweep"
-    check = next((c for c in (m.get("preflight") or {}).get("checks", []) if c["name"] == "orphan_sweep"), None)
+    check = next((c for c in _checks(m) if c.name == "orphan_sweep"), None)
     if check is None:
         return _row(name, NA, "no orphan check recorded")
-    recovered = (check.get("detail") or {}).get("recovered") or []
+    recovered = (check.extra("detail") or {}).get("recovered") or []
     if recovered:
         return _row(name, HIT, f"recovered {len(recovered)} stale run(s) at PREFLIGHT")
-    status = HIT if check.get("ok") and not check.get("warning") else PARTIAL
-    return _row(name, status, check["message"])
+    status = HIT if check.ok and not check.extra("warning") else PARTIAL
+    return _row(name, status, check.message)
 
 
 def retrospective(
-    measurements: dict[str, Any],
+    measurements: Measurements,
     scores: list[dict[str, Any]] | None = None,
     session: dict[str, Any] | None = None,
     refused: int = 0,

@@ -567,5 +567,5 @@ def test_a_skipped_baseline_is_deferred_then_resumed_resumably(bench_env):
     assert len(sessions.load(run_dir).data["pairs"]) == 4
     from bench_py.results.retrospective import retrospective
 
-    row = next(r for r in retrospective(m) if r["safeguard"] == "deferred baseline")
+    row = next(r for r in retrospective(documents.measurements_from(m)) if r["safeguard"] == "deferred baseline")
     assert row["status"] == "HIT"

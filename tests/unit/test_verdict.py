@@ -2,10 +2,59 @@
 
 import pytest
 
+from bench_py import documents
 from bench_py.config.model import load
-from bench_py.judge.verdict import decide
+from bench_py.judge import verdict as verdicts
 
 CONFIG = load({"gemma_mode": "parallel"})
+
+#: What a measurements document holds besides the parts the verdict table reads.
+DOCUMENT = {
+    "schema": "voxbench/measurements/v0",
+    "run_id": "BENCHMARK-VOXTRAL-VM-20261126-090000",
+    "voxbench_version": "0.1.0",
+    "host": {"name": "vm", "arch": "x86_64"},
+    "created_at": "2026-11-26T09:00:00+00:00",
+    "final_state": "DONE",
+    "aborted": False,
+    "history": [],
+    "gemma_mode": "parallel",
+    "candidate": {"name": "voxtral", "standin": True, "where": "vm"},
+    "incumbent": {"name": "chatterbox", "standin": True, "where": "localhost"},
+    "preflight": None,
+    "baseline": None,
+    "install_paths": None,
+    "bench": None,
+    "teardown": None,
+}
+BENCH = {
+    "utterances": [],
+    "conditions": ["cloned", "preset"],
+    "repetitions": 1,
+    "records": {},
+    "summary": {},
+    "candidate_timeout_fraction": 0.0,
+    "phase3_passed": True,
+    "memory": {"sources": {}},
+}
+
+
+def document(data):
+    """The verdict reads a whole measurements document (as its model); these tests write only the
+    parts the table looks at, and this fills in the rest."""
+    doc = {**DOCUMENT, **data}
+    for side in ("candidate", "incumbent"):
+        doc[side] = {**DOCUMENT[side], **doc[side]}
+    if doc["preflight"] is not None:
+        rule = {"text": "", "thresholds": {}, **doc["preflight"].get("rule", {})}
+        doc["preflight"] = {"ok": True, "checks": [], **doc["preflight"], "rule": rule}
+    if doc["bench"] is not None:
+        doc["bench"] = {**BENCH, **doc["bench"]}
+    return documents.measurements_from(doc)
+
+
+def decide(data, config, scores=None):
+    return verdicts.decide(document(data), config, scores)
 
 
 def measurements(**overrides):
@@ -50,7 +99,8 @@ def test_too_many_timeouts_are_inconclusive():
 )
 def test_no_install_path_reached_benching(statuses, verdict, row):
     paths = [
-        {"install_path": p, "streaming_capable": True, "status": s} for p, s in zip("ABCD", statuses, strict=False)
+        {"install_path": f"2{p}", "streaming_capable": True, "status": s}
+        for p, s in zip("ABCD", statuses, strict=False)
     ]
     result = decide(measurements(install_paths={"selected": None, "paths": paths}), CONFIG)
     assert (result["verdict"], result["row"]) == (verdict, row)
@@ -175,10 +225,10 @@ def test_the_rule_recorded_in_the_files_is_checked_against_its_seal():
         "candidate": {"name": "voxtral"},
         "incumbent": {"name": "chatterbox"},
     }
-    assert decide_from_files(data, _scores_from([5] * 10, [1] * 10))["verdict"] == "swap_candidate"
+    assert decide_from_files(document(data), _scores_from([5] * 10, [1] * 10))["verdict"] == "swap_candidate"
     data["preflight"]["rule"] = {**sealed, "thresholds": {**sealed["thresholds"], "min_scores": 1}}
     with pytest.raises(SealError, match="changed after PREFLIGHT"):
-        decide_from_files(data, [])
+        decide_from_files(document(data), [])
 
 
 def test_the_verdict_names_are_the_tables_with_this_runs_engines():

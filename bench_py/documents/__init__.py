@@ -9,6 +9,12 @@ write leaves a torn tail (bytes after the last newline): readers skip it, and th
 sets it aside in ``<name>.torn.jsonl`` with a note, cuts it off, then writes, so the log stays
 readable and every later answer still lands. Appends hold an exclusive ``flock`` on the log, so
 the listening server and a command line can write the same file.
+
+Each kind has a pydantic model (:mod:`bench_py.documents.models`) and the JSON Schema generated
+from it (:mod:`bench_py.documents.schemas`). A file is checked against the schema (whose errors
+name the field) and then parsed into its model: readers take ``load_measurements``,
+``load_verdict``, ``load_corrections`` and ``load_scores``, and hand a plain dict onward (to a
+template, to JSON) with :func:`dump`.
 """
 
 from __future__ import annotations
@@ -23,13 +29,47 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import jsonschema
+from pydantic import BaseModel, ValidationError
 
+from bench_py.documents.models import VERSION, Correction, Measurements, ScoreRecord, Verdict
 from bench_py.files import atomic_write_json
 
-VERSION = "v0"
+__all__ = [
+    "DOCUMENTS",
+    "FILE_NAMES",
+    "KINDS",
+    "LOGS",
+    "OUTPUTS",
+    "VERSION",
+    "Correction",
+    "Measurements",
+    "RunFileError",
+    "ScoreRecord",
+    "Verdict",
+    "append",
+    "complete_bytes",
+    "dump",
+    "iter_records",
+    "iter_records_at",
+    "iter_scores_at",
+    "load_corrections",
+    "load_measurements",
+    "load_scores",
+    "load_verdict",
+    "locked",
+    "measurements_from",
+    "read",
+    "read_records",
+    "schema",
+    "torn_path",
+    "validate",
+    "write",
+]
+
+Model = TypeVar("Model", bound=BaseModel)
 DOCUMENTS = ("measurements", "verdict")
 LOGS = ("scores", "corrections")
 KINDS = DOCUMENTS + LOGS
@@ -50,8 +90,14 @@ OUTPUTS = ("cli-bench", "cli-status")  # the CLI's --json outputs
 
 @lru_cache(maxsize=16)
 def schema(kind: str, version: str = VERSION) -> dict[str, Any]:
+    """The JSON Schema of a kind: generated from its model for the current version (the files in
+    ``bench_py/schemas/`` are the same, published); an older version's as it was published."""
     if kind not in KINDS + OUTPUTS:
         raise RunFileError(f"unknown schema {kind!r}; known: {', '.join(KINDS + OUTPUTS)}")
+    if version == VERSION:
+        from bench_py.documents.schemas import generate
+
+        return generate(kind)
     text = resources.files("bench_py").joinpath(f"schemas/{kind}.{version}.json").read_text()
     return cast(dict[str, Any], json.loads(text))
 
@@ -88,6 +134,39 @@ def read(kind: str, path: Path) -> dict[str, Any]:
         raise RunFileError(f"{kind} {path}: not JSON ({error.msg} at line {error.lineno})") from None
     validate(kind, data)
     return cast(dict[str, Any], data)  # every schema's top level is an object
+
+
+def _model(kind: str, model: type[Model], data: Any, where: str = "") -> Model:
+    """Data the schema accepted, as its model. The model says what the schema says, so this fails
+    only when they disagree; the message then names the field as :func:`validate` does."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = "/".join(str(p) for p in first["loc"]) or "(top level)"
+        raise RunFileError(f"{kind}{where} {field}: {first['msg']}") from None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as the plain JSON object it was read from (keys it did not carry stay absent): what
+    a reader hands to a template or writes out as JSON."""
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def measurements_from(data: Any) -> Measurements:
+    """A measurements document already in memory, validated, as its model."""
+    validate("measurements", data)
+    return _model("measurements", Measurements, data)
+
+
+def load_measurements(path: Path) -> Measurements:
+    """``measurements.json``, validated, as its model."""
+    return _model("measurements", Measurements, read("measurements", path))
+
+
+def load_verdict(path: Path) -> Verdict:
+    """``verdict.json``, validated, as its model."""
+    return _model("verdict", Verdict, read("verdict", path))
 
 
 #: Tests only: seconds to pause between the two halves of a line, so that a test can kill the
@@ -216,3 +295,20 @@ def iter_records(kind: str, path: Path) -> Iterator[dict[str, Any]]:
 
 def read_records(kind: str, path: Path) -> list[dict[str, Any]]:
     return list(iter_records(kind, path))
+
+
+def iter_scores_at(path: Path) -> Iterator[tuple[int, int, ScoreRecord]]:
+    """Each valid record of ``scores.jsonl`` as its model, with its line's byte offsets (see
+    :func:`iter_records_at`)."""
+    for start, end, record in iter_records_at("scores", path):
+        yield start, end, _model("scores", ScoreRecord, record)
+
+
+def load_scores(path: Path) -> list[ScoreRecord]:
+    """Every valid record of ``scores.jsonl`` (a torn last line skipped), as models."""
+    return [record for _, _, record in iter_scores_at(path)]
+
+
+def load_corrections(path: Path) -> list[Correction]:
+    """Every entry of ``corrections.jsonl`` (none when the file is absent), as models."""
+    return [_model("corrections", Correction, record) for record in iter_records("corrections", path)]
