@@ -24,10 +24,22 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from bench_py.documents.models import MODELS, VERSION
+from bench_py.documents.models import VERSION, Correction, Measurements, ScoreRecord, Verdict
+from bench_py.documents.outputs import BenchOutput, StatusOutput
+
+#: Each kind of file or output, by the name its schema is published under.
+MODELS: dict[str, type[BaseModel]] = {
+    "measurements": Measurements,
+    "verdict": Verdict,
+    "scores": ScoreRecord,
+    "corrections": Correction,
+    "cli-bench": BenchOutput,
+    "cli-status": StatusOutput,
+}
 
 #: Keywords whose value maps names to schemas, holds a list of schemas, or is one schema.
 _SCHEMA_MAPS = ("properties", "$defs", "patternProperties", "dependentSchemas")

@@ -7,7 +7,7 @@ import pytest
 
 from bench_py import documents
 from bench_py.documents import schemas
-from bench_py.documents.models import MODELS
+from bench_py.documents.schemas import MODELS
 from tests.helpers import ROOT
 
 
