@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -32,3 +34,19 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     if fields[0] == "Z":
         return False
     return start is None or fields[19] == start
+
+
+SYSTEMD_RUNTIME = Path("/run/systemd/system")  # present when systemd is the service manager
+
+
+def host_shutting_down(systemd_runtime: Path = SYSTEMD_RUNTIME) -> bool:
+    """Whether systemd is stopping this host (a reboot or a power-off under way). False where
+    systemd is not the service manager or does not answer: nothing then says so."""
+    systemctl = shutil.which("systemctl")
+    if systemctl is None or not systemd_runtime.is_dir():
+        return False
+    try:
+        said = subprocess.run([systemctl, "is-system-running"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return said.stdout.strip() == "stopping"

@@ -12,18 +12,18 @@ which tears down and checks the co-tenant before it records ``ERROR_ABORTED``.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_py.processes import host_shutting_down
 from bench_py.run.abort import request_abort
 from bench_py.run.phases import PHASES, Run
 from bench_py.run.phases.context import PhaseFailed
 from bench_py.run.state import State, StateError, StateStore
-
-#: The phases in order; BENCHING runs only when STARTING brought a candidate up.
 
 Say = Callable[[str], None]
 
@@ -34,9 +34,14 @@ def _say(line: str) -> None:
 
 def _abort_on_signals(run_dir: Path) -> None:
     """SIGTERM or SIGHUP sent to this process itself (a ``kill`` of its pid) is an operator abort,
-    as it is when sent to the tmux shell: the flag, and the phases tear down at their next check."""
+    as it is when sent to the tmux shell: the flag, and the phases tear down at their next check.
+    The same signals from a host that is shutting down are no operator's: the process ends at once,
+    leaving the run open for the next boot to close (``host_restarted``), rather than starting a
+    teardown the shutdown would cut off half-way."""
 
     def raise_flag(signum: int, _frame: object) -> None:
+        if host_shutting_down():
+            os._exit(128 + signum)  # no teardown, no abort path: the boot's recovery closes the run
         request_abort(run_dir, "operator", f"operator abort: the run's process was sent {signal.Signals(signum).name}")
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -76,11 +81,15 @@ def close_unfinished(
 ) -> int:
     """After the run's process is gone: a run it left open (the process was killed, ran out of
     memory or crashed before its abort could run) is aborted here, tearing down as any abort does.
-    A run that closed itself is left as it is. 0 when nothing was left to close."""
+    A run that closed itself is left as it is; so is one on a host that is shutting down (its next
+    boot closes it, as ``host_restarted``). 0 when nothing was left to close."""
     store = StateStore(state_dir)
     state = store.load(run_id)
     if state.terminal and state.changes.get("files_written"):
         return 0
+    if host_shutting_down():
+        say(f"the host is shutting down: run {run_id} ({state.state}) is closed at its next boot (voxbench-recover)")
+        return 1
     reason = reason or (
         f"the run's process ended in {state.state} without closing the run (killed, out of memory or crashed)"
     )
