@@ -110,7 +110,7 @@ def _stop_run_processes(recorded: Any) -> list[dict[str, Any]]:
     from bench_py.engines.paths import stop_session
 
     recorded = [recorded] if isinstance(recorded, dict) else recorded or []
-    return [stop_session(p["session"], p.get("pid"), grace_s=10) for p in recorded]
+    return [stop_session(p["session"], p.get("pid"), 10, p.get("pid_start")) for p in recorded]
 
 
 def _restore_paused_cotenant(store: StateStore, run_id: str) -> bool | None:

@@ -32,3 +32,26 @@ def test_a_zombie_and_a_reaped_process_are_gone():
     assert state == "Z" and not pid_alive(child.pid)
     child.wait()
     assert not pid_alive(child.pid) and process_start(child.pid) is None
+
+
+def test_a_recorded_pid_another_process_reused_is_not_signalled():
+    """Recovery stops a 2B engine by the pid its run recorded. A process that runs under that pid
+    now but started at another time reused it: it is left alone, and the record says so."""
+    from bench_py.engines.paths import stop_process_group
+    from bench_py.processes import pid_alive, process_start
+
+    innocent = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own process group
+    try:
+        real_start = process_start(innocent.pid)
+        assert real_start is not None
+        recorded_start = str(int(real_start) - 1)  # the engine that held this pid started earlier
+        result = stop_process_group(innocent.pid, grace_s=1, start=recorded_start)
+        assert result == {"pid": innocent.pid, "signals": [], "verified": True, "pid_reused": True}
+        assert innocent.poll() is None and pid_alive(innocent.pid, real_start)  # untouched
+        # The same pid recorded with its own start time is the engine: it is stopped.
+        stopped = stop_process_group(innocent.pid, grace_s=1, start=real_start)
+        assert stopped["signals"] == ["SIGTERM"] and stopped["verified"] is True
+        assert innocent.wait(timeout=5) == -15
+    finally:
+        innocent.kill()
+        innocent.wait()

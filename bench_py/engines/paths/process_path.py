@@ -25,7 +25,7 @@ from bench_py.engines.paths.common import (
     settles,
     wait_http_ready,
 )
-from bench_py.processes import pid_alive
+from bench_py.processes import pid_alive, process_start
 
 
 # -- 2B: supervised host process -------------------------------------------------------------------
@@ -38,11 +38,16 @@ def fill_placeholders(argv: list[str], values: dict[str, str]) -> list[str]:
     return out
 
 
-def stop_process_group(pid: int, grace_s: float) -> dict[str, Any]:
-    """SIGTERM to the engine's process group → wait ``grace_s`` → SIGKILL → verify it is gone."""
+def stop_process_group(pid: int, grace_s: float, start: str | None = None) -> dict[str, Any]:
+    """SIGTERM to the engine's process group → wait ``grace_s`` → SIGKILL → verify it is gone.
+
+    ``start`` is the start time recorded with the pid: a process that runs under that pid now but
+    started at another time reused it, and is another's; it is not signalled."""
+    if start is not None and pid_alive(pid) and not pid_alive(pid, start):
+        return {"pid": pid, "signals": [], "verified": True, "pid_reused": True}
     steps = []
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if not pid_alive(pid):
+        if not pid_alive(pid, start):
             break
         try:
             os.killpg(pid, sig)
@@ -50,9 +55,9 @@ def stop_process_group(pid: int, grace_s: float) -> dict[str, Any]:
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait_s
-        while pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid, start) and time.monotonic() < deadline:
             time.sleep(0.1)
-    return {"pid": pid, "signals": steps, "verified": not pid_alive(pid)}
+    return {"pid": pid, "signals": steps, "verified": not pid_alive(pid, start)}
 
 
 def tmux(*args: str) -> subprocess.CompletedProcess[str]:
@@ -74,6 +79,7 @@ class ProcessPath:
             self.values["venv"] = str(Path(cfg.process.venv).expanduser())
         self.argv = fill_placeholders(cfg.process.command, self.values)
         self.pid: int | None = None
+        self.pid_start: str | None = None  # tells the engine from a later process that reused its pid
 
     def _environment(self) -> list[str]:
         # A clean environment: the token's path, never its value, and nothing else inherited.
@@ -97,7 +103,8 @@ class ProcessPath:
         if shown.returncode != 0 or not shown.stdout.strip().isdigit():
             raise PathError("failed", f"the engine exited at once; log: {' | '.join(self.log_lines(10))}")
         self.pid = int(shown.stdout.strip())
-        self.ctx.record_change({"processes": {"session": self.session, "pid": self.pid}})
+        self.pid_start = process_start(self.pid)
+        self.ctx.record_change({"processes": {"session": self.session, "pid": self.pid, "pid_start": self.pid_start}})
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         env = dict(item.split("=", 1) for item in self._environment())
@@ -163,7 +170,12 @@ class ProcessPath:
             lines = self.log_lines()
             raise PathError(classify_log(lines, error.status), error.reason, interesting(lines)) from None
         facts = {
-            "process": {"session": self.session, "pid": self.pid, "log": str(self.log.relative_to(self.ctx.run_dir))},
+            "process": {
+                "session": self.session,
+                "pid": self.pid,
+                "pid_start": self.pid_start,
+                "log": str(self.log.relative_to(self.ctx.run_dir)),
+            },
             "standin": reason,
             "launch": planned,
             "launch_command": self.argv,
@@ -199,16 +211,17 @@ class ProcessPath:
         return [self.pid] if self.pid else []
 
     def stop(self) -> dict[str, Any]:
-        return stop_session(self.session, self.pid, self.ctx.candidate.process.stop_grace_s)
+        return stop_session(self.session, self.pid, self.ctx.candidate.process.stop_grace_s, self.pid_start)
 
 
-def stop_session(session: str, pid: int | None, grace_s: float) -> dict[str, Any]:
-    """Stop a 2B engine: its process group, then its tmux session; verify both are gone."""
+def stop_session(session: str, pid: int | None, grace_s: float, pid_start: str | None = None) -> dict[str, Any]:
+    """Stop a 2B engine: its process group, then its tmux session; verify both are gone. A pid
+    recorded with its start time is signalled only while it is still that process."""
     result: dict[str, Any] = {"session": session}
     if pid:
-        result.update(stop_process_group(pid, grace_s))
+        result.update(stop_process_group(pid, grace_s, pid_start))
     if tmux("has-session", "-t", f"={session}").returncode == 0:
         tmux("kill-session", "-t", f"={session}")
     session_gone = tmux("has-session", "-t", f"={session}").returncode != 0
-    result["verified"] = session_gone and (not pid or not pid_alive(pid))
+    result["verified"] = session_gone and (not pid or not pid_alive(pid, pid_start))
     return result

@@ -92,7 +92,7 @@ def _stop_processes(run: RunContext) -> list[dict[str, Any]]:
     recorded = run.store.load(run.run_id).changes.get("processes") or []
     recorded = [recorded] if isinstance(recorded, dict) else recorded
     grace = run.config.candidate.process.stop_grace_s
-    return [paths.stop_session(p["session"], p.get("pid"), grace) for p in recorded]
+    return [paths.stop_session(p["session"], p.get("pid"), grace, p.get("pid_start")) for p in recorded]
 
 
 def _restore_cotenant(run: RunContext) -> dict[str, Any] | None:

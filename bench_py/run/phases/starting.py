@@ -12,6 +12,7 @@ from bench_py.audio import Pcm, read_wav_file, write_wav_file
 from bench_py.engines import paths, sanity
 from bench_py.engines.http import SpeechRequest
 from bench_py.measure import client as speech_client
+from bench_py.processes import process_start
 from bench_py.run import space
 from bench_py.run.abort import Aborted
 from bench_py.run.phases import closing
@@ -101,6 +102,7 @@ def _try_path(run: RunContext, name: str, ctx: paths.Context, record: dict[str, 
             record.update(_probe_cloning(run, path, record.get("voices") or []))
             if record.get("process") and path.pids():  # a restarted 2B engine is a new process
                 record["process"]["pid"] = path.pids()[0]
+                record["process"]["pid_start"] = process_start(record["process"]["pid"])
         record["status"] = "ok"
         run.ready_path = path
         return True
