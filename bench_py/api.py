@@ -288,7 +288,8 @@ def report(run_dir: str | Path) -> ReportResult:
     ``report.yml`` does, called here directly: a local verb needs no Ansible)."""
     from bench_py.judge.session import SessionError
     from bench_py.results.figures import ResultsError
-    from bench_py.results.report import ReportError, refresh
+    from bench_py.results.refresh import refresh
+    from bench_py.results.report import ReportError
     from bench_py.run.measurements import MeasurementsError
 
     try:

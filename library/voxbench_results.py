@@ -119,7 +119,8 @@ def main() -> None:
 
     from bench_py.judge.session import SessionError
     from bench_py.results.figures import ResultsError
-    from bench_py.results.report import ReportError, refresh
+    from bench_py.results.refresh import refresh
+    from bench_py.results.report import ReportError
     from bench_py.run.measurements import MeasurementsError
 
     params = module.params

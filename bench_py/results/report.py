@@ -387,39 +387,3 @@ def build(run_dir: Path, out: Path | None = None) -> tuple[Path, dict[str, Any]]
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
     return target, verdict
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    """A collected run's report rebuilt: its headline figures, summary lines, where the report is."""
-
-    facts: dict[str, Any]
-    summary: list[str]
-    report: Path
-    changed: bool
-
-
-def refresh(run_dir: Path, *, proxies: bool = False, seal: bool = False, dry_run: bool = False) -> Refreshed:
-    """Rebuild a run's report and derive its verdict again from its files alone (what ``voxbench
-    report``, ``report.yml`` and the collector do); ``seal`` first seals the listening session,
-    ``proxies`` first computes the objective proxies when the run has none. ``dry_run`` writes
-    nothing and reads the figures (Ansible's check mode)."""
-    from bench_py.results.figures import figures, summary_lines
-
-    run_dir = Path(run_dir)
-    report = run_dir / REPORT_NAME
-    before = report.read_bytes() if report.is_file() else None
-    figures(run_dir)  # a missing or invalid measurements file fails here, naming it
-    if not dry_run:
-        if seal:
-            from bench_py.results.publish import seal_session
-
-            seal_session(run_dir)
-        if proxies and not (run_dir / "proxies.json").is_file():
-            from bench_py.judge import proxies as objective
-
-            objective.write(run_dir)
-        report, _ = build(run_dir)  # derives verdict.json again when its inputs changed
-    facts = figures(run_dir)
-    changed = not dry_run and report.read_bytes() != before
-    return Refreshed(facts, summary_lines(facts), report, changed)

@@ -71,3 +71,46 @@ def test_recovery_after_a_reboot_and_live_runs_untouched(tmp_path):
     live.update("RUN-LIVE", changes={"dispatcher": {"pid": os.getpid(), "host_boot_id": None}})
     assert recover(live, None) == []
     assert live.load("RUN-LIVE").state == State.PREFLIGHT
+
+
+def test_the_host_side_run_reaches_only_what_the_host_bundle_installs():
+    """Every third-party package the GPU host's run can import (lazy imports included) comes with
+    voxbench's base dependencies or the extra setup.yml bundles (``scorer``): the controller's ASR
+    stack (jiwer, pocketsphinx) must stay out of the host's reach, or setup.yml's closure check fails."""
+    import re
+    from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+
+    from packaging.requirements import Requirement
+
+    from bench_py.hosts import bundle, closure
+
+    def name(dist: str) -> str:
+        return re.sub(r"[-_.]+", "-", dist).lower()
+
+    def wanted(dist: str, extra: str) -> set[str]:
+        """The distributions ``dist`` (with ``extra``) requires, not through other extras."""
+        out = set()
+        for line in requires(dist) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
+                out.add(name(requirement.name))
+        return out
+
+    installed: set[str] = set()
+    todo = wanted("voxbench", bundle.HOST_EXTRA) | {name(dist) for dist in bundle.DROP_INS.values() if dist}
+    while todo:  # what pip installs with them, as the bundle's own pip download resolves it
+        dist = todo.pop()
+        if dist not in installed and dist != "voxbench":
+            installed.add(dist)
+            try:
+                todo |= wanted(dist, "")
+            except PackageNotFoundError:  # required only under a marker this platform does not meet
+                pass
+    by_import = packages_distributions()
+    _, third_party = closure.closure()
+    beyond = [
+        top
+        for top in third_party
+        if top not in closure.OPTIONAL and not {name(d) for d in by_import.get(top, [])} & installed
+    ]
+    assert beyond == [], f"the host-side run reaches {beyond}, which the host's bundle does not install"
