@@ -170,3 +170,9 @@ def test_a_disk_that_fills_up_mid_run_aborts_and_keeps_every_whole_file(bench_en
         verdict = json.loads((run_dir / "verdict.json").read_text())
         assert verdict["verdict"] == "inconclusive" and verdict["row"] == 1
         assert (state_dir / "filler.bin").stat().st_size == filled
+        # The full disk cannot hold the collector's pack: the run is fetched file by file, all of it.
+        assert "fetching file by file" in output
+        collected = bench_env["tmp"] / "runs" / run_id
+        for path in (p for p in run_dir.rglob("*") if p.is_file()):
+            assert (collected / path.relative_to(run_dir)).read_bytes() == path.read_bytes(), path
+        assert not list(state_dir.glob("collect-*.tar"))  # the pack the disk cut short is gone
