@@ -18,7 +18,7 @@ from bench_py.files import atomic_write_json
 from bench_py.processes import process_start
 from bench_py.run.phases.context import make_run_id
 from bench_py.run.space import is_disk_full
-from bench_py.run.state import HostLockedError, StateStore, boot_id
+from bench_py.run.state import HostLockedError, StateStore, boot_id, boot_marker
 
 
 class LaunchError(RuntimeError):
@@ -153,6 +153,7 @@ def launch(
                 "pid": pid,
                 "pid_start": process_start(pid),
                 "host_boot_id": boot_id(),
+                "host_boot_marker": boot_marker(),  # None where /run/voxbench cannot be kept
             }
         },
     )

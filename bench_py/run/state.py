@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -111,11 +112,43 @@ class RunState:
 
 
 def boot_id() -> str | None:
-    """This boot of the host's kernel: a run recorded under another boot did not survive a reboot."""
+    """This boot of the host's kernel: a run recorded under another boot did not survive a reboot.
+    (In a container it is the outer kernel's, which a restart of the container does not change.)"""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
+
+
+#: /run is emptied at every boot (a tmpfs): a marker voxbench keeps there is gone after a restart,
+#: of a machine or of a container host alike. setup.yml has systemd-tmpfiles make the directory at
+#: boot for the bench user (roles/voxbench_runtime: voxbench_runtime_boot_dir).
+BOOT_MARKER_DIR = Path("/run/voxbench")
+
+
+def boot_marker(marker_dir: Path | None = None, create: bool = True) -> str | None:
+    """This boot's marker: a random token in ``marker_dir/boot`` (default :data:`BOOT_MARKER_DIR`),
+    made by the first run of the boot (``create``). None where nothing can be kept there (no such
+    directory and no right to make it)."""
+    marker_dir = marker_dir or BOOT_MARKER_DIR
+    marker = marker_dir / "boot"
+    try:
+        return marker.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    except OSError:
+        return None
+    try:
+        marker_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another run of this boot made it first
+        return boot_marker(marker_dir, create=False)
+    except OSError:
+        return None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(16) + "\n")
+    return boot_marker(marker_dir, create=False)
 
 
 class StateStore:
@@ -246,7 +279,10 @@ class StateStore:
     @staticmethod
     def same_boot(state: RunState) -> bool:
         """False when the run was started under an earlier boot of this host."""
-        recorded = (state.changes.get("dispatcher") or {}).get("host_boot_id")
+        dispatcher = state.changes.get("dispatcher") or {}
+        if dispatcher.get("host_boot_marker"):  # the marker in /run: gone after any restart
+            return bool(dispatcher["host_boot_marker"] == boot_marker(create=False))
+        recorded = dispatcher.get("host_boot_id")
         return recorded is None or recorded == boot_id()
 
     def latest_uncollected(self) -> str | None:

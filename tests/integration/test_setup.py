@@ -56,6 +56,7 @@ def test_hosts_have_what_a_bench_needs(converged, test_hosts):
         assert sh(test_hosts, name, "/opt/voxbench/venv/bin/voxbench run --help")[0] == 0  # the host-side run
         assert sh(test_hosts, name, "test -x /opt/voxbench/venv/bin/ansible-playbook")[0] == 0
         assert sh(test_hosts, name, "stat -c '%a %U' /var/lib/voxbench/secrets")[1].strip() == "700 bench"
+        assert sh(test_hosts, name, "stat -c '%a %U' /run/voxbench")[1].strip() == "755 bench"  # the boot marker's
         # The token goes where the run reads it: this inventory keeps the default paths.token_file.
         token = "/home/bench/.config/voxbench/hf_token"
         modes = sh(test_hosts, name, f"stat -c '%a %U' {token} $(dirname {token})")[1].split("\n")

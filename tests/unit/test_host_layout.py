@@ -77,3 +77,10 @@ def test_no_playbook_or_inventory_writes_a_host_path_of_its_own():
     for path in written:
         text = path.read_text()
         assert "/opt/voxbench" not in text and "/var/lib/voxbench" not in text, path
+
+
+def test_setup_makes_the_boot_marker_directory_where_runs_look_for_it():
+    from bench_py.run.state import BOOT_MARKER_DIR
+
+    defaults = yaml.safe_load((ROOT / "roles" / "voxbench_runtime" / "defaults" / "main.yml").read_text())
+    assert defaults["voxbench_runtime_boot_dir"] == str(BOOT_MARKER_DIR)

@@ -113,3 +113,30 @@ def test_the_host_side_run_reaches_only_what_the_host_bundle_installs():
         if top not in closure.OPTIONAL and not {name(d) for d in by_import.get(top, [])} & installed
     ]
     assert beyond == [], f"the host-side run reaches {beyond}, which the host's bundle does not install"
+
+
+def test_a_run_started_before_the_boot_marker_was_emptied_is_host_restarted(tmp_path, monkeypatch):
+    """The marker in /run is gone after any restart, a container host's included (whose kernel boot
+    id is the outer machine's and never changes): the run is closed as host_restarted, exactly."""
+    from bench_py.run import state as state_module
+
+    monkeypatch.setattr(state_module, "BOOT_MARKER_DIR", tmp_path / "run" / "voxbench")
+    first = state_module.boot_marker()
+    assert first and state_module.boot_marker() == first  # one marker per boot, made once
+    store = StateStore(tmp_path / "state")
+    store.create("RUN-REBOOTED")
+    dispatcher = {"pid": _dead_pid(), "host_boot_id": state_module.boot_id(), "host_boot_marker": first}
+    store.update("RUN-REBOOTED", changes={"dispatcher": dispatcher})
+    assert store.same_boot(store.load("RUN-REBOOTED"))
+    (tmp_path / "run" / "voxbench" / "boot").unlink()  # the restart empties /run
+    assert not store.same_boot(store.load("RUN-REBOOTED"))  # though the kernel's boot id is the same
+    assert recover(store, None)[0]["reason"] == "host_restarted"
+    assert state_module.boot_marker(create=False) is None  # recovery does not make the new boot's marker
+
+
+def test_no_marker_where_run_cannot_be_written(tmp_path):
+    from bench_py.run.state import boot_marker
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    assert boot_marker(blocked / "voxbench") is None
