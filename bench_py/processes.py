@@ -36,6 +36,18 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return start is None or fields[19] == start
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` still runs (its leader may be gone; a
+    group's id is not given to another process while one of its members lives)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # members owned by another user
+        return True
+    return True
+
+
 SYSTEMD_RUNTIME = Path("/run/systemd/system")  # present when systemd is the service manager
 
 

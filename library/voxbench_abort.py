@@ -101,8 +101,10 @@ def main() -> None:
             from bench_py.run.runner import close_unfinished
 
             reason = f"operator abort: {module.params['reason']} (the run's process was gone; closed by the abort)"
-            close_unfinished(store.root, run_id, Path(project_dir), say=lambda line: None, reason=reason)
-            closed_here = True
+            closed_here = (
+                close_unfinished(store.root, run_id, Path(project_dir), say=lambda _: None, reason=reason) == 1
+            )
+            closed_here = closed_here and store.load(run_id).terminal
         deadline = time.monotonic() + module.params["wait_s"]
         while not store.load(run_id).terminal and time.monotonic() < deadline:
             time.sleep(0.5)

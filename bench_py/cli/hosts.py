@@ -292,7 +292,7 @@ def cleanup_command(
 
     import docker
 
-    from bench_py.hosts.cleanup import recover, sweep
+    from bench_py.hosts.cleanup import recover, sweep, sweep_packs
     from bench_py.run.state import StateStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -310,6 +310,8 @@ def cleanup_command(
         )
     if not removed:
         click.echo("no bench container to remove")
+    for pack in sweep_packs(Path(state_dir), max_age_hours, dry_run=dry_run):
+        click.echo(f"{'would remove' if dry_run else 'removed'} {pack}: an interrupted collection's pack")
 
 
 @main.group()

@@ -10,6 +10,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -74,6 +76,17 @@ def sweep(
         )
         selected.append(entry)
     return selected
+
+
+def sweep_packs(state_dir: Path, max_age_hours: float, dry_run: bool = False) -> list[Path]:
+    """Packs the collector left on the host (``collect-<run id>.tar``: an interrupted collection
+    never reached its removal) older than ``max_age_hours``; a collection under way is younger."""
+    cutoff = time.time() - max_age_hours * 3600
+    stale = [p for p in sorted(Path(state_dir).expanduser().glob("collect-*.tar")) if p.stat().st_mtime < cutoff]
+    for pack in stale if not dry_run else []:
+        pack.unlink(missing_ok=True)
+        log.info("removed %s, a pack an interrupted collection left", pack)
+    return stale
 
 
 def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool = False) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from bench_py.clock import now_iso
 from bench_py.files import atomic_write_json
-from bench_py.processes import pid_alive
+from bench_py.processes import group_alive, pid_alive
 
 
 class State(StrEnum):
@@ -128,27 +128,39 @@ BOOT_MARKER_DIR = Path("/run/voxbench")
 
 def boot_marker(marker_dir: Path | None = None, create: bool = True) -> str | None:
     """This boot's marker: a random token in ``marker_dir/boot`` (default :data:`BOOT_MARKER_DIR`),
-    made by the first run of the boot (``create``). None where nothing can be kept there (no such
-    directory and no right to make it)."""
+    made by the first run of the boot (``create``). None where nothing can be kept or read there."""
     marker_dir = marker_dir or BOOT_MARKER_DIR
     marker = marker_dir / "boot"
-    try:
+    with contextlib.suppress(OSError):
         return marker.read_text().strip() or None
-    except FileNotFoundError:
-        if not create:
-            return None
-    except OSError:
+    if not create or marker.exists():
         return None
-    try:
+    try:  # written aside, then linked into place: a reader never sees it empty
         marker_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:  # another run of this boot made it first
-        return boot_marker(marker_dir, create=False)
+        aside = marker_dir / f".boot.{os.getpid()}"
+        aside.write_text(secrets.token_hex(16) + "\n")
+        aside.chmod(0o644)  # every user's runs read it, whatever the umask of the first
+        try:
+            os.link(aside, marker)
+        except FileExistsError:  # another run of this boot made it first
+            pass
+        finally:
+            aside.unlink()
     except OSError:
         return None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(16) + "\n")
     return boot_marker(marker_dir, create=False)
+
+
+def boot_marker_gone(marker_dir: Path | None = None) -> bool:
+    """True only when the marker is known to be absent (a restart emptied /run); a marker that is
+    there but cannot be read says nothing."""
+    try:
+        ((marker_dir or BOOT_MARKER_DIR) / "boot").stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class StateStore:
@@ -274,16 +286,29 @@ class StateStore:
         """Whether the process running the run's phases is still there (None: unknown)."""
         dispatcher = state.changes.get("dispatcher") or {}
         pid = dispatcher.get("pid")
-        return pid_alive(int(pid), dispatcher.get("pid_start")) if pid else None
+        if not pid:
+            return None
+        if pid_alive(int(pid), dispatcher.get("pid_start")):
+            return True
+        if pid_alive(int(pid)):  # another process has the pid now: the run's group is long gone
+            return False
+        # The pane's shell leads the group the run's process belongs to: the run may outlive its shell.
+        return group_alive(int(pid))
 
     @staticmethod
     def same_boot(state: RunState) -> bool:
-        """False when the run was started under an earlier boot of this host."""
+        """False when the run was started under an earlier boot of this host: its kernel boot id
+        differs, or the marker it recorded in /run is gone (a container host's restart changes no
+        boot id). A marker that is there but cannot be read, or none recorded, leaves the boot id."""
         dispatcher = state.changes.get("dispatcher") or {}
-        if dispatcher.get("host_boot_marker"):  # the marker in /run: gone after any restart
-            return bool(dispatcher["host_boot_marker"] == boot_marker(create=False))
-        recorded = dispatcher.get("host_boot_id")
-        return recorded is None or recorded == boot_id()
+        recorded_id = dispatcher.get("host_boot_id")
+        if recorded_id is not None and recorded_id != boot_id():
+            return False
+        recorded_marker = dispatcher.get("host_boot_marker")
+        if not recorded_marker or boot_marker_gone():
+            return not recorded_marker
+        current = boot_marker(create=False)
+        return current is None or current == recorded_marker
 
     def latest_uncollected(self) -> str | None:
         """The newest ended run the controller has not fetched yet (its controller was lost)."""

@@ -140,3 +140,40 @@ def test_no_marker_where_run_cannot_be_written(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     assert boot_marker(blocked / "voxbench") is None
+
+
+def test_a_marker_that_cannot_be_read_never_makes_a_live_run_rebooted(tmp_path, monkeypatch):
+    """Only a marker known to be gone means a restart: one that is there but unreadable (another
+    user's, say) leaves the kernel's boot id to decide, so a live run is never closed by mistake."""
+    from bench_py.run import state as state_module
+
+    marker_dir = tmp_path / "run" / "voxbench"
+    monkeypatch.setattr(state_module, "BOOT_MARKER_DIR", marker_dir)
+    token = state_module.boot_marker()
+    assert oct((marker_dir / "boot").stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in marker_dir.iterdir()] == ["boot"]  # nothing left aside
+    store = StateStore(tmp_path / "state")
+    store.create("RUN-LIVE")
+    store.update(
+        "RUN-LIVE", changes={"dispatcher": {"host_boot_id": state_module.boot_id(), "host_boot_marker": token}}
+    )
+    monkeypatch.setattr(state_module, "boot_marker", lambda marker_dir=None, create=True: None)  # unreadable
+    assert store.same_boot(store.load("RUN-LIVE"))
+    store.update("RUN-LIVE", changes={"dispatcher": {"host_boot_id": "an-earlier-kernel", "host_boot_marker": token}})
+    assert not store.same_boot(store.load("RUN-LIVE"))  # a kernel that booted again says so by itself
+
+
+def test_a_pack_an_interrupted_collection_left_is_swept_once_it_is_old(tmp_path):
+    import os
+    import time
+
+    from bench_py.hosts.cleanup import sweep_packs
+
+    old, young = tmp_path / "collect-RUN-OLD.tar", tmp_path / "collect-RUN-NOW.tar"
+    for pack in (old, young):
+        pack.write_bytes(b"x" * 1024)
+    os.utime(old, (time.time() - 5 * 3600,) * 2)
+    (tmp_path / "runs").mkdir()  # anything else in the state directory is not the sweep's
+    assert sweep_packs(tmp_path, 4, dry_run=True) == [old] and old.exists()
+    assert sweep_packs(tmp_path, 4) == [old]
+    assert not old.exists() and young.exists() and (tmp_path / "runs").is_dir()

@@ -55,3 +55,25 @@ def test_a_recorded_pid_another_process_reused_is_not_signalled():
     finally:
         innocent.kill()
         innocent.wait()
+
+
+def test_a_group_outlives_its_leader():
+    """The run's process is in the group its tmux shell leads: it may still run after the shell is
+    killed, and recovery must not start a second teardown beside it."""
+    from bench_py.processes import group_alive, pid_alive
+
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    try:
+        time.sleep(0.3)
+        leader.kill()  # the shell goes; its background child stays in the group
+        leader.wait()
+        assert not pid_alive(leader.pid) and group_alive(leader.pid)
+    finally:
+        import os
+        import signal
+
+        os.killpg(leader.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while group_alive(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(leader.pid)
