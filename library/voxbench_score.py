@@ -46,7 +46,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 revealed:
-  description: Whether the session is revealed (false only when the page stopped before a reveal).
+  description: Whether the session is revealed (false only when the page stopped before a reveal, a failure).
   returned: always
   type: bool
 ansible_facts:
@@ -55,7 +55,7 @@ ansible_facts:
   type: dict
   contains:
     voxbench_verdict:
-      description: The run's verdict document as derived from its files (null when no reveal was reached).
+      description: The run's verdict document as derived from its files after the reveal.
       type: dict
       contains:
         verdict:
@@ -91,6 +91,12 @@ def main() -> None:
         outcome = listening.score(run_dir, params["listeners"], port=params["port"], close=params["close"])
     except (SessionError, ReportError) as error:
         module.fail_json(msg=str(error))
+    if outcome.verdict is None:  # the page stopped before a reveal: nothing to decide yet
+        module.fail_json(
+            msg=f"the listening page stopped before the session was revealed; every answer is saved: "
+            f"run it again to go on, or close it (voxbench score {run_dir} --close)",
+            revealed=outcome.revealed,
+        )
     module.exit_json(
         changed=outcome.changed, revealed=outcome.revealed, ansible_facts={"voxbench_verdict": outcome.verdict}
     )

@@ -33,10 +33,10 @@ def setup_side() -> dict[str, str]:
     return {name: value for role in play["roles"] for name, value in (role.get("vars") or {}).items()}
 
 
-def resolved(extra: dict[str, Any] | None = None) -> dict[str, dict[str, str]]:
+def resolved(extra: dict[str, Any] | None = None, inventory: Path = EXAMPLE) -> dict[str, dict[str, str]]:
     """Both sides, templated by Ansible for the example's GPU host (the debug action connects to nothing)."""
     message = json.dumps({"msg": {"bench": BENCH_SIDE, "setup": setup_side()}})
-    command = [str(BIN / "ansible"), "titan", "-i", str(EXAMPLE), "--playbook-dir", str(ROOT)]
+    command = [str(BIN / "ansible"), "titan", "-i", str(inventory), "--playbook-dir", str(ROOT)]
     command += ["-m", "ansible.builtin.debug", "-a", message, *(["-e", json.dumps(extra)] if extra else [])]
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -70,6 +70,21 @@ def test_one_override_moves_both_sides():
     agree(sides)
     assert sides["bench"]["python"] == "/srv/vb/venv/bin/python"
     assert sides["bench"]["token_file"] == "/srv/vb-state/secrets/hf_token"
+
+
+def test_the_inventory_moves_both_sides_where_the_docs_say(tmp_path):
+    """docs/setup.md: set voxbench_host_* in the inventory's group_vars/gpu_hosts.yml (group_vars/all.yml
+    beside the playbooks outranks an inventory's group_vars/all.yml, so that one would not do)."""
+    import shutil
+
+    inventory = tmp_path / "titan"
+    shutil.copytree(EXAMPLE, inventory)
+    with (inventory / "group_vars" / "gpu_hosts.yml").open("a") as handle:
+        handle.write("\nvoxbench_host_root: /srv/vb\nvoxbench_host_state_dir: /srv/vb-state\n")
+    sides = resolved(inventory=inventory)
+    agree(sides)
+    assert sides["bench"]["python"] == "/srv/vb/venv/bin/python"
+    assert sides["setup"]["voxbench_cleanup_state_dir"] == "/srv/vb-state"
 
 
 def test_no_playbook_or_inventory_writes_a_host_path_of_its_own():
