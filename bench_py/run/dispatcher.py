@@ -49,10 +49,12 @@ def run_command(
     )  # fmt: skip
     on_signal = shlex.quote(f"cd {shlex.quote(str(project_dir))} && {flag}; wait $child")
     # Once the run's process is gone, however it went (killed, out of memory, crashed), a fresh one
-    # closes the run if it did not close itself: teardown, the co-tenant back, the documents.
+    # closes the run if it did not close itself: teardown, the co-tenant back, the documents. Only
+    # while tmux itself lives: a tmux server that went too (a shutdown stopping the session, tmux
+    # killed) leaves the run to the recovery at boot, at the next bench.yml or at voxbench cleanup.
     close = shlex.join([*voxbench, "run", run_id, *where, "--close-unfinished"])
     gone = "while kill -0 $child 2>/dev/null; do wait $child; done"  # a trapped signal ends `wait` early
-    after = f"{gone}; cd {shlex.quote(str(project_dir))} && {env} {close} {to_log}"
+    after = f"{gone}; tmux has-session 2>/dev/null && cd {shlex.quote(str(project_dir))} && {env} {close} {to_log}"
     return f"( {run} ) & child=$!; trap {on_signal} TERM INT HUP; wait $child; {after}"
 
 
