@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -46,6 +47,31 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:  # members owned by another user
         return True
     return True
+
+
+def tmux_going_away(wait_s: float = 1.0) -> bool:
+    """Inside a tmux pane: whether the tmux server ends within ``wait_s`` (a shutdown stopping the
+    user's session, or ``tmux kill-server``: every pane gets its signal at once). False outside tmux,
+    or when it lives on (a signal meant for this process alone)."""
+    if "TMUX" not in os.environ:
+        return False
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            alive = subprocess.run(["tmux", "has-session"], capture_output=True, timeout=2).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return True
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def session_ending() -> bool:
+    """Whether this process's signal comes from its whole session ending (the host shutting down,
+    its tmux killed) rather than from someone stopping this run."""
+    return host_shutting_down() or tmux_going_away()
 
 
 SYSTEMD_RUNTIME = Path("/run/systemd/system")  # present when systemd is the service manager

@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_argument("--by", default="signal")
     cli.add_argument("--reason", required=True)
     args = cli.parse_args(argv)
-    from bench_py.processes import host_shutting_down
+    from bench_py.processes import session_ending
 
-    if host_shutting_down():  # a reboot's signals are no operator's: the next boot closes the run
+    if session_ending():  # a reboot's (or a killed tmux's) signals are no operator's: recovery closes the run
         return
     request_abort(args.run_dir, args.by, args.reason)
 

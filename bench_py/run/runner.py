@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_py.processes import host_shutting_down
+from bench_py.processes import host_shutting_down, session_ending
 from bench_py.run.abort import request_abort
 from bench_py.run.phases import PHASES, Run
 from bench_py.run.phases.context import PhaseFailed
@@ -35,12 +35,13 @@ def _say(line: str) -> None:
 def _abort_on_signals(run_dir: Path) -> None:
     """SIGTERM or SIGHUP sent to this process itself (a ``kill`` of its pid) is an operator abort,
     as it is when sent to the tmux shell: the flag, and the phases tear down at their next check.
-    The same signals from a host that is shutting down are no operator's: the process ends at once,
-    leaving the run open for the next boot to close (``host_restarted``), rather than starting a
-    teardown the shutdown would cut off half-way."""
+    The same signals from the whole session ending (the host shutting down, tmux itself killed: the
+    tmux server goes too) are no operator's: the process ends at once, leaving the run open for the
+    recovery to close (``host_restarted`` at the next boot), rather than starting a teardown the
+    shutdown would cut off half-way."""
 
     def raise_flag(signum: int, _frame: object) -> None:
-        if host_shutting_down():
+        if session_ending():
             os._exit(128 + signum)  # no teardown, no abort path: the boot's recovery closes the run
         request_abort(run_dir, "operator", f"operator abort: the run's process was sent {signal.Signals(signum).name}")
 
