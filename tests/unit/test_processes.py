@@ -77,3 +77,26 @@ def test_a_group_outlives_its_leader():
     while group_alive(leader.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not group_alive(leader.pid)
+
+
+def test_only_a_tmux_server_that_ends_counts_as_the_session_ending(tmp_path, monkeypatch):
+    """Inside a pane whose tmux lives on, a signal is for the run alone; outside tmux nothing is said."""
+    import os
+    import shlex
+
+    from bench_py.processes import tmux_going_away
+
+    monkeypatch.delenv("TMUX", raising=False)
+    assert tmux_going_away(0.2) is False
+    socket, out = tmp_path / "tmux.sock", tmp_path / "said"
+    check = "from bench_py.processes import tmux_going_away; print(tmux_going_away(0.5))"
+    python = shlex.quote(sys.executable)
+    command = f"cd {shlex.quote(os.getcwd())} && {python} -c {shlex.quote(check)} > {out}; sleep 30"
+    subprocess.run(["tmux", "-S", str(socket), "new-session", "-d", "-s", "t", command], check=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (out.is_file() and out.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out.read_text().strip() == "False"  # the server lived on through the check
+    finally:
+        subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=False)
