@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.voxbench-installed
 PYTEST_ARGS ?=
+LOAD_PYTEST_ARGS ?=
 DEMO_ARGS ?=
 REHEARSAL_ARGS ?=
 PIN_OFF_CPU0 := $(shell [ "$$(nproc)" -gt 1 ] && echo "taskset -c 1-$$(($$(nproc) - 1))")
@@ -37,8 +38,11 @@ docker: system
 images: venv docker
 	$(BIN)/voxbench images build
 
+# The suite, then its gate, pipeline and fault tests again beside an unrelated busy process (a user's
+# machine is rarely idle): a few minutes, not the whole suite twice.
 test: venv docker
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --background-load -m under_load $(LOAD_PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +19,50 @@ from tests.helpers import running_server
 #: Every container a test session starts carries this label key, unique to the session: its end
 #: removes what it left, and never what another session (a concurrent run on a shared daemon) runs.
 TEST_RUN_LABEL = f"io.voxbench.test-run.{uuid.uuid4().hex[:12]}"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--background-load",
+        action="store_true",
+        help="keep one core busy with an unrelated process for the whole session (unpinned, as another "
+        "program on the user's machine would): the gate, pipeline and fault tests must pass beside it",
+    )
+
+
+#: The unrelated busy process of --background-load, and when it started.
+_BACKGROUND: dict[str, float | subprocess.Popen[bytes]] = {}
+
+
+def pytest_sessionstart(session) -> None:
+    if session.config.getoption("--background-load", default=False):
+        # A plain busy loop in its own session, on no CPU in particular: the scheduler moves it where it
+        # likes, the co-tenant's CPU included. Not niced: another program competes at the same priority.
+        _BACKGROUND["process"] = subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"], start_new_session=True, stdin=subprocess.DEVNULL
+        )
+        _BACKGROUND["started"] = time.monotonic()
+
+
+def _background_share() -> str | None:
+    """How much of one core the background load used, ended now (its CPU time over its lifetime)."""
+    process = _BACKGROUND.get("process")
+    if not isinstance(process, subprocess.Popen):
+        return None
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    wall_s = time.monotonic() - float(_BACKGROUND["started"])  # type: ignore[arg-type]
+    process.kill()
+    process.wait()
+    _BACKGROUND.clear()
+    return f"background load: one busy process used {100 * cpu_s / wall_s:.0f} % of a core over {wall_s:.0f} s"
+
+
+def pytest_unconfigure(config) -> None:
+    process = _BACKGROUND.get("process")
+    if isinstance(process, subprocess.Popen):  # the session ended before its summary
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -257,6 +305,10 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    share = _background_share()
+    if share:
+        terminalreporter.section("background load")
+        terminalreporter.write_line(share)
     if not _AREA_SECONDS:
         return
     total = sum(_AREA_SECONDS.values())
