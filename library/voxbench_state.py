@@ -22,6 +22,12 @@ options:
     description: Seconds to wait for a change before answering (0 answers at once).
     type: float
     default: 0
+  progress_s:
+    description:
+      - Within O(wait_s), answer a change of progress alone (a request timed) only once this many seconds
+        have passed; a transition, or the run ending with its files written, answers at once. 0 answers any change.
+    type: float
+    default: 0
   mark_collected:
     description: Record that the controller has fetched this run (a later bench.yml then starts a new one).
     type: bool
@@ -39,6 +45,7 @@ EXAMPLES = r"""
     state_dir: ~/.local/state/voxbench
     run_id: "{{ run.run_id }}"
     wait_s: 10
+    progress_s: 2
   register: state
   until: state.terminal
   retries: 360
@@ -96,6 +103,7 @@ def main() -> None:
             "state_dir": {"type": "path", "required": True},
             "run_id": {"type": "str", "required": True},
             "wait_s": {"type": "float", "default": 0.0},
+            "progress_s": {"type": "float", "default": 0.0},
             "mark_collected": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -107,7 +115,9 @@ def main() -> None:
     try:
         if module.params["mark_collected"] and not module.check_mode:
             changed = store.mark_collected(module.params["run_id"])
-        state = store.wait_for_change(module.params["run_id"], module.params["wait_s"])
+        state = store.wait_for_change(
+            module.params["run_id"], module.params["wait_s"], progress_s=module.params["progress_s"]
+        )
     except (StateError, ValueError) as error:  # ValueError: not a run id
         module.fail_json(msg=str(error))
     module.exit_json(

@@ -269,18 +269,29 @@ class StateStore:
             atomic_write_json(self._path(run_id), current.to_json())
             return current
 
-    def wait_for_change(self, run_id: str, wait_s: float, poll_s: float = 0.2) -> RunState:
-        """The run's state once it changes (or is terminal), or after ``wait_s``."""
+    def wait_for_change(self, run_id: str, wait_s: float, poll_s: float = 0.2, progress_s: float = 0.0) -> RunState:
+        """The run's state once it moves, or after ``wait_s``.
+
+        A transition answers at once, and so does a run that has ended and written its files; a
+        change of progress alone (a request timed) answers once ``progress_s`` has passed, so that a
+        watcher showing a live line does not start a module per request on the host it measures.
+        """
         import time
 
-        first = self.load(run_id)
-        deadline = time.monotonic() + wait_s
-        while not first.terminal and time.monotonic() < deadline:
-            time.sleep(poll_s)
-            current = self.load(run_id)
-            if current.updated_at != first.updated_at:
+        started = time.monotonic()
+        first = current = self.load(run_id)
+        while True:
+            if current.terminal and (current.changes.get("files_written") or not first.terminal):
                 return current
-        return self.load(run_id)
+            if current.state != first.state:
+                return current
+            waited = time.monotonic() - started
+            if current.updated_at != first.updated_at and waited >= progress_s:
+                return current
+            if waited >= wait_s:
+                return current
+            time.sleep(min(poll_s, max(0.0, wait_s - waited)))
+            current = self.load(run_id)
 
     def dispatcher_alive(self, state: RunState) -> bool | None:
         """Whether the process running the run's phases is still there (None: unknown)."""

@@ -92,6 +92,54 @@ def test_wait_s_answers_as_soon_as_the_state_file_changes(tmp_path):
     assert time.monotonic() - started < 10  # it answered on the change, not after wait_s
 
 
+def test_progress_alone_answers_only_after_progress_s_but_a_transition_at_once(tmp_path):
+    """The watcher's pace: a request timed (progress) every 0.1 s must not end each poll; the
+    transition that follows does, at once."""
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    stop = threading.Event()
+
+    def progress() -> None:
+        n = 0
+        while not stop.wait(0.1):
+            n += 1
+            store.update("RUN-1", phase={"name": "PREFLIGHT", "utterance": n, "of": 100})
+
+    ticker = threading.Thread(target=progress)
+    ticker.start()
+    try:
+        args = {"state_dir": str(tmp_path), "run_id": "RUN-1", "wait_s": 30, "progress_s": 1.0}
+        started = time.monotonic()
+        result = run_module(state_module, args)
+        waited = time.monotonic() - started
+        assert result["phase"]["utterance"] >= 5 and 1.0 <= waited < 10  # progress, but only after progress_s
+        mover = threading.Timer(0.2, store.transition, ("RUN-1", State.BASELINE, "preflight passed"))
+        mover.start()
+        started = time.monotonic()
+        result = run_module(state_module, {**args, "progress_s": 20.0})
+        assert result["state"] == "BASELINE" and time.monotonic() - started < 10  # the transition, at once
+    finally:
+        stop.set()
+        ticker.join()
+
+
+def test_an_ended_run_still_writing_its_files_is_waited_for(tmp_path):
+    """Ended but its measurements not yet written: the poll waits for them rather than answering at
+    once again and again (the watcher's until loop would spin)."""
+    store = StateStore(tmp_path)
+    store.create("RUN-1")
+    store.transition("RUN-1", State.ERROR_ABORTED, "preflight failed")
+    writer = threading.Timer(0.5, store.update, ("RUN-1",), {"changes": {"files_written": "now"}})
+    writer.start()
+    started = time.monotonic()
+    try:
+        result = run_module(state_module, {"state_dir": str(tmp_path), "run_id": "RUN-1", "wait_s": 30})
+    finally:
+        writer.cancel()
+    assert result["terminal"] is True and result["files_written"] is True
+    assert 0.4 <= time.monotonic() - started < 10
+
+
 def test_wait_s_on_an_ended_run_answers_at_once(ended_run):
     state_dir, run_id = ended_run
     started = time.monotonic()
