@@ -20,6 +20,7 @@ After the reveal the branch gets the whole run.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -29,7 +30,7 @@ from bench_py import documents
 from bench_py.judge import pairing
 from bench_py.judge import session as sessions
 from bench_py.results import report
-from bench_py.results.artifacts import Publication, publish
+from bench_py.results.artifacts import Publication, PublishDiskFull, publish
 from bench_py.results.figures import figures_from, summary_markdown
 
 #: Per-side summary figures that stay visible before the reveal: counts and latency.
@@ -160,8 +161,17 @@ def publish_run(
     """Seal the session, rebuild the report (recomputing the verdict), then commit what may be
     published now on the run's benchmark branch."""
     run_dir = Path(run_dir).resolve()
-    seal_session(run_dir)
-    _, verdict = report.build(run_dir)
+    try:
+        seal_session(run_dir)
+        _, verdict = report.build(run_dir)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise PublishDiskFull(
+            f"the disk under {run_dir} is full ({error.strerror} writing {error.filename}): the run's "
+            "listening session and report could not be written there, so nothing was committed; its "
+            "other files are untouched. Free some space and publish the run again"
+        ) from None
     run = report.load(run_dir)
     sealed = report.is_sealed(run)
     facts = figures_from(run.measurements, verdict, str(run_dir), sealed=sealed)
