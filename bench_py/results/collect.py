@@ -110,7 +110,14 @@ def pack_members(pack: Path) -> dict[str, int]:
                 if not member.isfile():
                     raise CollectError(f"{pack}: refusing {member.name!r}, not a regular file")
                 files[str(name)] = member.size
-    except tarfile.TarError as error:
+            end = archive.offset
+        # A pack cut at a header reads as a shorter whole one (tar too exits 0): a whole pack ends
+        # with the two zero blocks of its end-of-archive marker.
+        with open(pack, "rb") as raw:
+            raw.seek(end)
+            if raw.read(1024) != bytes(1024):
+                raise tarfile.ReadError("no end-of-archive marker: it was cut short")
+    except (tarfile.TarError, OSError) as error:
         raise CollectError(f"{pack} is not a whole tar pack ({error}): run bench.yml again to fetch it anew") from None
     return files
 
