@@ -317,3 +317,22 @@ def test_a_full_controller_disk_while_publishing_leaves_no_half_commit_and_publi
     git("lfs", "pull", cwd=fresh)  # the origin has every object
     for clip in clips:
         assert (folder / clip.name).read_bytes() == clip.read_bytes()
+
+
+def test_a_run_directory_on_a_full_disk_is_not_published_and_keeps_its_files(tmp_path):
+    """Publishing first seals the session and rebuilds the report in the run directory: when that
+    disk is full, nothing is committed and the run's files stay as they were."""
+    checkout = ensure_embedded_origin(tmp_path / "home")
+    with small_tmpfs(tmp_path / "controller", "8m") as disk:
+        run_dir = disk / RUN_ID
+        run_dir.mkdir()
+        write_run(run_dir)
+        before = digests(run_dir)
+        fill_leaving(disk, 0)
+        with pytest.raises(PublishDiskFull) as failed:
+            publish_run(run_dir, checkout)
+        assert str(failed.value).startswith(f"the disk under {run_dir} is full (No space left on device"), failed.value
+        assert "nothing was committed" in str(failed.value) and "publish the run again" in str(failed.value)
+        assert digests(run_dir) == before
+        assert git("branch", "--list", "voxtral-bench-*", cwd=checkout) == ""
+        assert [k for k in digests(run_dir) if k not in before] == []  # no half-made session left taking the space
