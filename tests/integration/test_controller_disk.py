@@ -182,10 +182,10 @@ def assert_nothing_collected(dest: Path, host_run: dict, before: dict[str, str])
 
 
 def test_a_full_controller_disk_while_collecting_keeps_nothing_partial_and_the_run_comes_whole_later(host_run):
-    """Three collections of one run into a 16 MiB runs directory: the pack's unpack meets a disk
+    """Four collections of one run into a 16 MiB runs directory: the pack's unpack meets a disk
     something else filled after the room check (tar writes part of the run, then ENOSPC); the
-    file-by-file fetch (the host cannot hold a pack) meets the same mid-fetch; then, with the
-    space freed, the run is collected whole."""
+    file-by-file fetch (the host cannot hold a pack) meets the same mid-fetch; a disk already too
+    full is refused before anything is fetched; then, with the space freed, the run comes whole."""
     before = digests(host_run["run_dir"])
     run_bytes = sum((host_run["run_dir"] / name).stat().st_size for name in before)
     dest = host_run["tmp"] / "runs"
