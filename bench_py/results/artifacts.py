@@ -45,7 +45,11 @@ class PublishDiskFull(ArtifactsError):
     and the run's files are untouched: free space and publish again."""
 
 
-class _GitNoSpace(ArtifactsError):
+class _GitFailed(ArtifactsError):
+    """A git command failed (rather than a check of voxbench's own)."""
+
+
+class _GitNoSpace(_GitFailed):
     """A git step said "No space left on device" (turned into :class:`PublishDiskFull`)."""
 
 
@@ -93,7 +97,7 @@ def _git(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, chec
         full = [line for line in said if any(words in line for words in _FULL_WORDS)]
         words = [arg for index, arg in enumerate(args) if arg != "-c" and (index == 0 or args[index - 1] != "-c")]
         failed = f"git {' '.join(words[:3])} failed in {cwd}: {(full or said)[-1] if said else result.returncode}"
-        raise (_GitNoSpace if full else ArtifactsError)(failed)
+        raise (_GitNoSpace if full else _GitFailed)(failed)
     return result.stdout.strip()
 
 
@@ -178,7 +182,7 @@ def _is_disk_full(repo: Path, error: BaseException) -> bool:
         return True
     if isinstance(error, OSError) and error.errno in _FULL:
         return True
-    return isinstance(error, OSError | ArtifactsError) and _out_of_room(repo)
+    return isinstance(error, OSError | _GitFailed) and _out_of_room(repo)
 
 
 def _disk_full(repo: Path, error: BaseException) -> PublishDiskFull:
