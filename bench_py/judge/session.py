@@ -153,44 +153,48 @@ def create(run_dir: Path) -> Session:
     planned, mapping = pairing.plan(takes, rng)
     tmp = scoring.with_name(f".{SCORING_DIR}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "clips").mkdir(parents=True)
-    pairs = []
-    for pair in planned:
-        clips = [tmp / "clips" / f"{pair[slot]}.wav" for slot in ("a", "b")]
-        for clip in clips:
-            entry = mapping[clip.stem]
-            normalize_clip(run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]], clip)
-        equalize_pair(clips)
-        utterance = pair["utterance"]
-        text = utterances[utterance] if utterance < len(utterances) else ""
-        pairs.append({"pair": pair["pair"], "a": pair["a"], "b": pair["b"], "text": text})
-    salt = secrets.token_hex(16)
-    sealed = {"seed": seed, "salt": salt, "mapping": mapping}
-    public = {
-        "session": secrets.token_hex(8),
-        "run_id": measurements.run_id,
-        "created_at": now_iso(),
-        "pairs": pairs,
-        "clips_sha256": {
-            clip.stem: hashlib.sha256(clip.read_bytes()).hexdigest() for clip in sorted((tmp / "clips").iterdir())
-        },
-        "mapping_sha256": mapping_digest(salt, mapping),
-        "rule_sha256": measurements.preflight.rule.sha256 if measurements.preflight else None,
-        "reference": (run_dir / "reference.wav").is_file(),
-        "method": "pair order and a counterbalanced A/B order (each engine is A in half the pairs) from "
-        "random.Random seeded by 32 bytes of secrets.token_hex; clip ids from secrets.token_hex; "
-        f"clips loudness-normalized to {LOUDNESS_LUFS:g} LUFS (ffmpeg loudnorm), PCM16 mono {CLIP_RATE} Hz, "
-        "metadata stripped, the two clips of a pair padded with trailing silence to the same length",
-    }
-    fd = os.open(tmp / SEALED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(sealed, handle, sort_keys=True)
-    atomic_write_json(tmp / SESSION, public)
-    atomic_write_json(tmp / LISTENERS, {"listeners": []})
-    if scoring.exists():
-        shutil.rmtree(scoring)
-    tmp.rename(scoring)
-    return Session(run_dir, public)
+    try:
+        (tmp / "clips").mkdir(parents=True)
+        pairs = []
+        for pair in planned:
+            clips = [tmp / "clips" / f"{pair[slot]}.wav" for slot in ("a", "b")]
+            for clip in clips:
+                entry = mapping[clip.stem]
+                normalize_clip(run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]], clip)
+            equalize_pair(clips)
+            utterance = pair["utterance"]
+            text = utterances[utterance] if utterance < len(utterances) else ""
+            pairs.append({"pair": pair["pair"], "a": pair["a"], "b": pair["b"], "text": text})
+        salt = secrets.token_hex(16)
+        sealed = {"seed": seed, "salt": salt, "mapping": mapping}
+        public = {
+            "session": secrets.token_hex(8),
+            "run_id": measurements.run_id,
+            "created_at": now_iso(),
+            "pairs": pairs,
+            "clips_sha256": {
+                clip.stem: hashlib.sha256(clip.read_bytes()).hexdigest() for clip in sorted((tmp / "clips").iterdir())
+            },
+            "mapping_sha256": mapping_digest(salt, mapping),
+            "rule_sha256": measurements.preflight.rule.sha256 if measurements.preflight else None,
+            "reference": (run_dir / "reference.wav").is_file(),
+            "method": "pair order and a counterbalanced A/B order (each engine is A in half the pairs) from "
+            "random.Random seeded by 32 bytes of secrets.token_hex; clip ids from secrets.token_hex; "
+            f"clips loudness-normalized to {LOUDNESS_LUFS:g} LUFS (ffmpeg loudnorm), PCM16 mono {CLIP_RATE} Hz, "
+            "metadata stripped, the two clips of a pair padded with trailing silence to the same length",
+        }
+        fd = os.open(tmp / SEALED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(sealed, handle, sort_keys=True)
+        atomic_write_json(tmp / SESSION, public)
+        atomic_write_json(tmp / LISTENERS, {"listeners": []})
+        if scoring.exists():
+            shutil.rmtree(scoring)
+        tmp.rename(scoring)
+        return Session(run_dir, public)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-made session (a full disk) gives its space back
+        raise
 
 
 def load(run_dir: Path) -> Session:

@@ -20,8 +20,11 @@ After the reveal the branch gets the whole run.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from bench_py import documents
 from bench_py.judge import pairing
 from bench_py.judge import session as sessions
 from bench_py.results import report
-from bench_py.results.artifacts import Publication, publish
+from bench_py.results.artifacts import LOW_SPACE_BYTES, Publication, PublishDiskFull, publish
 from bench_py.results.figures import figures_from, summary_markdown
 
 #: Per-side summary figures that stay visible before the reveal: counts and latency.
@@ -154,14 +157,41 @@ def seal_session(run_dir: Path) -> sessions.Session | None:
     return sessions.create(run_dir)
 
 
+def _disk_full_under(run_dir: Path, error: Exception) -> bool:
+    """Whether a full disk under the run stopped sealing or reporting. Not every tool says so
+    (ffmpeg can leave an empty clip and exit 0, and the clip then reads as a broken WAV), so a
+    disk left without room when a step failed counts too."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return shutil.disk_usage(run_dir).free < LOW_SPACE_BYTES
+
+
+def _run_disk_full(run_dir: Path, error: Exception) -> str:
+    said = os.strerror(errno.ENOSPC)
+    if isinstance(error, OSError) and error.filename:
+        said += f" writing {error.filename}"
+    elif not isinstance(error, OSError):
+        said += f": {error}"
+    return (
+        f"the disk under {run_dir} is full ({said}): the run's listening session and report could not be "
+        "written there, so nothing was committed; its other files are untouched. Free some space and "
+        "publish the run again"
+    )
+
+
 def publish_run(
     run_dir: Path, repo: Path, *, remote: str = "origin", base: str = "main", push: bool = True
 ) -> Publication:
     """Seal the session, rebuild the report (recomputing the verdict), then commit what may be
     published now on the run's benchmark branch."""
     run_dir = Path(run_dir).resolve()
-    seal_session(run_dir)
-    _, verdict = report.build(run_dir)
+    try:
+        seal_session(run_dir)
+        _, verdict = report.build(run_dir)
+    except Exception as error:
+        if not _disk_full_under(run_dir, error):
+            raise
+        raise PublishDiskFull(_run_disk_full(run_dir, error)) from None
     run = report.load(run_dir)
     sealed = report.is_sealed(run)
     facts = figures_from(run.measurements, verdict, str(run_dir), sealed=sealed)
