@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench_py import documents
 from bench_py.documents.models import Check, Measurements
 
 HIT, MISS, PARTIAL, NA = "HIT", "MISS", "PARTIAL", "N/A"
@@ -21,7 +22,7 @@ def _row(safeguard: str, status: str, saw: str) -> dict[str, str]:
 
 def _gate(m: Measurements) -> dict[str, str]:
     name = "co-tenant gate"
-    gates = (m.extra("cotenant") or {}).get("gate") or []
+    gates = (documents.dump(m.cotenant) if m.cotenant else {}).get("gate") or []
     if m.gemma_mode == "pause-gemma":
         return _row(name, NA, "pause-gemma: the co-tenant was stopped during the measurements")
     if not gates:
