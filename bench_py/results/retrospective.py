@@ -39,7 +39,8 @@ def _gate(m: Measurements) -> dict[str, str]:
     worst_text = "no probe answered" if worst is None else f"worst probe {worst:.2f}x baseline"
     if tripped:
         first = tripped[0]
-        return _row(name, HIT, f"tripped in {first['phase']}: {first.get('reason', '')} ({probes} probes)".strip())
+        reason = (first.get("trip") or {}).get("reason") or first.get("reason", "")  # runs before the evidence: none
+        return _row(name, HIT, f"tripped in {first['phase']}: {reason} ({probes} probes)".strip())
     phases = sorted({g["phase"] for g in gates})
     status = HIT if {"STARTING", "BENCHING"} <= set(phases) or m.aborted else PARTIAL
     return _row(name, status, f"{probes} probes in {', '.join(phases)}; {worst_text}, limit {gates[0]['max_ratio']:g}x")
