@@ -151,7 +151,7 @@ def main() -> None:
         goals.append(("CPU share of the stand-in's p50 >= 15 %", f"{share:.0%}", share >= 0.15))
 
         print(f"\nhealthy co-tenant, {args.runs} runs x {args.run_s:g} s per background load:")
-        header = f"{'load':<34}{'probes':>7}{'client p50':>20}{'server p50':>20}{'worst window':>15}"
+        header = f"{'load':<40}{'probes':>7}{'client p50':>20}{'server p50':>20}{'worst window':>15}"
         print(f"{header}{'trips':>6}{'false':>6}")
         total_runs = total_false = 0
         for kind, label in (
@@ -179,7 +179,7 @@ def main() -> None:
             client_p50 = p50([p["latency_ms"] for p in probes])
             server_p50 = p50([p["server_ms"] for p in probes])
             print(
-                f"{label:<34}{len(probes):>7}{ratio(client_p50, baseline):>20}"
+                f"{label:<40}{len(probes):>7}{ratio(client_p50, baseline):>20}"
                 f"{ratio(server_p50, baseline_server):>20}{worst / baseline:>14.2f}x{trips:>6}{false:>6}"
             )
         goals.append((f"0 false aborts in {total_runs} runs under background load", f"{total_false}", total_false == 0))
