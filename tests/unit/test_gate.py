@@ -1,6 +1,7 @@
 """The gate's decision and its evidence: crafted probe windows, and the stand-in's real answers."""
 
 import concurrent.futures
+import json
 import math
 import time
 
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench_py.config.model import load
+from bench_py.documents.models import GatePhase
 from bench_py.measure.cotenant import Prober, e2e_totals, resolve_model
 from bench_py.measure.gate import CotenantGate, explain, should_trip, window_p50
 from bench_py.standins.cotenant_server import REQUEST_LATENCY_BUCKETS
@@ -100,6 +102,9 @@ def test_a_trip_records_its_evidence_and_keeps_the_reasons_prefix(cotenant_url):
         == pytest.approx(evidence["tripped_at_s"] - evidence["first_over_at_s"], abs=0.001)
     )
     assert gate.results()["trip"]["reason"] == reason and gate.results()["tripped"]
+    # What the runner records for the phase is what measurements.json's schema says a gate phase is.
+    recorded = GatePhase.model_validate(json.loads(json.dumps({"phase": "BENCHING", **gate.results()})))
+    assert recorded.trip is not None and recorded.trip.cause == "unreachable"
 
 
 # -- the server's time from vLLM's /metrics --------------------------------------------------------
