@@ -260,6 +260,66 @@ class Teardown(Open):
     postflight: Any
 
 
+class GateProbe(Open):
+    """One probe of the co-tenant gate: a chat completion timed by the client, and the server's share."""
+
+    at_s: Number = Field(description="monotonic time the probe was sent (s)")
+    latency_ms: NonNegativeNumber | None = Field(description="client-side latency; null: the probe failed")
+    server_ms: NonNegativeNumber | None = Field(description="the co-tenant's own time for it, when known")
+    status: Any
+    server_source: Literal["header", "metrics"] | None = Field(
+        None,
+        description="where server_ms came from: the X-Server-Processing-Ms header, or the delta of vLLM's "
+        "vllm:e2e_request_latency_seconds histogram around the probe (GET /metrics)",
+    )
+    path_ms: Number | None = Field(
+        None, description="latency_ms - server_ms: the network and the probing side, when both are known"
+    )
+
+
+class GateTrip(Open):
+    """Why the gate tripped: the window, where its time went, and how long detection took."""
+
+    cause: Literal["cotenant", "path", "unreachable", "unknown"] = Field(
+        description="cotenant: the server-side p50 (with the path as at BASELINE) passes the line; path: it "
+        "does not, the time past the line was spent between client and server; unreachable: most probes "
+        "failed; unknown: too few probes carry a server-side time"
+    )
+    reason: str
+    client_p50_ms: NonNegativeNumber | None
+    server_p50_ms: NonNegativeNumber | None
+    baseline_path_ms: NonNegativeNumber
+    line_ms: NonNegativeNumber = Field(description="the abort line: max_ratio x the baseline p50")
+    window: list[GateProbe]
+    first_over_at_s: Number = Field(description="when the window's first probe over the line was sent")
+    tripped_at_s: Number
+    detection_delay_s: NonNegativeNumber = Field(description="tripped_at_s - first_over_at_s")
+
+
+class GatePhase(Open):
+    """What the gate saw during one phase (STARTING or BENCHING)."""
+
+    phase: str
+    interval_s: NonNegativeNumber
+    window: Annotated[int, Field(ge=1)]
+    max_ratio: NonNegativeNumber
+    baseline_p50_ms: NonNegativeNumber
+    tripped: bool
+    probes: list[GateProbe]
+    line_ms: NonNegativeNumber | SkipJsonSchema[None] = None
+    trip: GateTrip | None = None
+    metrics_note: str | None = Field(
+        None, description="why the co-tenant's /metrics gave no server-side time, if it was tried and did not"
+    )
+
+
+class CotenantRecord(Open):
+    """The co-tenant during the run: the gate's phases and whether voxbench paused it."""
+
+    gate: list[GatePhase]
+    paused: Any
+
+
 class Measurements(Open):
     """Everything a run measured, with raw samples. Immutable once TEARDOWN ends."""
 
@@ -286,6 +346,7 @@ class Measurements(Open):
     install_paths: InstallPaths | None
     bench: Bench | None
     teardown: Teardown | None
+    cotenant: CotenantRecord | SkipJsonSchema[None] = None
 
 
 # -- verdict -----------------------------------------------------------------------------------

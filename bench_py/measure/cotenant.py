@@ -21,6 +21,82 @@ class Probe:
     server_ms: float | None  # the server's own processing time, when it reports one
     status: int | None
     error: str | None = None
+    # Where server_ms came from: "header" (X-Server-Processing-Ms), "metrics" (vLLM's e2e latency
+    # histogram around the probe), None (no server-side timing for this probe).
+    server_source: str | None = None
+
+
+#: vLLM's histogram of each request's time from arrival to its last token (vllm/v1/metrics/loggers.py).
+E2E_HISTOGRAM = "vllm:e2e_request_latency_seconds"
+
+
+def e2e_totals(exposition: str) -> tuple[float, float] | None:
+    """(count, sum in s) of vLLM's e2e request latency histogram in a /metrics text, summed over
+    its series (one per engine); None when the text does not carry it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    count = total = 0.0
+    found = False
+    for family in text_string_to_metric_families(exposition):
+        if family.name != E2E_HISTOGRAM:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{E2E_HISTOGRAM}_count":
+                count, found = count + sample.value, True
+            elif sample.name == f"{E2E_HISTOGRAM}_sum":
+                total += sample.value
+    return (count, total) if found else None
+
+
+def metrics_url(config: Cotenant) -> str:
+    """Where a vLLM server beside ``config.url`` serves its Prometheus metrics: /metrics on the same port."""
+    parsed = urlparse(config.url)
+    return f"{parsed.scheme}://{parsed.netloc}/metrics"
+
+
+class Prober:
+    """Probes the co-tenant and tells its server-side time apart from the path to it.
+
+    The server's time comes from the ``X-Server-Processing-Ms`` header when the server sends one
+    (voxbench's stand-in does), else from vLLM's ``/metrics``: the e2e latency histogram is read
+    just before and just after the probe, and a delta of exactly one request is the probe's own.
+    A delta of several (other users' requests finished meanwhile) or none (the server had not
+    counted it yet) gives no server time for that probe, as does a server with neither.
+    """
+
+    def __init__(self, client: httpx.Client, config: Cotenant) -> None:
+        self._client, self._config = client, config
+        self._header = False  # the server sent the header once: /metrics is not needed
+        self._metrics: bool | None = None  # None: not tried yet
+        self.metrics_note: str | None = None  # why /metrics is not used, once known
+
+    def _scrape(self) -> tuple[float, float] | None:
+        url = metrics_url(self._config)
+        try:
+            response = self._client.get(url, timeout=self._config.timeout_s)
+            totals = e2e_totals(response.text) if response.status_code == 200 else None
+            note = f"{url} answered HTTP {response.status_code}" if response.status_code != 200 else None
+        except (httpx.HTTPError, ValueError) as error:
+            totals, note = None, f"{url} could not be read ({type(error).__name__}: {error})"
+        if totals is None and self._metrics is None:
+            self._metrics = False
+            self.metrics_note = note or f"{url} carries no {E2E_HISTOGRAM}"
+        elif totals is not None:
+            self._metrics = True
+        return totals
+
+    def probe(self) -> Probe:
+        before = self._scrape() if not self._header and self._metrics is not False else None
+        probe = probe_once(self._client, self._config)
+        if probe.server_ms is not None:
+            self._header = True
+            return probe
+        if before is None or probe.latency_ms is None:
+            return probe
+        after = self._scrape()
+        if after is not None and after[0] - before[0] == 1:
+            probe.server_ms, probe.server_source = round((after[1] - before[1]) * 1000, 3), "metrics"
+        return probe
 
 
 class CotenantUnreachable(RuntimeError):
@@ -63,7 +139,7 @@ def probe_once(client: httpx.Client, config: Cotenant) -> Probe:
     server = response.headers.get("x-server-processing-ms")
     if response.status_code != 200:
         return Probe(sent, None, None, response.status_code, f"HTTP {response.status_code}")
-    return Probe(sent, latency, float(server) if server else None, 200)
+    return Probe(sent, latency, float(server) if server else None, 200, None, "header" if server else None)
 
 
 def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict[str, Any]:
@@ -73,9 +149,10 @@ def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict[str, Any
     baseline.
     """
     with httpx.Client() as client:
+        prober = Prober(client, config)
         for _ in range(warmup):
-            probe_once(client, config)
-        samples = [probe_once(client, config) for _ in range(probes)]
+            prober.probe()
+        samples = [prober.probe() for _ in range(probes)]
     failed = [s for s in samples if s.latency_ms is None]
     if failed:
         raise CotenantUnreachable(
@@ -90,6 +167,8 @@ def measure_latency(config: Cotenant, probes: int, warmup: int) -> dict[str, Any
         "samples": [asdict(s) for s in samples],
         "latency_ms": summarize([s.latency_ms for s in samples]),
         "server_ms": summarize([s.server_ms for s in samples]),
+        "server_source": next((s.server_source for s in samples if s.server_source), None),
+        "metrics_note": prober.metrics_note,
     }
 
 

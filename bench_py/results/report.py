@@ -240,7 +240,7 @@ def chunk_plot(m: Measurements, condition: str) -> Plot:
 def cotenant_plot(m: Measurements) -> Plot:
     baseline = m.baseline
     teardown = (m.teardown.postflight if m.teardown else None) or {}
-    cotenant = m.extra("cotenant") or {}  # the gate's probes: the v0 schema does not name them
+    cotenant = documents.dump(m.cotenant) if m.cotenant else {}
     groups: list[tuple[str, list[dict[str, Any]]]] = [("BASELINE", (baseline.samples if baseline else None) or [])]
     for gate in cotenant.get("gate") or []:
         groups.append((gate["phase"], gate.get("probes") or []))

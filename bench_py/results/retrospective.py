@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench_py import documents
 from bench_py.documents.models import Check, Measurements
 
 HIT, MISS, PARTIAL, NA = "HIT", "MISS", "PARTIAL", "N/A"
@@ -21,7 +22,7 @@ def _row(safeguard: str, status: str, saw: str) -> dict[str, str]:
 
 def _gate(m: Measurements) -> dict[str, str]:
     name = "co-tenant gate"
-    gates = (m.extra("cotenant") or {}).get("gate") or []
+    gates = (documents.dump(m.cotenant) if m.cotenant else {}).get("gate") or []
     if m.gemma_mode == "pause-gemma":
         return _row(name, NA, "pause-gemma: the co-tenant was stopped during the measurements")
     if not gates:
@@ -38,7 +39,8 @@ def _gate(m: Measurements) -> dict[str, str]:
     worst_text = "no probe answered" if worst is None else f"worst probe {worst:.2f}x baseline"
     if tripped:
         first = tripped[0]
-        return _row(name, HIT, f"tripped in {first['phase']}: {first.get('reason', '')} ({probes} probes)".strip())
+        reason = (first.get("trip") or {}).get("reason") or first.get("reason", "")  # runs before the evidence: none
+        return _row(name, HIT, f"tripped in {first['phase']}: {reason} ({probes} probes)".strip())
     phases = sorted({g["phase"] for g in gates})
     status = HIT if {"STARTING", "BENCHING"} <= set(phases) or m.aborted else PARTIAL
     return _row(name, status, f"{probes} probes in {', '.join(phases)}; {worst_text}, limit {gates[0]['max_ratio']:g}x")

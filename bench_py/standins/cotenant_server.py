@@ -7,6 +7,10 @@ that stands for the GPU's decode step. So contention for the CPU slows it for re
 a production LLM, but only its CPU share — a busy laptop does not double it, while a real
 slowdown (``POST /admin/degrade``) does. The server reports its own processing time in
 ``X-Server-Processing-Ms`` so a client can tell queueing and network from work.
+
+Real vLLM sends no such header; it serves Prometheus metrics at ``GET /metrics``. So does this
+server, with vLLM's names, labels and buckets (``vllm/v1/metrics/loggers.py``) through the same
+library, so the gate's production route (server time from the e2e histogram's deltas) runs here.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
+import prometheus_client
 from aiohttp import web
 
 log = logging.getLogger("voxbench.standin.cotenant")
@@ -45,19 +50,58 @@ def do_work(tokens: int, rounds_per_token: int) -> str:
     return " ".join(words)
 
 
+#: vLLM's buckets for its request latency histograms (vllm/v1/metrics/loggers.py).
+REQUEST_LATENCY_BUCKETS: tuple[float, ...] = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0)
+REQUEST_LATENCY_BUCKETS += (30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+
+
+class VllmMetrics:
+    """The part of vLLM's /metrics a client of the co-tenant reads: request latency and queue."""
+
+    def __init__(self, model: str) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        for collector in (prometheus_client.ProcessCollector, prometheus_client.PlatformCollector):
+            collector(registry=self.registry)  # vLLM's registry carries these too
+        labels, values = ["model_name", "engine"], (model, "0")
+
+        def gauge(name: str, doc: str) -> prometheus_client.Gauge:
+            return prometheus_client.Gauge(name, doc, labels, registry=self.registry).labels(*values)
+
+        def histogram(name: str, doc: str) -> prometheus_client.Histogram:
+            family = prometheus_client.Histogram(
+                name, doc, labels, registry=self.registry, buckets=REQUEST_LATENCY_BUCKETS
+            )
+            return family.labels(*values)
+
+        self.running = gauge("vllm:num_requests_running", "Number of requests in model execution batches.")
+        self.waiting = gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.")
+        self.e2e = histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.")
+        self.queue = histogram(
+            "vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request."
+        )
+
+    def exposition(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
 class CotenantServer:
-    def __init__(self, model: str, rounds_per_token: int, gpu_ms_per_token: float = 0.0) -> None:
+    def __init__(
+        self, model: str, rounds_per_token: int, gpu_ms_per_token: float = 0.0, timing_header: bool = True
+    ) -> None:
         self.model = model
+        self.timing_header = timing_header
         self.rounds_per_token = rounds_per_token
         self.gpu_s_per_token = gpu_ms_per_token / 1000
         self.degradation = Degradation()
         # One completion at a time, like a single-sequence LLM server.
         self._engine_lock = asyncio.Lock()
+        self.metrics = VllmMetrics(model)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/metrics", self.prometheus)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/admin/degrade", self.get_degrade)
         app.router.add_post("/admin/degrade", self.set_degrade)
@@ -69,6 +113,10 @@ class CotenantServer:
 
     async def models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def prometheus(self, _request: web.Request) -> web.Response:
+        body = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def get_degrade(self, _request: web.Request) -> web.Response:
         return web.json_response(asdict(self.degradation))
@@ -103,20 +151,31 @@ class CotenantServer:
             return _error("the model is failing (degraded by /admin/degrade)", 503)
         rounds = max(1, int(self.rounds_per_token * self.degradation.factor))
         loop = asyncio.get_running_loop()
-        async with self._engine_lock:
-            started = time.perf_counter()
-            words, cpu_s = [], 0.0
-            for _ in range(max_tokens):  # one decode step per token: its CPU part, then the GPU's
-                step = time.perf_counter()
-                words.append(await loop.run_in_executor(None, do_work, 1, rounds))
-                cpu_s += time.perf_counter() - step
-                if self.gpu_s_per_token:
-                    await asyncio.sleep(self.gpu_s_per_token)
-            text = " ".join(words)
-            # An exact latency multiple (more work alone scales less than linearly: fixed costs,
-            # caches): the engine stays busy, so queued completions wait as on a slowed model.
-            await asyncio.sleep((self.degradation.slowdown - 1.0) * (time.perf_counter() - started))
-            processing_ms = (time.perf_counter() - started) * 1000
+        arrived = time.perf_counter()
+        with self.metrics.waiting.track_inprogress():
+            await self._engine_lock.acquire()
+        try:
+            with self.metrics.running.track_inprogress():
+                started = time.perf_counter()
+                words, cpu_s = [], 0.0
+                for _ in range(max_tokens):  # one decode step per token: its CPU part, then the GPU's
+                    step = time.perf_counter()
+                    words.append(await loop.run_in_executor(None, do_work, 1, rounds))
+                    cpu_s += time.perf_counter() - step
+                    if self.gpu_s_per_token:
+                        await asyncio.sleep(self.gpu_s_per_token)
+                text = " ".join(words)
+                # An exact latency multiple (more work alone scales less than linearly: fixed costs,
+                # caches): the engine stays busy, so queued completions wait as on a slowed model.
+                await asyncio.sleep((self.degradation.slowdown - 1.0) * (time.perf_counter() - started))
+                finished = time.perf_counter()
+            processing_ms = (finished - started) * 1000
+            # Recorded before the answer leaves, so a scrape after it counts this request (vLLM's
+            # e2e time runs from the request's arrival, its queue time until it is scheduled).
+            self.metrics.queue.observe(started - arrived)
+            self.metrics.e2e.observe(finished - arrived)
+        finally:
+            self._engine_lock.release()
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
         answer = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -131,10 +190,11 @@ class CotenantServer:
             },
         }
         headers = {
-            "X-Server-Processing-Ms": f"{processing_ms:.3f}",
             "X-Server-Cpu-Ms": f"{cpu_s * 1000:.3f}",  # the part contention can slow (the gate benchmark reads it)
             "X-Voxbench-Standin": "cotenant-server",
         }
+        if self.timing_header:
+            headers["X-Server-Processing-Ms"] = f"{processing_ms:.3f}"
         return web.json_response(answer, headers=headers)
 
 
@@ -160,13 +220,20 @@ def parser() -> argparse.ArgumentParser:
         default=9.3,
         help="the wait that stands for the GPU's part of a decode step (16 tokens: about 150 ms)",
     )
+    cli.add_argument(
+        "--timing-header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send X-Server-Processing-Ms (a stand-in extra); without it a client reads the server's time "
+        "from /metrics, as from real vLLM",
+    )
     return cli
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    server = CotenantServer(args.model, args.rounds_per_token, args.gpu_ms_per_token)
+    server = CotenantServer(args.model, args.rounds_per_token, args.gpu_ms_per_token, args.timing_header)
     web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -89,8 +89,16 @@ STANDINS = (
 CANDIDATE_REPOSITORY = "voxbench/standin-vllm-omni"
 #: The model the candidate images serve by default (their CMD): the production launch command.
 CANDIDATE_MODEL = "mistralai/Voxtral-4B-TTS-2603"
-#: What the stand-in code needs beyond Debian's packages (pydantic 2 for the upstream request model).
-IMAGE_WHEELS = ("pydantic", "pydantic-core", "typing-extensions", "annotated-types", "typing-inspection")
+#: What the stand-in code needs beyond Debian's packages (pydantic 2 for the upstream request model;
+#: prometheus-client, with which the co-tenant stand-in serves /metrics as vLLM does).
+IMAGE_WHEELS = (
+    "pydantic",
+    "pydantic-core",
+    "typing-extensions",
+    "annotated-types",
+    "typing-inspection",
+    "prometheus-client",
+)
 
 
 class ImageBuildError(RuntimeError):

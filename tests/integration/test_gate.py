@@ -133,6 +133,13 @@ def test_a_slowed_cotenant_trips_the_gate_within_two_probe_intervals(bench_env, 
     assert data["teardown"]["postflight"]["ok"]
     assert bench_containers(docker_client) == []
     assert "co-tenant gate tripped" in output
+    # The trip explains itself: the co-tenant's own (server-side) time passed the line, not the path.
+    assert flag["evidence"]["cause"] == "cotenant" and "; cause cotenant: the co-tenant itself slowed" in flag["reason"]
+    trip = next(phase["trip"] for phase in data["cotenant"]["gate"] if phase["tripped"])
+    assert trip["reason"] == flag["reason"] and trip["cause"] == "cotenant"
+    assert trip["server_p50_ms"] + trip["baseline_path_ms"] > trip["line_ms"] == 2 * trip["baseline_p50_ms"]
+    assert len(trip["window"]) == 3 and all(p["server_source"] == "header" for p in trip["window"])
+    assert 0 < trip["detection_delay_s"] <= 2 * interval + 0.5
 
 
 def test_a_killed_controller_leaves_the_run_going_and_the_next_bench_collects_it(bench_env, docker_client):

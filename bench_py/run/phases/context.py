@@ -105,7 +105,8 @@ class RunContext:
     def gate(self, phase: str) -> Any:
         """The co-tenant gate for a phase, or a no-op where it does not apply (pause-gemma, disabled)."""
         gate_cfg = self.config.cotenant.gate
-        baseline = ((self.read("baseline") or {}).get("latency_ms") or {}).get("p50")
+        recorded = self.read("baseline") or {}
+        baseline = (recorded.get("latency_ms") or {}).get("p50")
         if not gate_cfg.enabled or self.config.gemma_mode != "parallel" or not baseline:
             return contextlib.nullcontext(None)
 
@@ -120,6 +121,7 @@ class RunContext:
             gate_cfg.max_ratio,
             trip,
             phase=lambda: phase,
+            baseline_server_p50=(recorded.get("server_ms") or {}).get("p50"),
         )
 
     def record_gate(self, phase: str, gate: CotenantGate | None) -> None:
