@@ -93,6 +93,7 @@ def degrade(production_standins):
 
 
 # Exactly 2x is the gate's line (it trips when the p50 passes it): the first case is just past it.
+@pytest.mark.under_load
 @pytest.mark.parametrize("slowdown", [2.5, 3.0], ids=["past-2x", "3x"])
 def test_a_slowed_cotenant_trips_the_gate_within_two_probe_intervals(bench_env, degrade, docker_client, slowdown):
     """Expected: the co-tenant's completions become ``slowdown`` times slower mid-BENCHING; the

@@ -159,6 +159,7 @@ def test_world_readable_token_file_aborts_in_preflight(bench_env, docker_client)
     assert CANARY not in result.stdout
 
 
+@pytest.mark.under_load
 def test_fast_profile_run_from_the_command_line(bench_env, docker_client):
     # The canary is watched for in every process's argv and environment and in the candidate
     # container's inspect and logs, all along the run (install path 2A).
