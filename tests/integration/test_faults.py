@@ -262,8 +262,8 @@ def test_an_incumbent_lost_mid_run_defers_its_remaining_takes(bench_env, docker_
       condition, ok);
     - the run ends DONE (transition 10): teardown verified, no container, no process of the run,
       the co-tenant within bounds;
-    - the verdict waits for listening (row 6) and its reason names the deferred takes and the
-      command that fills them in; with the incumbent back, ``voxbench baseline resume`` takes
+    - the verdict waits for listening (row 6) and its evidence names the deferred takes, why, and
+      the command that fills them in; with the incumbent back, ``voxbench baseline resume`` takes
       exactly those, and a blind session pairs every utterance."""
     repetitions = 8
     config = {
@@ -306,8 +306,11 @@ def test_an_incumbent_lost_mid_run_defers_its_remaining_takes(bench_env, docker_
     assert "stopped answering during BENCHING" in listed and f"voxbench baseline resume {run_id}" in listed
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert (verdict["verdict"], verdict["row"]) == ("pending_listening", 6)
-    assert f"{len(owed)} of the incumbent's takes were deferred" in verdict["reason"]
-    assert f"voxbench baseline resume {run_id}" in verdict["reason"]
+    assert verdict["evidence"]["deferred_incumbent"] == {
+        "takes": len(owed),
+        "reason": bench["deferred_reason"],
+        "resume": f"voxbench baseline resume {run_id}",
+    }
     # Nothing lost: with panda back, the owed takes are taken, and every utterance pairs.
     own_incumbent["container"].start()
     wait_healthy(own_incumbent["health"])
