@@ -18,6 +18,7 @@ import docker
 import docker.errors
 
 from bench_py.engines.container import LABEL_BENCH, LABEL_EXPIRES, LABEL_HOST, LABEL_RUN, remove_run_containers
+from bench_py.processes import stop_run_processes
 from bench_py.run.space import release_reserve
 from bench_py.run.state import TERMINAL, State, StateError, StateStore
 
@@ -110,6 +111,7 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
             if client is not None:
                 entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
             entry["processes"] = _stop_run_processes(state.changes.get("processes"))
+            entry["run_processes"] = stop_run_processes(run_id, grace_s=10)  # anything else carrying its id
             entry["cotenant_restarted"] = _restore_paused_cotenant(store, run_id)
             entry["reserve_released_bytes"] = release_reserve(store.run_dir(run_id))
             store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")

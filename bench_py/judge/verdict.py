@@ -138,12 +138,16 @@ def decide_with(
     per_side = {side: [float(s["score"]) for s in real if s.get("side") == side] for side in ("candidate", "incumbent")}
     given = min(len(v) for v in per_side.values())
     if given < rule.min_scores:
-        return verdict(
-            "pending_listening",
-            6,
-            f"{given} of {rule.min_scores} listening scores per side given",
-            scores={side: len(v) for side, v in per_side.items()},
-        )
+        evidence: dict[str, Any] = {"scores": {side: len(v) for side, v in per_side.items()}}
+        owed = bench.extra("deferred_incumbent") if bench else None
+        if owed and bench:  # in the evidence: a stored verdict's reason must read the same as before
+            evidence["deferred_incumbent"] = {
+                "takes": len(owed),
+                "reason": bench.extra("deferred_reason"),
+                "resume": f"voxbench baseline resume {measurements.run_id}",
+            }
+        reason = f"{given} of {rule.min_scores} listening scores per side given"
+        return verdict("pending_listening", 6, reason, **evidence)
     # Exact arithmetic: scores are integers, so "difference exactly 0.5" must not fall to rounding.
     exact = {side: Fraction(sum(Fraction(x) for x in v), len(v)) for side, v in per_side.items()}
     means = {side: float(value) for side, value in exact.items()}

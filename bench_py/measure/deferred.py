@@ -29,9 +29,13 @@ class DeferredError(RuntimeError):
     """The deferred baseline cannot be resumed; the message says why."""
 
 
-def write_list(run_dir: Path, utterances: list[str], conditions: list[str], reason: str) -> list[str]:
-    """The takes the incumbent owes, one per line: ``u<NN><TAB><condition><TAB><sentence>``."""
-    lines = [f"u{i:02d}\t{condition}\t{text}" for condition in conditions for i, text in enumerate(utterances)]
+def write_list(
+    run_dir: Path, utterances: list[str], conditions: list[str], reason: str, owed: list[tuple[int, str]] | None = None
+) -> list[str]:
+    """The takes the incumbent owes, one per line: ``u<NN><TAB><condition><TAB><sentence>``: every
+    utterance in every condition, or those ``owed`` (an incumbent lost mid-run gave the others)."""
+    every = [(i, condition) for condition in conditions for i in range(len(utterances))]
+    lines = [f"u{i:02d}\t{condition}\t{utterances[i]}" for i, condition in (every if owed is None else owed)]
     header = f"# incumbent takes deferred: {reason}\n# fill them in with: voxbench baseline resume {run_dir.name}\n"
     (run_dir / LIST_FILE).write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
     return lines

@@ -95,6 +95,9 @@ def close_unfinished(
         f"the run's process ended in {state.state} without closing the run (killed, out of memory or crashed)"
     )
     say(f"closing: {reason}")
+    # The abort record says who ended the run, as for every abort: an operator's flag raised before
+    # the process went is kept (the first reason counts); otherwise the process was lost.
+    request_abort(store.run_dir(run_id), "process_lost", reason)
     Run(store, run_id, project_dir).run_phase("abort", reason)
     say(f"run {run_id} closed: {store.load(run_id).state}")
     return 1

@@ -51,6 +51,7 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
             "was": "BASELINE",
             "reason": "dispatcher_lost",
             "processes": [],
+            "run_processes": {"found": [], "remaining": [], "verified": True},
             "cotenant_restarted": None,
             "reserve_released_bytes": 4096,
         }

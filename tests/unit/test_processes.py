@@ -100,3 +100,52 @@ def test_only_a_tmux_server_that_ends_counts_as_the_session_ending(tmp_path, mon
         assert out.read_text().strip() == "False"  # the server lived on through the check
     finally:
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=False)
+
+
+def test_a_process_left_with_the_runs_id_is_found_stopped_and_verified_gone():
+    """Teardown and recovery stop whatever still carries the run's id, wherever it went (its own
+    session here, as a child that left its engine's group); another run's process is left alone."""
+    import os
+
+    from bench_py.processes import RUN_ID_VARIABLE, run_processes, stop_run_processes
+
+    run_id = f"unit-{os.getpid()}-{time.monotonic_ns()}"
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    ours = subprocess.Popen(sleep, env={**os.environ, RUN_ID_VARIABLE: run_id}, start_new_session=True)
+    other = subprocess.Popen(sleep, env={**os.environ, RUN_ID_VARIABLE: run_id + "-other"}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not run_processes(run_id) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the child's environment is readable
+        assert [p["pid"] for p in run_processes(run_id)] == [ours.pid]
+        result = stop_run_processes(run_id, grace_s=2)
+        assert result["verified"] and result["remaining"] == []
+        ((found,),) = [result["found"]]
+        assert found["pid"] == ours.pid and found["signals"] == ["SIGTERM"] and "time.sleep" in found["command"]
+        assert ours.wait(timeout=5) == -15
+        assert other.poll() is None  # another run's process
+        assert stop_run_processes(run_id, grace_s=2) == {"found": [], "remaining": [], "verified": True}
+    finally:
+        for child in (ours, other):
+            child.kill()
+            child.wait()
+
+
+def test_the_process_asking_and_its_parents_are_not_leftovers():
+    """The run's own process carries its id too when a test or a shell sets it: it is never its own leftover."""
+    import os
+
+    from bench_py.processes import RUN_ID_VARIABLE
+
+    run_id = f"unit-self-{os.getpid()}"
+    code = "from bench_py.processes import run_processes; import sys; print(run_processes(sys.argv[1]))"
+    shell = f'{sys.executable} -c "$0" "$1"; exit $?'  # no exec: the shell stays, the asker's parent
+    result = subprocess.run(
+        ["sh", "-c", shell, code, run_id],
+        env={**os.environ, RUN_ID_VARIABLE: run_id},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bench_py.config.model import load
 from bench_py.files import atomic_write_json
 from bench_py.run import runner
@@ -21,6 +23,8 @@ def test_a_run_left_open_is_closed_once_and_a_closed_one_is_left_alone(tmp_path)
     state = store.load(RUN_ID)
     assert str(state.state) == "ERROR_ABORTED" and state.changes.get("files_written")
     assert "ended in PREFLIGHT without closing the run" in (state.reason or "")
+    flag = json.loads((store.run_dir(RUN_ID) / "abort.json").read_text())  # who ended it, as every abort says
+    assert flag["by"] == "process_lost" and flag["reason"] == state.reason
     assert (store.run_dir(RUN_ID) / "measurements.json").is_file()
     assert runner.close_unfinished(store.root, RUN_ID, tmp_path / "project", said.append) == 0  # nothing left
     assert said[0].startswith("closing: ") and len(said) == 2

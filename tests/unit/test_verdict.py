@@ -116,6 +116,19 @@ def test_listening_pending_until_enough_real_scores():
     assert decide(measurements(), CONFIG, scores(5, 1, simulated=True))["verdict"] == "pending_listening"
 
 
+def test_a_pending_verdict_names_the_incumbent_takes_still_deferred_in_its_evidence():
+    """Its reason reads as ever (a stored verdict is checked against it); the evidence says what to run."""
+    bench = {**measurements()["bench"], "deferred_incumbent": ["u01\tcloned\tHi."] * 3, "deferred_reason": "lost"}
+    pending = decide(measurements(bench=bench), CONFIG)
+    assert (pending["row"], pending["reason"]) == (6, decide(measurements(), CONFIG)["reason"])
+    assert pending["evidence"]["deferred_incumbent"] == {
+        "takes": 3,
+        "reason": "lost",
+        "resume": f"voxbench baseline resume {DOCUMENT['run_id']}",
+    }
+    assert "deferred_incumbent" not in decide(measurements(), CONFIG)["evidence"]
+
+
 @pytest.mark.parametrize(
     ("candidate", "incumbent", "ttfa", "verdict"),
     [

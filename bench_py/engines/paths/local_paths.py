@@ -18,6 +18,7 @@ from bench_py.engines import inprocess, standin
 from bench_py.engines.http import Condition
 from bench_py.engines.paths.common import Context, PathError
 from bench_py.engines.paths.process_path import fill_placeholders
+from bench_py.processes import RUN_ID_VARIABLE
 
 
 # -- 2C and 2D: engines without a stream -----------------------------------------------------------
@@ -129,6 +130,7 @@ class BatchPath:
             )
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder}
             env["HF_TOKEN_PATH"] = str(self.ctx.token_file.expanduser().resolve())
+            env[RUN_ID_VARIABLE] = self.ctx.run_id  # a child it leaves behind is found by it at teardown
             result = subprocess.run(
                 argv, capture_output=True, text=True, timeout=self.cfg.timeout_s, env=env, stdin=subprocess.DEVNULL
             )

@@ -25,7 +25,7 @@ from bench_py.engines.paths.common import (
     settles,
     wait_http_ready,
 )
-from bench_py.processes import pid_alive, process_start
+from bench_py.processes import RUN_ID_VARIABLE, pid_alive, process_start
 
 
 # -- 2B: supervised host process -------------------------------------------------------------------
@@ -88,6 +88,7 @@ class ProcessPath:
         if "venv" in self.values:
             keep["VIRTUAL_ENV"] = self.values["venv"]
         keep["HF_TOKEN_PATH"] = str(self.ctx.token_file.expanduser().resolve())
+        keep[RUN_ID_VARIABLE] = self.ctx.run_id  # what teardown and recovery find a leftover by
         return [f"{k}={v}" for k, v in keep.items()]
 
     def _launch(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -108,6 +109,48 @@ def _benching_targets(
     return targets, deferred, deferred_reason
 
 
+class IncumbentLost(RuntimeError):
+    """The incumbent stopped answering during its timed loop; the message says when and how."""
+
+
+def _incumbent_check(
+    run: RunContext, target: Any, timeouts: httpx.Timeout, kept: dict[str, Any], should_stop: Any
+) -> Any:
+    """Before every incumbent request: the run's own checks, then, after a request the incumbent
+    failed, one short probe; a failed probe too means it is gone (production's incumbent is never
+    ours to restart), and its loop stops rather than recording errors as its answers."""
+
+    def check() -> None:
+        should_stop()
+        taken = kept.get("incumbent") or []
+        if not taken or taken[-1].ok:
+            return
+        # The loop's own event loop runs this check: the probe gets a thread of its own.
+        with ThreadPoolExecutor(1) as pool:
+            why = pool.submit(_incumbent_unreachable, run, target, timeouts).result()
+        if why:
+            last = taken[-1]
+            raise IncumbentLost(
+                f"the incumbent stopped answering during BENCHING ({last.condition} u{last.utterance:02d}: "
+                f"{last.error or last.status}); {why}"
+            )
+
+    return check
+
+
+def _defer_the_rest(run: RunContext, kept: dict[str, Any], why: str, progress: Any) -> list[str]:
+    """The takes an incumbent lost mid-loop still owes (no timed first repetition, so no WAV), listed
+    for `voxbench baseline resume`; those it gave are kept as they are."""
+    cfg = run.config.bench
+    taken = kept.get("incumbent", [])
+    given = {(r.utterance, r.condition) for r in taken if r.ok and not r.warmup and r.repetition == 0}
+    owed: list[tuple[int, str]] = [
+        (i, c) for c in cfg.conditions for i in range(len(cfg.utterances)) if (i, c) not in given
+    ]
+    progress({"side": "incumbent", "deferred": why})
+    return deferred_baseline.write_list(run.dir, cfg.utterances, list(cfg.conditions), why, owed)
+
+
 def benching(run: RunContext) -> dict[str, Any]:
     run.store.expect(run.run_id, State.BENCHING)
     cfg = run.config.bench
@@ -128,7 +171,10 @@ def benching(run: RunContext) -> dict[str, Any]:
             try:
                 targets, deferred, deferred_reason = _benching_targets(run, timeouts, progress)
                 with MemorySampler(_memory_sources(run), cfg.memory_interval_s) as sampler:
-                    records, load_result = _timed_loops(run, targets, timeouts, progress, kept)
+                    records, load_result, lost = _timed_loops(run, targets, timeouts, progress, kept)
+                if lost:
+                    deferred_reason = lost
+                    deferred = _defer_the_rest(run, records, lost, progress)
             finally:
                 run.record_gate("BENCHING", gate)
     except Aborted as error:
@@ -246,22 +292,31 @@ def _engine_log_tail(run: RunContext) -> list[str]:
 
 def _timed_loops(
     run: RunContext, targets: dict[str, Any], timeouts: httpx.Timeout, progress: Any, kept: dict[str, Any]
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, str | None]:
+    """The candidate's loop, the incumbent's (when it is measured), then the load sweep; with why the
+    incumbent's loop stopped short, if it did (the candidate's figures are whole either way)."""
     cfg = run.config.bench
     should_stop = _stop_check(run)
-    records = bench.run(
-        targets,
-        cfg.utterances,
-        cfg.conditions,
-        cfg.repetitions,
-        cfg.warmup,
-        timeouts,
-        run.dir / "wavs" if cfg.save_wavs else None,
-        progress,
-        cfg.audible_threshold_dbfs,
-        should_stop,
-        kept,
-    )
+    lost = None
+    for side, target in targets.items():
+        check = _incumbent_check(run, target, timeouts, kept, should_stop) if side == "incumbent" else should_stop
+        try:
+            bench.run(
+                {side: target},
+                cfg.utterances,
+                cfg.conditions,
+                cfg.repetitions,
+                cfg.warmup,
+                timeouts,
+                run.dir / "wavs" if cfg.save_wavs else None,
+                progress,
+                cfg.audible_threshold_dbfs,
+                check,
+                kept,
+            )
+        except IncumbentLost as error:
+            lost = str(error)
+    records = kept
     load_result = None
     if cfg.load.enabled and getattr(targets["candidate"], "streaming", True) is False:
         load_result = {"skipped": "the install path does not stream; a load sweep measures streams"}
@@ -282,4 +337,4 @@ def _timed_loops(
                 should_stop,
             )
         )
-    return records, load_result
+    return records, load_result, lost

@@ -13,6 +13,7 @@ from bench_py.clock import now_iso
 from bench_py.engines import container, diagnostics, paths
 from bench_py.engines.docker_client import docker_client
 from bench_py.measure import cotenant, memory
+from bench_py.processes import stop_run_processes
 from bench_py.run import space
 from bench_py.run.abort import Aborted, read_abort
 from bench_py.run.measurements import write_measurements
@@ -54,7 +55,12 @@ def _teardown_actions(run: RunContext) -> dict[str, Any]:
     kernel_errors = evidence("kernel-error diagnostic", lambda: diagnostics.write_report(run.dir, logs, context), None)
     removal = container.remove_run_containers(client, run.run_id, run.config.teardown.grace_s)
     removal["processes"] = processes
-    removal["verified"] = removal["verified"] and all(p["verified"] for p in processes)
+    # Anything else still carrying the run's id (a 2D command's child, an engine's helper that left
+    # its group): found, stopped and counted; removal is verified only when none remains.
+    removal["run_processes"] = stop_run_processes(run.run_id, run.config.candidate.process.stop_grace_s)
+    removal["verified"] = (
+        removal["verified"] and all(p["verified"] for p in processes) and removal["run_processes"]["verified"]
+    )
     removal["in_process"] = _release_in_process_engine(run)
     restore = _restore_cotenant(run)
     post = _postflight(run, answered_after_restart=restore is not None)
