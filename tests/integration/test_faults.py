@@ -61,8 +61,7 @@ def orphan_processes(run_id: str, within_s: float = 20) -> dict[int, list[str]]:
     while (found := processes_naming(run_id)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return found
-
-
+@pytest.mark.under_load
 def test_a_candidate_container_killed_mid_run_aborts_and_tears_down(bench_env, docker_client):
     """Expected: ERROR_ABORTED by engine_failure from BENCHING; teardown verified; no container;
     the controller exits non-zero; the co-tenant within bounds afterwards."""
@@ -121,8 +120,7 @@ def own_cotenant(docker_client, standin_images, test_run_label):
     wait_healthy(f"http://127.0.0.1:{port}/health")
     yield {"url": f"http://127.0.0.1:{port}/v1/chat/completions", "container": container}
     container.remove(force=True)
-
-
+@pytest.mark.under_load
 def test_a_cotenant_that_dies_is_reported_and_never_restarted(bench_env, docker_client, own_cotenant):
     """Expected: the gate sees it stop answering and aborts the run (ERROR_ABORTED from BENCHING,
     teardown verified); post-flight reports the co-tenant did not come back; voxbench does not
@@ -248,8 +246,7 @@ def own_incumbent(docker_client, standin_images, production_standins, test_run_l
         "health": f"http://127.0.0.1:{port}/health",
     }
     container.remove(force=True)
-
-
+@pytest.mark.under_load
 def test_an_incumbent_lost_mid_run_defers_its_remaining_takes(bench_env, docker_client, own_incumbent):
     """Expected: production's incumbent (on its own host, not voxbench's to restart) stops answering
     during its timed loop, after its first utterance. That is no reason to abort production's run:
@@ -346,6 +343,7 @@ def _start_by_the_cli(bench_env: dict, config: dict, gemma_mode: str) -> subproc
     )
 
 
+@pytest.mark.under_load
 @pytest.mark.parametrize("fault", ["sigkill", "ctrl-c"])
 def test_pause_gemma_brings_the_cotenant_back_after_a_crash_or_an_operator_abort(
     bench_env, docker_client, own_cotenant, fault
