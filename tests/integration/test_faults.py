@@ -61,6 +61,8 @@ def orphan_processes(run_id: str, within_s: float = 20) -> dict[int, list[str]]:
     while (found := processes_naming(run_id)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return found
+
+
 @pytest.mark.under_load
 def test_a_candidate_container_killed_mid_run_aborts_and_tears_down(bench_env, docker_client):
     """Expected: ERROR_ABORTED by engine_failure from BENCHING; teardown verified; no container;
@@ -120,6 +122,8 @@ def own_cotenant(docker_client, standin_images, test_run_label):
     wait_healthy(f"http://127.0.0.1:{port}/health")
     yield {"url": f"http://127.0.0.1:{port}/v1/chat/completions", "container": container}
     container.remove(force=True)
+
+
 @pytest.mark.under_load
 def test_a_cotenant_that_dies_is_reported_and_never_restarted(bench_env, docker_client, own_cotenant):
     """Expected: the gate sees it stop answering and aborts the run (ERROR_ABORTED from BENCHING,
@@ -246,6 +250,8 @@ def own_incumbent(docker_client, standin_images, production_standins, test_run_l
         "health": f"http://127.0.0.1:{port}/health",
     }
     container.remove(force=True)
+
+
 @pytest.mark.under_load
 def test_an_incumbent_lost_mid_run_defers_its_remaining_takes(bench_env, docker_client, own_incumbent):
     """Expected: production's incumbent (on its own host, not voxbench's to restart) stops answering
