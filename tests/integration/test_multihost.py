@@ -1,6 +1,6 @@
 """bench.yml over SSH on several test hosts at once (one failing does not stop the other), recovery
-after a host reboots mid-run, an SSH cut mid-run. (Production's happy path, on hosts named titan
-and panda, is `make rehearsal`: test_rehearsal.py.)
+after a host reboots mid-run in pause-gemma, SSH cut mid-run, while launching and while collecting.
+(Production's happy path, on hosts named titan and panda, is `make rehearsal`: test_rehearsal.py.)
 
 The test hosts share this machine's Docker daemon: each host's co-tenant, incumbent and
 candidate containers join the host's network namespace (``network_mode: container:<host>``)
@@ -305,6 +305,11 @@ def test_a_host_rebooted_mid_run_is_recovered_and_its_cotenant_restarted(fleet, 
     baseline_p50 = host_json(test_hosts, "vbhost1", f"{run_dir}/baseline.json")["latency_ms"]["p50"]
     probes = probe_cotenant_over_ssh(test_hosts, "vbhost1", run_dir)
     assert statistics.median(probes) <= 1.2 * baseline_p50, (probes, baseline_p50)
+    print(
+        f"\nreboot: co-tenant answered {teardown['cotenant_restore']['answered_after_s']} s after its restart; "
+        f"post-flight p50 {post['p50_ms']:.0f} ms = {post['ratio']:.2f}x the baseline {baseline_p50:.0f} ms; "
+        f"this test's probes over SSH: p50 {statistics.median(probes):.0f} ms"
+    )
     # The restart emptied /run; systemd-tmpfiles made the marker's directory again for the bench user.
     marker_dir = host_exec(test_hosts, "vbhost1", "stat -c '%a %U' /run/voxbench; ls -A /run/voxbench")[1]
     assert marker_dir.split() == ["755", "bench"]  # and empty: recovery did not make the new boot's marker
@@ -458,7 +463,9 @@ def test_ssh_cuts_while_launching_and_while_collecting_lose_nothing_and_the_next
         wait()  # the launch module is on the host, about to create the run
         cut.enter_context(ssh_cut(test_hosts, "vbhost1"))
         release()
+        cut_at = time.monotonic()
         output, _ = process.communicate(timeout=120)  # the controller gives up; it does not hang
+        print(f"\nlaunch cut: the controller stopped {time.monotonic() - cut_at:.1f} s after the cut")
         assert process.returncode != 0
         assert "lost the SSH connection to vbhost1 while starting a run there" in output, output[-3000:]
         assert "without new_run=true" in output
@@ -483,12 +490,14 @@ def test_ssh_cuts_while_launching_and_while_collecting_lose_nothing_and_the_next
             assert time.monotonic() < deadline, "the collector never fetched the run"
             time.sleep(0.02)
         cut.enter_context(ssh_cut(test_hosts, "vbhost1"))
-        fetched_at_cut = pack.stat().st_size
+        fetched_at_cut, cut_at = pack.stat().st_size, time.monotonic()
         output, _ = again.communicate(timeout=180)
+        print(f"collection cut: the controller stopped {time.monotonic() - cut_at:.1f} s after the cut")
     assert again.returncode != 0
     assert f"lost the SSH connection to vbhost1 while fetching run {run_id}" in output, output[-3000:]
     packed = host_exec(test_hosts, "vbhost1", f"stat -c %s /var/lib/voxbench/collect-{run_id}.tar")[1]
     assert fetched_at_cut < int(packed)  # cut mid-transfer
+    print(f"collection cut: {fetched_at_cut} of the pack's {int(packed)} bytes fetched when the cut came")
     assert not (runs / run_id).exists() and not pack.exists()  # nothing of it here to pass for a collected run
     state = host_runs(test_hosts, "vbhost1")[run_id]
     assert state["state"] == "DONE" and not state["changes"].get("collected")
