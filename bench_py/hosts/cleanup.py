@@ -20,7 +20,7 @@ import docker.errors
 from bench_py.engines.container import LABEL_BENCH, LABEL_EXPIRES, LABEL_HOST, LABEL_RUN, remove_run_containers
 from bench_py.processes import stop_run_processes
 from bench_py.run.space import release_reserve
-from bench_py.run.state import TERMINAL, State, StateError, StateStore
+from bench_py.run.state import TERMINAL, RunState, State, StateError, StateStore
 
 log = logging.getLogger("voxbench.cleanup")
 
@@ -93,7 +93,12 @@ def sweep_packs(state_dir: Path, max_age_hours: float, dry_run: bool = False) ->
 def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool = False) -> list[dict[str, Any]]:
     """Close runs left in progress whose dispatcher is gone; remove what they started.
 
-    ``host_restarted`` when the run began before the current boot, else ``dispatcher_lost``.
+    ``host_restarted`` when the run began before the current boot, else ``dispatcher_lost``. The run
+    is closed through its own abort path where it can be (its configuration is in its directory):
+    engine logs kept, engines removed and verified, a paused co-tenant restarted and its recovery
+    measured against the run's baseline, then ``measurements.json`` and the verdict, so the next
+    ``bench.yml`` collects it like any aborted run. What that could not do is done here by labels,
+    recorded pids and the state file.
     """
     runs_dir = store.root / "runs"
     recovered = []
@@ -108,16 +113,77 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
         reason = "dispatcher_lost" if store.same_boot(state) else "host_restarted"
         entry: dict[str, Any] = {"run_id": run_id, "was": str(state.state), "reason": reason}
         if not dry_run:
-            if client is not None:
-                entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
-            entry["processes"] = _stop_run_processes(state.changes.get("processes"))
-            entry["run_processes"] = stop_run_processes(run_id, grace_s=10)  # anything else carrying its id
-            entry["cotenant_restarted"] = _restore_paused_cotenant(store, run_id)
+            closing = f"{reason}: recovered by voxbench cleanup"
             entry["reserve_released_bytes"] = release_reserve(store.run_dir(run_id))
-            store.transition(run_id, State.ERROR_ABORTED, f"{reason}: recovered by voxbench cleanup")
+            teardown = _close_through_teardown(store, state, closing)
+            entry["teardown"] = _teardown_summary(run_id, teardown)
+            if teardown is None:  # it started nothing yet, or its own teardown could not run
+                if client is not None:
+                    entry["removal"] = remove_run_containers(client, run_id, grace_s=10)
+                entry["processes"] = _stop_run_processes(state.changes.get("processes"))
+                entry["run_processes"] = stop_run_processes(run_id, grace_s=10)  # anything else carrying its id
+            else:
+                entry["removal"] = teardown["removal"]
+                entry["processes"] = teardown["removal"].get("processes") or []
+                entry["run_processes"] = teardown["removal"].get("run_processes")
+            restore = (teardown or {}).get("cotenant_restore")
+            restarted = _restore_paused_cotenant(store, run_id)  # whatever the teardown did not restore
+            entry["cotenant_restarted"] = restarted if restore is None else bool(restore.get("ok"))
+            if not store.load(run_id).terminal:
+                store.transition(run_id, State.ERROR_ABORTED, closing)
         log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
         recovered.append(entry)
     return recovered
+
+
+def _close_through_teardown(store: StateStore, state: RunState, reason: str) -> dict[str, Any] | None:
+    """Abort the run as its own process would have (``voxbench run``'s abort path), and return
+    the teardown it recorded; None where none ran (a run in PREFLIGHT or BASELINE started no
+    engine) or the run could not be closed that way (no configuration in its directory)."""
+    from bench_py.config.model import ConfigError
+    from bench_py.run.phases import Run
+
+    project_dir = Path((state.changes.get("dispatcher") or {}).get("project_dir") or ".")
+    try:
+        run = Run(store, state.run_id, project_dir)
+    except (OSError, ValueError, ConfigError) as error:
+        log.warning("run %s has no usable configuration (%s): closing it by its labels and pids", state.run_id, error)
+        return None
+    had_teardown = run.read("teardown")
+    try:
+        run.run_phase("abort", reason)
+    except Exception:  # recovery goes on by labels and pids; the state file says the rest
+        log.exception("the teardown of run %s failed: removing what it started by its labels and pids", state.run_id)
+        return None
+    teardown = run.read("teardown")
+    if teardown is None or teardown == had_teardown:
+        return None
+    return teardown
+
+
+_POSTFLIGHT_KEYS = ("ok", "p50_ms", "baseline_p50_ms", "ratio", "max_ratio", "counted_from", "reason")
+
+
+def _teardown_summary(run_id: str, teardown: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the recovery's teardown found: removal verified, and the co-tenant's post-flight."""
+    if teardown is None:
+        return None
+    post = teardown.get("postflight") or {}
+    restore = teardown.get("cotenant_restore") or {}
+    summary = {
+        "removal_verified": bool(teardown["removal"].get("verified")),
+        "cotenant_answered_after_s": restore.get("answered_after_s"),
+        "postflight": {key: post.get(key) for key in _POSTFLIGHT_KEYS},
+    }
+    log.info(
+        "run %s torn down: removal verified %s, co-tenant p50 %s ms against its baseline %s ms (ok: %s)",
+        run_id,
+        summary["removal_verified"],
+        post.get("p50_ms"),
+        post.get("baseline_p50_ms"),
+        post.get("ok"),
+    )
+    return summary
 
 
 def _stop_run_processes(recorded: Any) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Host preparation helpers: the bundle's platform tags and bytes, run recovery."""
 
+import json
 import os
 import subprocess
 import tarfile
@@ -54,6 +55,7 @@ def test_recovery_closes_runs_whose_dispatcher_is_gone(tmp_path):
             "run_processes": {"found": [], "remaining": [], "verified": True},
             "cotenant_restarted": None,
             "reserve_released_bytes": 4096,
+            "teardown": None,  # no configuration in its directory: closed by labels and pids
         }
     ]
     assert not (store.run_dir("RUN-LOST") / RESERVE).exists()
@@ -178,3 +180,27 @@ def test_a_pack_an_interrupted_collection_left_is_swept_once_it_is_old(tmp_path)
     assert sweep_packs(tmp_path, 4, dry_run=True) == [old] and old.exists()
     assert sweep_packs(tmp_path, 4) == [old]
     assert not old.exists() and young.exists() and (tmp_path / "runs").is_dir()
+
+
+def test_recovery_closes_a_run_through_its_own_abort_path_and_keeps_its_results(tmp_path):
+    """A run with its configuration is closed as its process would have closed it: measurements.json and
+    an inconclusive verdict are written (the next bench.yml collects it like any aborted run)."""
+    from bench_py.config.model import load
+    from bench_py.files import atomic_write_json
+    from tests.unit.modules.conftest import config_overrides
+
+    run_id = "BENCHMARK-VOXTRAL-UNIT-HOST-20260101-120000"  # measurements.json checks its form
+    config = load(config_overrides(tmp_path / "state"))
+    store = StateStore(config.paths.state_dir)
+    store.create(run_id)
+    atomic_write_json(store.run_dir(run_id) / "config.json", config.model_dump(mode="json"))
+    store.update(run_id, changes={"dispatcher": {"pid": 1, "host_boot_id": "a-previous-boot"}})
+    [entry] = recover(store, None)
+    assert entry["reason"] == "host_restarted" and entry["teardown"] is None  # PREFLIGHT started no engine
+    state = store.load(run_id)
+    assert state.state == State.ERROR_ABORTED and state.reason == "host_restarted: recovered by voxbench cleanup"
+    assert state.changes.get("files_written")
+    run_dir = store.run_dir(run_id)
+    assert json.loads((run_dir / "measurements.json").read_text())["final_state"] == "ERROR_ABORTED"
+    assert json.loads((run_dir / "verdict.json").read_text())["verdict"] == "inconclusive"
+    assert store.holder() is None
