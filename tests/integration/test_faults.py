@@ -63,7 +63,6 @@ def orphan_processes(run_id: str, within_s: float = 20) -> dict[int, list[str]]:
     return found
 
 
-@pytest.mark.under_load
 def test_a_candidate_container_killed_mid_run_aborts_and_tears_down(bench_env, docker_client):
     """Expected: ERROR_ABORTED by engine_failure from BENCHING; teardown verified; no container;
     the controller exits non-zero; the co-tenant within bounds afterwards."""
@@ -124,7 +123,6 @@ def own_cotenant(docker_client, standin_images, test_run_label):
     container.remove(force=True)
 
 
-@pytest.mark.under_load
 def test_a_cotenant_that_dies_is_reported_and_never_restarted(bench_env, docker_client, own_cotenant):
     """Expected: the gate sees it stop answering and aborts the run (ERROR_ABORTED from BENCHING,
     teardown verified); post-flight reports the co-tenant did not come back; voxbench does not
