@@ -11,7 +11,6 @@ from typing import Any
 
 import krippendorff
 import numpy as np
-from scipy import stats
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20260101  # fixed: the same scores give the same interval, and the same report
@@ -62,6 +61,8 @@ def bootstrap_ci(pairs: list[tuple[str, int, float]], resamples: int = BOOTSTRAP
 def wilcoxon_p(differences: list[float]) -> float | None:
     if not any(differences):
         return 1.0 if differences else None
+    from scipy import stats  # here, not at the top: its import costs every module that reads a verdict a second
+
     return float(stats.wilcoxon(differences, zero_method="wilcox").pvalue)
 
 

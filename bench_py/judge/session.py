@@ -29,6 +29,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,11 +157,17 @@ def create(run_dir: Path) -> Session:
     try:
         (tmp / "clips").mkdir(parents=True)
         pairs = []
+        clips_of = {pair["pair"]: [tmp / "clips" / f"{pair[slot]}.wav" for slot in ("a", "b")] for pair in planned}
+
+        def normalize(clip: Path) -> None:
+            entry = mapping[clip.stem]
+            normalize_clip(run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]], clip)
+
+        # One ffmpeg per clip, two at a time: each is a short process that mostly waits on its start.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(normalize, [clip for clips in clips_of.values() for clip in clips]))
         for pair in planned:
-            clips = [tmp / "clips" / f"{pair[slot]}.wav" for slot in ("a", "b")]
-            for clip in clips:
-                entry = mapping[clip.stem]
-                normalize_clip(run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]], clip)
+            clips = clips_of[pair["pair"]]
             equalize_pair(clips)
             utterance = pair["utterance"]
             text = utterances[utterance] if utterance < len(utterances) else ""
