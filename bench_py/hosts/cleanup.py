@@ -128,7 +128,10 @@ def recover(store: StateStore, client: docker.DockerClient | None, dry_run: bool
                 entry["run_processes"] = teardown["removal"].get("run_processes")
             restore = (teardown or {}).get("cotenant_restore")
             restarted = _restore_paused_cotenant(store, run_id)  # whatever the teardown did not restore
-            entry["cotenant_restarted"] = restarted if restore is None else bool(restore.get("ok"))
+            # The fallback's answer when it ran (the teardown had not restored it), else the teardown's.
+            entry["cotenant_restarted"] = (
+                restarted if restarted is not None or restore is None else bool(restore.get("ok"))
+            )
             if not store.load(run_id).terminal:
                 store.transition(run_id, State.ERROR_ABORTED, closing)
         log.info("%s run %s (%s): %s", "would close" if dry_run else "closed", run_id, state.state, reason)
