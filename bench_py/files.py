@@ -7,8 +7,10 @@ keeps go through these. A write that fails (a full disk) leaves the old file and
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,3 +44,26 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
         if isinstance(error, OSError) and error.filename is None:
             error.filename = str(path)  # a write through a handle names no file: name the one meant
         raise
+
+
+#: The errors of a full disk: no space left, or the user's quota reached.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: What tools print for them (their strerror), to find a full disk in another program's messages.
+DISK_FULL_WORDS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (a state directory not made yet)."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem that holds ``path`` (or its nearest existing parent)."""
+    return shutil.disk_usage(nearest_existing(path)).free

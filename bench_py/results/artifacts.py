@@ -14,7 +14,6 @@ are pushed explicitly, so no hook or ``git lfs install`` is needed.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -23,6 +22,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench_py.files import DISK_FULL_ERRNOS, DISK_FULL_WORDS
 
 LFS_CONFIG = (
     "-c", "filter.lfs.clean=git-lfs clean -- %f",
@@ -51,10 +52,6 @@ class _GitFailed(ArtifactsError):
 
 class _GitNoSpace(_GitFailed):
     """A git step said "No space left on device" (turned into :class:`PublishDiskFull`)."""
-
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-_FULL_WORDS = tuple(os.strerror(code) for code in _FULL)
 
 
 @dataclass
@@ -94,7 +91,7 @@ def _git(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, chec
     )
     if check and result.returncode != 0:
         said = (result.stderr or result.stdout).strip().splitlines()
-        full = [line for line in said if any(words in line for words in _FULL_WORDS)]
+        full = [line for line in said if any(words in line for words in DISK_FULL_WORDS)]
         words = [arg for index, arg in enumerate(args) if arg != "-c" and (index == 0 or args[index - 1] != "-c")]
         failed = f"git {' '.join(words[:3])} failed in {cwd}: {(full or said)[-1] if said else result.returncode}"
         raise (_GitNoSpace if full else _GitFailed)(failed)
@@ -180,7 +177,7 @@ def _is_disk_full(repo: Path, error: BaseException) -> bool:
     when a step failed counts too; asked before anything is cleaned up, which frees space."""
     if isinstance(error, PublishDiskFull | _GitNoSpace):
         return True
-    if isinstance(error, OSError) and error.errno in _FULL:
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
     return isinstance(error, OSError | _GitFailed) and _out_of_room(repo)
 
@@ -193,7 +190,7 @@ def _disk_full(repo: Path, error: BaseException) -> PublishDiskFull:
     if isinstance(error, OSError):
         said = f"{error.strerror} writing {error.filename}" if error.filename else str(error.strerror)
     else:
-        said = str(error) if _FULL_WORDS[0] in str(error) else f"{_FULL_WORDS[0]}: {error}"
+        said = str(error) if DISK_FULL_WORDS[0] in str(error) else f"{DISK_FULL_WORDS[0]}: {error}"
     return PublishDiskFull(
         f"the disk filled up while publishing ({said}; {free}; the temporary worktree is made "
         f"under {temp}). Nothing was pushed, the benchmark branch is as it was and the run's files are "

@@ -11,7 +11,6 @@ its copy, the run is not marked collected there, and the next ``bench.yml`` fetc
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -19,11 +18,11 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from bench_py.files import DISK_FULL_ERRNOS, DISK_FULL_WORDS, free_bytes
+
 #: Room kept free beyond the run itself: directory blocks, the report and listening files the
 #: controller writes next, and whatever else shares the disk for a moment.
 MARGIN_BYTES = 4 << 20
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-_FULL_WORDS = tuple(os.strerror(code) for code in _FULL)
 
 
 class CollectError(RuntimeError):
@@ -47,14 +46,6 @@ class ControllerDiskFull(CollectError):
 
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
-
-
-def free_bytes(path: Path) -> int:
-    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
 
 
 def _check_run_id(run_id: str) -> str:
@@ -89,7 +80,7 @@ def prepare(dest: Path, run_id: str, need_bytes: int) -> Path:
     try:
         staging.mkdir(parents=True)
     except OSError as error:
-        if error.errno in _FULL:
+        if error.errno in DISK_FULL_ERRNOS:
             raise ControllerDiskFull(dest, run_id, need_bytes + MARGIN_BYTES, free_bytes(dest), str(error)) from None
         raise
     return staging
@@ -163,7 +154,7 @@ def unpack(pack: Path, dest: Path, run_id: str) -> Path:
         if done.returncode != 0:
             said = done.stderr.strip().splitlines()
             last = said[-1] if said else f"exit {done.returncode}"
-            full = [line for line in said if any(words in line for words in _FULL_WORDS)]
+            full = [line for line in said if any(words in line for words in DISK_FULL_WORDS)]
             if full:
                 need = sum(files.values()) + MARGIN_BYTES
                 raise ControllerDiskFull(dest, run_id, need, free_bytes(dest), full[0])
@@ -200,9 +191,9 @@ def failure_message(dest: Path, run_id: str, need: int, detail: str) -> str:
         return detail  # already one of ours, saying what to do
     free = free_bytes(dest)
     lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
-    full = [line for line in lines if any(words in line for words in _FULL_WORDS)]
+    full = [line for line in lines if any(words in line for words in DISK_FULL_WORDS)]
     if full or free < need + MARGIN_BYTES:
-        shown = next((words for words in _FULL_WORDS if full and words in full[0]), lines[-1] if lines else "")
+        shown = next((words for words in DISK_FULL_WORDS if full and words in full[0]), lines[-1] if lines else "")
         return str(ControllerDiskFull(Path(dest), run_id, need + MARGIN_BYTES, free, shown))
     said = lines[-1] if lines else "no reason given"
     return (

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_py import documents
+from bench_py.files import is_disk_full
 from bench_py.judge import pairing
 from bench_py.judge import session as sessions
 from bench_py.results import report
@@ -161,7 +162,7 @@ def _disk_full_under(run_dir: Path, error: Exception) -> bool:
     """Whether a full disk under the run stopped sealing or reporting. Not every tool says so
     (ffmpeg can leave an empty clip and exit 0, and the clip then reads as a broken WAV), so a
     disk left without room when a step failed counts too."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(error):
         return True
     return shutil.disk_usage(run_dir).free < LOW_SPACE_BYTES
 

@@ -18,7 +18,7 @@ from typing import Any
 from bench_py.config.model import Config
 from bench_py.engines.docker_client import docker_client
 from bench_py.engines.launch import mem_available_gb
-from bench_py.run.space import free_bytes, nearest_existing
+from bench_py.files import free_bytes, nearest_existing
 from bench_py.voice.references import ReferenceError, verify
 
 

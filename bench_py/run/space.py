@@ -13,28 +13,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from pathlib import Path
 
+from bench_py.files import free_bytes
+from bench_py.files import is_disk_full as is_disk_full  # the phases ask space whether an error is one
+
 RESERVE = ".reserve"
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in _FULL
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path``, or its nearest parent that exists (a state directory not made yet)."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return probe
-
-
-def free_bytes(path: Path) -> int:
-    """Free bytes on the filesystem that holds ``path`` (or its nearest existing parent)."""
-    return shutil.disk_usage(nearest_existing(path)).free
 
 
 def make_reserve(run_dir: Path, size_bytes: int) -> int:

@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bench_py.audio import read_wav_file
 from bench_py.config.model import default_config, load_file
 from bench_py.measure import cotenant as cotenant_probe
 from bench_py.processes import RUN_ID_VARIABLE
 from bench_py.run.state import StateStore
-from tests.helpers import ROOT, bench_containers, fill_disk, free_port, small_tmpfs, wait_healthy
+from tests.helpers import bench_containers, fill_disk, free_port, small_tmpfs, wait_healthy
 from tests.integration.test_gate import (
     BIN,
     host_measurements,
+    start_cli,
     start_playbook,
     wait_for_state,
     wait_for_timed_requests,
@@ -332,21 +332,6 @@ def _cotenant_p50_ms(run_dir: Path, probes: int = 5) -> float:
     return float(cotenant_probe.measure_latency(config, probes, warmup=1)["latency_ms"]["p50"])
 
 
-def _start_by_the_cli(bench_env: dict, config: dict, gemma_mode: str) -> subprocess.Popen:
-    config_file = bench_env["tmp"] / "config.yml"
-    config_file.write_text(yaml.safe_dump({"profile": "fast", **bench_env["config"], **config}))
-    variables = [f"--var={k}={v}" for k, v in bench_env["extra"].items()]
-    return subprocess.Popen(
-        [str(BIN / "voxbench"), "bench", "--gemma-mode", gemma_mode, "--config", str(config_file), *variables],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
-    )
-
-
 @pytest.mark.under_load
 @pytest.mark.parametrize("fault", ["sigkill", "ctrl-c"])
 def test_pause_gemma_brings_the_cotenant_back_after_a_crash_or_an_operator_abort(
@@ -372,7 +357,7 @@ def test_pause_gemma_brings_the_cotenant_back_after_a_crash_or_an_operator_abort
     if fault == "sigkill":
         process = start_playbook(bench_env, "-e", "gemma_mode=pause-gemma", config=config)
     else:
-        process = _start_by_the_cli(bench_env, config, "pause-gemma")
+        process = start_cli(bench_env, config, "pause-gemma")
     run_id = wait_for_state(bench_env, {"BENCHING"})
     wait_for_timed_requests(bench_env, run_id)
     own_cotenant["container"].reload()

@@ -40,6 +40,22 @@ def start_playbook(env: dict, *args: str, config: dict | None = None) -> subproc
     )
 
 
+def start_cli(env: dict, config: dict, gemma_mode: str) -> subprocess.Popen:
+    """``voxbench bench`` as a user types it: the fast profile, the test's host state and ``config``."""
+    config_file = env["tmp"] / "config.yml"
+    config_file.write_text(yaml.safe_dump({"profile": "fast", **env["config"], **config}))
+    variables = [f"--var={k}={v}" for k, v in env["extra"].items()]
+    return subprocess.Popen(
+        [str(BIN / "voxbench"), "bench", "--gemma-mode", gemma_mode, "--config", str(config_file), *variables],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+    )
+
+
 def wait_for_state(env: dict, wanted: set[str], timeout_s: float = 120) -> str:
     """The run id once the host's run reaches one of ``wanted`` states."""
     store = StateStore(env["config"]["paths"]["state_dir"])
@@ -174,22 +190,7 @@ def test_a_killed_controller_leaves_the_run_going_and_the_next_bench_collects_it
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_on_the_cli_aborts_the_hosts_run(bench_env, docker_client, signum):
-    config_file = bench_env["tmp"] / "config.yml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {"profile": "fast", **bench_env["config"], "bench": {**bench_env["config"]["bench"], "repetitions": 20}}
-        )
-    )
-    variables = [f"--var={k}={v}" for k, v in bench_env["extra"].items()]
-    process = subprocess.Popen(
-        [str(BIN / "voxbench"), "bench", "--gemma-mode", "parallel", "--config", str(config_file), *variables],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
-    )
+    process = start_cli(bench_env, {"bench": {**bench_env["config"]["bench"], "repetitions": 20}}, "parallel")
     run_id = wait_for_state(bench_env, {"BENCHING"})
     process.send_signal(signum)  # Ctrl-C, or `kill` / a service manager stopping the controller
     output, _ = process.communicate(timeout=180)
