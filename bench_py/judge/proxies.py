@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.documents.models import Measurements
 from bench_py.files import atomic_write_json
+from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable, embed_many
 
 PROXIES = "proxies.json"
 ASR_RATE = 16_000
@@ -104,34 +105,61 @@ def _default_asr() -> Asr:
     return PocketSphinxAsr()
 
 
-def _similarity() -> Callable[[Pcm, Pcm], float] | str:
+def _scorer(reference: Pcm | None) -> ReferenceScorer | str | None:
+    """The similarity scorer against the run's reference; why not, when it cannot load here."""
+    if reference is None:
+        return None
+    scorer = ReferenceScorer(reference)
     try:
-        from bench_py.judge.similarity import speaker_similarity
-    except ImportError as error:  # the judge extra (resemblyzer, torch) is not installed
+        scorer.anchor()
+    except SimilarityUnavailable as error:  # the judge extra (resemblyzer, torch) is not installed
         return f"speaker similarity unavailable: {error}"
-    return speaker_similarity
+    except ValueError:
+        pass  # too little speech in the reference: each take says so
+    return scorer
+
+
+def _similarities(scorer: ReferenceScorer, pcms: list[Pcm]) -> list[float | str]:
+    """Each take's similarity to the reference, or why there is none. The takes are embedded
+    together (one encoder pass per batch of windows, the same figures as one by one)."""
+    try:
+        scorer.anchor()
+    except ValueError as error:
+        return [f"the reference: {error}"] * len(pcms)
+    return [
+        round(scorer.of_embedding(vector), 4) if vector is not None else "under 0.5 s of speech after silence trimming"
+        for vector in embed_many(pcms)
+    ]
 
 
 def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -> dict[str, Any]:
-    """Proxies for every saved take of a run, and their means per side and condition."""
+    """Proxies for every saved take of a run, and their means per side and condition. The loudness
+    meters (ffmpeg) and the speaker embeddings run on other threads while the ASR decodes here."""
     run_dir = Path(run_dir)
     bench = measurements.bench
     utterances = (bench.utterances if bench else None) or []
     reference_path = run_dir / "reference.wav"
     reference = read_wav_file(str(reference_path)) if reference_path.is_file() else None
-    similarity = _similarity()
+    scorer = _scorer(reference)
     asr = asr or _default_asr()
-    takes = []
-    durations: dict[tuple[str, int], dict[str, float]] = {}
-    for side, records in sorted((bench.records if bench else {}).items()):
-        for record in records:
-            wav = record.extra("wav")  # the v0 schema does not name it
-            if not wav or record.warmup:
-                continue
-            path = run_dir / wav
-            pcm = read_wav_file(str(path))
+    saved = [
+        (side, record, str(record.extra("wav")))
+        for side, records in sorted((bench.records if bench else {}).items())
+        for record in records
+        if record.extra("wav") and not record.warmup  # the v0 schema does not name "wav"
+    ]
+    pcms = [read_wav_file(str(run_dir / wav)) for _, _, wav in saved]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loudness = pool.map(loudness_lufs, [run_dir / wav for _, _, wav in saved])
+        similarities = pool.submit(_similarities, scorer, pcms) if isinstance(scorer, ReferenceScorer) else None
+        transcripts = [asr.transcribe(pcm) for pcm in pcms]
+        scored = similarities.result() if similarities else [None] * len(saved)
+        takes = []
+        durations: dict[tuple[str, int], dict[str, float]] = {}
+        for (side, record, wav), pcm, transcript, lufs, similarity in zip(
+            saved, pcms, transcripts, loudness, scored, strict=True
+        ):
             text = utterances[record.utterance] if record.utterance < len(utterances) else ""
-            transcript = asr.transcribe(pcm)
             take: dict[str, Any] = {
                 "side": side,
                 "condition": record.condition,
@@ -140,14 +168,11 @@ def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -
                 "duration_s": round(pcm.duration_s, 4),
                 "transcript": transcript,
                 "wer": round(word_error_rate(text, transcript), 4),
-                "loudness_lufs": loudness_lufs(path),
-                "similarity": None,
+                "loudness_lufs": lufs,
+                "similarity": similarity if isinstance(similarity, float) else None,
             }
-            if reference is not None and callable(similarity):
-                try:
-                    take["similarity"] = round(similarity(pcm, reference), 4)
-                except ValueError as error:  # too little speech to embed
-                    take["similarity_error"] = str(error)
+            if isinstance(similarity, str):
+                take["similarity_error"] = similarity
             durations.setdefault((record.condition, record.utterance), {})[side] = pcm.duration_s
             takes.append(take)
     for take in takes:
@@ -165,7 +190,7 @@ def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -
                 }
     return {
         "asr": asr.name,
-        "similarity": "resemblyzer GE2E cosine to the reference clip" if callable(similarity) else similarity,
+        "similarity": scorer if isinstance(scorer, str) else "resemblyzer GE2E cosine to the reference clip",
         "loudness": "EBU R128 integrated (ffmpeg ebur128)",
         "note": "objective proxies: reported beside the verdict, never used by the rule",
         "takes": takes,

@@ -87,10 +87,42 @@ def embed(pcm: Pcm) -> np.ndarray:
     return cast(np.ndarray, encoder.embed_utterance(wav))
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 def speaker_similarity(a: Pcm, b: Pcm) -> float:
     """Cosine similarity of two clips' speaker embeddings (1.0 = same voice)."""
-    ea, eb = embed(a), embed(b)
-    return float(np.dot(ea, eb) / (np.linalg.norm(ea) * np.linalg.norm(eb)))
+    return cosine(embed(a), embed(b))
+
+
+class ReferenceScorer:
+    """Similarity of many clips to one reference, whose embedding is computed once, at the first
+    score (the takes of a run and the preset voices of a sweep are all compared with the same clip;
+    embedding it again for each cost as much as the clip itself). The same figures as
+    :func:`speaker_similarity`; a reference with too little speech raises its ValueError at each score."""
+
+    def __init__(self, reference: Pcm) -> None:
+        self._reference = reference
+        self._anchor: np.ndarray | None = None
+        self._error: ValueError | None = None
+
+    def anchor(self) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
+        if self._anchor is None:
+            try:
+                self._anchor = embed(self._reference)
+            except ValueError as error:
+                self._error = error
+                raise
+        return self._anchor
+
+    def __call__(self, pcm: Pcm) -> float:
+        return cosine(embed(pcm), self.anchor())
+
+    def of_embedding(self, embedding: np.ndarray) -> float:
+        return cosine(embedding, self.anchor())
 
 
 def embed_many(pcms: list[Pcm], batch: int = 256) -> list[np.ndarray | None]:

@@ -184,8 +184,9 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
     folder = run.dir / "preset-sweep"
     folder.mkdir(exist_ok=True)
     reference = read_wav_file(run.reference_wav())
-    from bench_py.judge.similarity import SimilarityUnavailable, speaker_similarity
+    from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable
 
+    similarity = ReferenceScorer(reference)
     scores: dict[str, float | None] = {}
     errors: dict[str, str] = {}
     spoke = 0
@@ -206,7 +207,7 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
         spoke += 1
         write_wav_file(str(folder / f"{voice}.wav"), pcm)
         try:
-            scores[voice] = round(speaker_similarity(pcm, reference), 4)
+            scores[voice] = round(similarity(pcm), 4)
         except SimilarityUnavailable as error:  # no scorer on this host: the sweep says so, the run goes on
             scores[voice], unavailable = None, str(error)
         except ValueError:  # under half a second of speech: not a voice to choose
