@@ -42,5 +42,5 @@ def test_a_reference_without_speech_says_so_at_every_score(tmp_path):
     scorer = similarity.ReferenceScorer(quiet)
     take = _speech(tmp_path, "slt", "Nobody wrote about the empty station.")
     for _ in range(2):
-        with pytest.raises(ValueError, match="under 0.5 s of speech"):
+        with pytest.raises(ValueError, match=r"under 0\.5 s of speech"):
             scorer(take)
