@@ -22,7 +22,7 @@ from scipy.signal import resample_poly
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.documents.models import Measurements
 from bench_py.files import atomic_write_json
-from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable, embed_many
+from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable
 
 PROXIES = "proxies.json"
 ASR_RATE = 16_000
@@ -119,19 +119,6 @@ def _scorer(reference: Pcm | None) -> ReferenceScorer | str | None:
     return scorer
 
 
-def _similarities(scorer: ReferenceScorer, pcms: list[Pcm]) -> list[float | str]:
-    """Each take's similarity to the reference, or why there is none. The takes are embedded
-    together (one encoder pass per batch of windows, the same figures as one by one)."""
-    try:
-        scorer.anchor()
-    except ValueError as error:
-        return [f"the reference: {error}"] * len(pcms)
-    return [
-        round(scorer.of_embedding(vector), 4) if vector is not None else "under 0.5 s of speech after silence trimming"
-        for vector in embed_many(pcms)
-    ]
-
-
 def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -> dict[str, Any]:
     """Proxies for every saved take of a run, and their means per side and condition. The loudness
     meters (ffmpeg) and the speaker embeddings run on other threads while the ASR decodes here."""
@@ -151,7 +138,7 @@ def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -
     pcms = [read_wav_file(str(run_dir / wav)) for _, _, wav in saved]
     with ThreadPoolExecutor(max_workers=2) as pool:
         loudness = pool.map(loudness_lufs, [run_dir / wav for _, _, wav in saved])
-        similarities = pool.submit(_similarities, scorer, pcms) if isinstance(scorer, ReferenceScorer) else None
+        similarities = pool.submit(scorer.score_many, pcms) if isinstance(scorer, ReferenceScorer) else None
         transcripts = [asr.transcribe(pcm) for pcm in pcms]
         scored = similarities.result() if similarities else [None] * len(saved)
         takes = []
@@ -169,7 +156,7 @@ def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -
                 "transcript": transcript,
                 "wer": round(word_error_rate(text, transcript), 4),
                 "loudness_lufs": lufs,
-                "similarity": similarity if isinstance(similarity, float) else None,
+                "similarity": round(similarity, 4) if isinstance(similarity, float) else None,
             }
             if isinstance(similarity, str):
                 take["similarity_error"] = similarity

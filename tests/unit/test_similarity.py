@@ -33,8 +33,9 @@ def test_a_reference_scorer_gives_the_pairwise_figures_and_embeds_the_reference_
     assert got == pytest.approx(expected, abs=1e-6)
     assert embedded.count(len(reference.samples)) == 1 and len(embedded) == 3
     assert got[0] > got[1]  # the reference's own voice is the nearer one
-    batch = similarity.embed_many(takes)
-    assert [scorer.of_embedding(v) for v in batch if v is not None] == pytest.approx(expected, abs=1e-5)
+    quiet = Pcm(np.zeros(8000, dtype=np.int16), 16_000)
+    batch = scorer.score_many([*takes, quiet])
+    assert batch[:2] == pytest.approx(expected, abs=1e-5) and "under 0.5 s of speech" in str(batch[2])
 
 
 def test_a_reference_without_speech_says_so_at_every_score(tmp_path):
@@ -44,3 +45,4 @@ def test_a_reference_without_speech_says_so_at_every_score(tmp_path):
     for _ in range(2):
         with pytest.raises(ValueError, match=r"under 0\.5 s of speech"):
             scorer(take)
+    assert scorer.score_many([take]) == ["the reference: the clip has under 0.5 s of speech after silence trimming"]

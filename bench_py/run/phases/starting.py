@@ -183,13 +183,11 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
     phrase = "I can feel the fear that you carry around, and I wish I could help you let go of it."
     folder = run.dir / "preset-sweep"
     folder.mkdir(exist_ok=True)
-    reference = read_wav_file(run.reference_wav())
     from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable
 
-    similarity = ReferenceScorer(reference)
     scores: dict[str, float | None] = {}
     errors: dict[str, str] = {}
-    spoke = 0
+    spoken: dict[str, Pcm] = {}
     unavailable = None
     for voice in voices:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", str(voice)):
@@ -204,14 +202,18 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
         if pcm.duration_s < 0.3:
             scores[voice], errors[voice] = None, f"{pcm.duration_s:.2f} s of audio"
             continue
-        spoke += 1
+        scores[voice], spoken[voice] = None, pcm  # scored below, with the others
         write_wav_file(str(folder / f"{voice}.wav"), pcm)
-        try:
-            scores[voice] = round(similarity(pcm), 4)
-        except SimilarityUnavailable as error:  # no scorer on this host: the sweep says so, the run goes on
-            scores[voice], unavailable = None, str(error)
-        except ValueError:  # under half a second of speech: not a voice to choose
-            scores[voice] = None
+    # Scored together once all have spoken: one encoder pass, the reference embedded once.
+    try:
+        scorer = ReferenceScorer(read_wav_file(run.reference_wav()))
+        similarities = scorer.score_many(list(spoken.values())) if spoken else []
+    except SimilarityUnavailable as error:  # no scorer on this host: the sweep says so, the run goes on
+        similarities, unavailable = [], str(error)
+    for voice, similarity in zip(spoken, similarities, strict=False):
+        if isinstance(similarity, float):  # else under half a second of speech: not a voice to choose
+            scores[voice] = round(similarity, 4)
+    spoke = len(spoken)
     scored = {voice: score for voice, score in scores.items() if score is not None}
     ranked = sorted(scored, key=lambda voice: -scored[voice])
     chosen = ranked[0] if ranked else (voices[0] if voices else cfg.preset_voice)
