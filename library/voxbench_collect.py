@@ -26,8 +26,8 @@ options:
     description:
       - C(prepare) makes an empty staging directory once the disk has room for O(need_bytes)
         (an incomplete copy a killed collection left is removed first).
-      - C(unpack) unpacks O(pack) with C(tar) into the staging directory and moves the whole run
-        into place.
+      - C(unpack) unpacks O(pack) with C(tar) into the staging directory, moves the whole run
+        into place and removes O(pack).
       - C(place) moves a run fetched file by file into the staging directory into place, once every
         file of O(files) (relative to O(run_dir)) is there at its size.
       - C(discard) removes the staging directory after a failed fetch and returns the message to fail
@@ -80,6 +80,10 @@ run_dir:
   description: The run's directory on the controller, now whole (C(unpack), C(place)).
   returned: success
   type: str
+pack_removed:
+  description: The pack was removed once the run was unpacked whole (C(unpack)).
+  returned: success
+  type: bool
 discarded:
   description: Whether an incomplete copy was removed (C(discard)).
   returned: success
@@ -119,8 +123,10 @@ def main() -> None:
             staging = collect.prepare(dest, run_id, params["need_bytes"])
             module.exit_json(changed=True, staging=str(staging))
         if step == "unpack":
-            done = collect.unpack(Path(params["pack"]), dest, run_id)
-            module.exit_json(changed=True, run_dir=str(done))
+            pack = Path(params["pack"])
+            done = collect.unpack(pack, dest, run_id)
+            pack.unlink(missing_ok=True)  # unpacked whole: the role's own removal is then skipped
+            module.exit_json(changed=True, run_dir=str(done), pack_removed=True)
         if step == "place":
             files = {posixpath.relpath(f["path"], params["run_dir"]): int(f["size"]) for f in params["files"]}
             done = collect.place_fetched(dest, run_id, files)

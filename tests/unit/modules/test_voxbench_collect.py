@@ -27,8 +27,10 @@ def test_a_pack_is_prepared_for_unpacked_and_put_in_place(tmp_path):
     pack = dest / f".{RUN}.tar"
     subprocess.run(["tar", "--create", "--file", str(pack), "--directory", str(run), "."], check=True)
     done = run_module(collect_module, {**base, "step": "unpack", "pack": str(pack)})
-    assert done == {"changed": True, "run_dir": str(dest / RUN)} and undocumented(collect_module, done) == []
+    assert done == {"changed": True, "run_dir": str(dest / RUN), "pack_removed": True}
+    assert undocumented(collect_module, done) == []
     assert (dest / RUN / "wavs" / "u00.wav").read_bytes() == (run / "wavs" / "u00.wav").read_bytes()
+    assert sorted(p.name for p in dest.iterdir()) == [RUN]  # the pack is gone, nothing staged is left
 
 
 def test_files_fetched_one_by_one_are_placed_once_all_are_there_at_their_size(tmp_path):
