@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,11 @@ def _keep(result: subprocess.CompletedProcess[str], tmp: Path, target: Path, dur
 def write_representatives(film: Path, out_dir: Path, clusters: list[dict[str, Any]]) -> None:
     folder = out_dir / "clusters"
     folder.mkdir(exist_ok=True)
-    for entry in clusters:
-        rep = entry["representative"]
-        name = f"cluster-{int(entry['cluster'])}.wav"
+
+    def cut_one(entry: dict[str, Any]) -> None:
+        rep, name = entry["representative"], f"cluster-{int(entry['cluster'])}.wav"
         reason = cut(Path(film), rep["start"], rep["end"], inside(folder, name))
         entry["file"] = None if reason else f"clusters/{name}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one ffmpeg per cluster, two at a time
+        list(pool.map(cut_one, clusters))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, cast
@@ -454,23 +455,31 @@ def _rank(
 
 
 def _cut_best(film: Path, out_dir: Path, candidates: list[Candidate], rejected: list[dict[str, Any]], top: int) -> None:
-    """Cut the best ``top`` that cut cleanly; a failed cut is a rejection with ffmpeg's reason."""
+    """Cut the best ``top`` that cut cleanly; a failed cut is a rejection with ffmpeg's reason.
+    Two ffmpeg at a time (each seeks into the film and loudness-normalizes one clip); the names are
+    given in rank order first, so the files are those of cutting one by one."""
     taken: set[str] = set()
-    kept = 0
-    for candidate in candidates:
-        if kept >= top:
-            break
-        name = clip_name(candidate.start, candidate.end, taken, candidate.kind == "joined")
-        target_path = inside(out_dir, name)
+    kept, at = 0, 0
+
+    def cut_one(job: tuple[Candidate, Path]) -> str | None:
+        candidate, target_path = job
         if candidate.kind == "joined":
-            reason = cut_joined(film, candidate.spans, target_path)
-        else:
-            reason = cut(film, candidate.start, candidate.end, target_path)
-        if reason:
-            rejected.append({"start": candidate.start, "end": candidate.end, "why": "cut_failed", "reason": reason})
-            continue
-        candidate.file = name
-        kept += 1
+            return cut_joined(film, candidate.spans, target_path)
+        return cut(film, candidate.start, candidate.end, target_path)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while kept < top and at < len(candidates):
+            batch = candidates[at : at + top - kept]  # as many as still needed: a failed cut takes the next
+            at += len(batch)
+            names = [clip_name(c.start, c.end, taken, c.kind == "joined") for c in batch]
+            jobs = [(c, inside(out_dir, name)) for c, name in zip(batch, names, strict=True)]
+            for (candidate, _), name, reason in zip(jobs, names, pool.map(cut_one, jobs), strict=True):
+                if reason:
+                    where = {"start": candidate.start, "end": candidate.end}
+                    rejected.append({**where, "why": "cut_failed", "reason": reason})
+                    continue
+                candidate.file = name
+                kept += 1
 
 
 def _save(out_dir: Path, result: Extraction) -> None:
