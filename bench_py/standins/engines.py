@@ -14,17 +14,23 @@ embedding, never with these features.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import math
 import os
 import re
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from bench_py import audio
 from bench_py.audio import IncompleteWavHeader, Pcm, decode_wav, median_f0, median_formants, parse_wav_header
+from bench_py.files import atomic_write_json
 
 #: A sentence long enough for stable pitch and formant estimates.
 CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog, while the evening sun sets slowly behind the hills."
@@ -108,6 +114,47 @@ class _Calibration:
         return float(np.interp(math.log(target_f0), logs, np.asarray(self.settings)[order]))
 
 
+#: A folder where calibrations are kept between starts, when set. The stand-in images set it and
+#: calibrate when they are built, so an engine in a container starts without ~3 s of synthesis and
+#: pitch tracking; the figures are the same (the engines are deterministic), keyed by everything
+#: they come from: the engine's binary and version, its voices and settings, this code.
+CALIBRATION_DIR_ENV = "VOXBENCH_STANDIN_CALIBRATION_DIR"
+
+
+def _calibration_file(engine: str, binary: str, inputs: Sequence[object]) -> Path | None:
+    folder = os.environ.get(CALIBRATION_DIR_ENV)
+    if not folder:
+        return None
+    said = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    key = hashlib.sha256(
+        json.dumps([engine, (said.stdout + said.stderr).strip(), list(inputs), CALIBRATION_TEXT]).encode()
+    )
+    for source in (audio.__file__, __file__):  # the measuring code itself
+        key.update(Path(source or "").read_bytes())
+    return Path(folder) / f"{engine}-{key.hexdigest()[:16]}.json"
+
+
+def _load_calibrations(path: Path | None) -> list[_Calibration] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        rows = json.loads(path.read_text())
+        return [_Calibration(**{**row, "formants": np.asarray(row["formants"], dtype=float)}) for row in rows]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # unreadable: measured again
+
+
+def _save_calibrations(path: Path | None, calibrations: list[_Calibration]) -> None:
+    if path is None or not calibrations:
+        return
+    rows = [{**vars(c), "formants": [float(f) for f in c.formants]} for c in calibrations]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, rows)
+    except OSError:
+        pass  # a read-only or full folder: the next start measures again
+
+
 #: Speaking F0 that separates the low (typically male) from the high (typically female) register.
 REGISTER_SPLIT_HZ = 160.0
 
@@ -161,6 +208,12 @@ class EspeakEngine:
     async def prepare(self) -> None:
         if self._calibrations:
             return
+        kept = _calibration_file(
+            self.name, self._binary, [self._CLONE_VARIANTS, self._PITCH_GRID, self._WORDS_PER_MINUTE]
+        )
+        self._calibrations = _load_calibrations(kept) or []
+        if self._calibrations:
+            return
         for variant in self._CLONE_VARIANTS:
             points, natural = [], None
             for setting in self._PITCH_GRID:
@@ -171,6 +224,7 @@ class EspeakEngine:
             calibration = _Calibration.measured(variant, points, natural) if natural else None
             if calibration:
                 self._calibrations.append(calibration)
+        _save_calibrations(kept, self._calibrations)
 
     def condition(self, reference: Pcm) -> VoiceParams:
         if not self._calibrations:
@@ -267,6 +321,10 @@ class FliteEngine(_SentenceEngine):
     async def prepare(self) -> None:
         if self._calibrations:
             return
+        kept = _calibration_file(self.name, self._binary, [self._voices, self._PITCHABLE])
+        self._calibrations = _load_calibrations(kept) or []
+        if self._calibrations:
+            return
         with tempfile.TemporaryDirectory(prefix="voxbench-cal-") as workdir:
             for voice in self._voices:
                 natural = await self._render(CALIBRATION_TEXT, VoiceParams(voice, None), workdir)
@@ -279,6 +337,7 @@ class FliteEngine(_SentenceEngine):
                 calibration = _Calibration.measured(voice, points, natural)
                 if calibration:
                     self._calibrations.append(calibration)
+        _save_calibrations(kept, self._calibrations)
 
     def condition(self, reference: Pcm) -> VoiceParams:
         if not self._calibrations:
@@ -335,3 +394,16 @@ def make_engine(name: str) -> SpeechEngine:
         return ENGINES[name]()
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}") from None
+
+
+def calibrate_kept() -> None:
+    """Calibrate every engine that calibrates into the folder :data:`CALIBRATION_DIR_ENV` names
+    (the stand-in images run this when they are built)."""
+    if not os.environ.get(CALIBRATION_DIR_ENV):
+        raise SystemExit(f"set {CALIBRATION_DIR_ENV} to the folder the calibrations go to")
+    for name in ("espeak-ng", "flite"):
+        asyncio.run(make_engine(name).prepare())
+
+
+if __name__ == "__main__":
+    calibrate_kept()
