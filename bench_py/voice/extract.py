@@ -461,19 +461,18 @@ def _cut_best(film: Path, out_dir: Path, candidates: list[Candidate], rejected: 
     taken: set[str] = set()
     kept, at = 0, 0
 
-    def cut_one(job: tuple[Candidate, Path]) -> str | None:
-        candidate, target_path = job
+    def cut_one(job: tuple[Candidate, str]) -> str | None:
+        candidate, name = job
         if candidate.kind == "joined":
-            return cut_joined(film, candidate.spans, target_path)
-        return cut(film, candidate.start, candidate.end, target_path)
+            return cut_joined(film, candidate.spans, inside(out_dir, name))
+        return cut(film, candidate.start, candidate.end, inside(out_dir, name))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         while kept < top and at < len(candidates):
             batch = candidates[at : at + top - kept]  # as many as still needed: a failed cut takes the next
             at += len(batch)
-            names = [clip_name(c.start, c.end, taken, c.kind == "joined") for c in batch]
-            jobs = [(c, inside(out_dir, name)) for c, name in zip(batch, names, strict=True)]
-            for (candidate, _), name, reason in zip(jobs, names, pool.map(cut_one, jobs), strict=True):
+            jobs = [(c, clip_name(c.start, c.end, taken, c.kind == "joined")) for c in batch]
+            for (candidate, name), reason in zip(jobs, pool.map(cut_one, jobs), strict=True):
                 if reason:
                     where = {"start": candidate.start, "end": candidate.end}
                     rejected.append({**where, "why": "cut_failed", "reason": reason})

@@ -213,7 +213,6 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
     for voice, similarity in zip(spoken, similarities, strict=False):
         if isinstance(similarity, float):  # else under half a second of speech: not a voice to choose
             scores[voice] = round(similarity, 4)
-    spoke = len(spoken)
     scored = {voice: score for voice, score in scores.items() if score is not None}
     ranked = sorted(scored, key=lambda voice: -scored[voice])
     chosen = ranked[0] if ranked else (voices[0] if voices else cfg.preset_voice)
@@ -225,7 +224,7 @@ def _preset_sweep(run: RunContext, voices: list[str]) -> dict[str, Any]:
         "wavs": "preset-sweep/",
         "unavailable": unavailable,
         "errors": errors,
-        "spoke": spoke,
+        "spoke": len(spoken),
     }
 
 
