@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 from bench_py.audio import Pcm, read_wav_file
 from bench_py.documents.models import Measurements
 from bench_py.files import atomic_write_json
+from bench_py.judge import ffmpeg
 from bench_py.judge.similarity import ReferenceScorer, SimilarityUnavailable
 
 PROXIES = "proxies.json"
@@ -95,9 +96,29 @@ def loudness_lufs(path: Path) -> float | None:
     if result.returncode != 0:
         return None
     found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", result.stderr)  # the summary's is the last one
-    if not found or found[-1] == "-inf":
-        return None
-    return float(found[-1])
+    return _lufs(found[-1]) if found else None
+
+
+def _lufs(found: str) -> float | None:
+    return None if found == "-inf" else float(found)
+
+
+#: The summary each meter prints when its input ends (ffmpeg may set a graph up twice: the last counts).
+_SUMMARY = re.compile(r"\[Parsed_ebur128_(\d+) @ [^\]]*\] Summary:\s+Integrated loudness:\s+I:\s+(-?[\d.]+|-inf) LUFS")
+
+
+def loudness_many(paths: list[Path]) -> list[float | None]:
+    """:func:`loudness_lufs` of each take, the same figures, metered by one ffmpeg per batch rather
+    than one per take; a batch ffmpeg refuses (a broken take) is metered take by take."""
+    found: list[float | None] = []
+    for batch in ffmpeg.batches(paths):
+        result = ffmpeg.per_input(batch, "ebur128", [["-f", "null", "-"]] * len(batch), loglevel="info")
+        summaries = {int(index): value for index, value in _SUMMARY.findall(result.stderr)}
+        if result.returncode != 0 or sorted(summaries) != list(range(len(batch))):
+            found += [loudness_lufs(path) for path in batch]
+        else:
+            found += [_lufs(summaries[index]) for index in range(len(batch))]
+    return found
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +142,8 @@ def _scorer(reference: Pcm | None) -> ReferenceScorer | str | None:
 
 def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -> dict[str, Any]:
     """Proxies for every saved take of a run, and their means per side and condition. The loudness
-    meters (ffmpeg) and the speaker embeddings run on other threads while the ASR decodes here."""
+    meter (an ffmpeg per batch of takes) and the speaker embeddings run on other threads while the
+    ASR decodes here."""
     run_dir = Path(run_dir)
     bench = measurements.bench
     utterances = (bench.utterances if bench else None) or []
@@ -137,14 +159,15 @@ def compute(run_dir: Path, measurements: Measurements, asr: Asr | None = None) -
     ]
     pcms = [read_wav_file(str(run_dir / wav)) for _, _, wav in saved]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        loudness = pool.map(loudness_lufs, [run_dir / wav for _, _, wav in saved])
+        loudness = pool.submit(loudness_many, [run_dir / wav for _, _, wav in saved])
         similarities = pool.submit(scorer.score_many, pcms) if isinstance(scorer, ReferenceScorer) else None
         transcripts = [asr.transcribe(pcm) for pcm in pcms]
         scored = similarities.result() if similarities else [None] * len(saved)
+        metered = loudness.result()
         takes = []
         durations: dict[tuple[str, int], dict[str, float]] = {}
         for (side, record, wav), pcm, transcript, lufs, similarity in zip(
-            saved, pcms, transcripts, loudness, scored, strict=True
+            saved, pcms, transcripts, metered, scored, strict=True
         ):
             text = utterances[record.utterance] if record.utterance < len(utterances) else ""
             take: dict[str, Any] = {

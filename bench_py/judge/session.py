@@ -27,8 +27,7 @@ import random
 import re
 import secrets
 import shutil
-import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from bench_py import documents
 from bench_py.audio import parse_wav_header, wav_header
 from bench_py.clock import now_iso
 from bench_py.files import atomic_write_json
-from bench_py.judge import pairing
+from bench_py.judge import ffmpeg, pairing
 
 SCORING_DIR = "scoring"
 SESSION = "session.json"
@@ -102,20 +101,30 @@ def mapping_digest(salt: str, mapping: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def normalize_clip(source: Path, target: Path) -> None:
-    """Re-encode one take so that no byte but the audio differs between engines."""
-    command = [
-        "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
-        "-af", f"loudnorm=I={LOUDNESS_LUFS:g}:TP=-2:LRA=11", "-ar", str(CLIP_RATE), "-ac", "1",
-        "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-        str(target),
-    ]  # fmt: skip
-    try:
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise SessionError("ffmpeg is missing: install it (apt-get install ffmpeg)") from None
-    except subprocess.CalledProcessError as error:
-        raise SessionError(f"ffmpeg could not normalize {source.name}: {error.stderr.strip()[-300:]}") from None
+#: What every clip is written as: one level, one format, no metadata, no encoder's mark.
+_LOUDNORM = f"loudnorm=I={LOUDNESS_LUFS:g}:TP=-2:LRA=11"
+_ENCODE = ("-ar", str(CLIP_RATE), "-ac", "1", "-c:a", "pcm_s16le", "-map_metadata", "-1",
+           "-fflags", "+bitexact", "-flags:a", "+bitexact")  # fmt: skip
+
+
+def normalize_clips(jobs: Sequence[tuple[Path, Path]]) -> None:
+    """Re-encode each (take, clip) so that no byte but the audio differs between engines: a few
+    ffmpeg processes, two at a time, not one per clip. A process that fails is done again clip by
+    clip, so that the error names the take."""
+
+    def normalize(batch: list[tuple[Path, Path]]) -> None:
+        try:
+            done = ffmpeg.per_input([s for s, _ in batch], _LOUDNORM, [[*_ENCODE, str(t)] for _, t in batch])
+        except FileNotFoundError:
+            raise SessionError("ffmpeg is missing: install it (apt-get install ffmpeg)") from None
+        if done.returncode != 0 and len(batch) > 1:
+            for job in batch:
+                normalize([job])
+        elif done.returncode != 0:
+            raise SessionError(f"ffmpeg could not normalize {batch[0][0].name}: {done.stderr.strip()[-300:]}")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(normalize, ffmpeg.batches(jobs, at_least=2)))
 
 
 def equalize_pair(paths: Iterable[Path]) -> int:
@@ -159,13 +168,11 @@ def create(run_dir: Path) -> Session:
         pairs = []
         clips_of = {pair["pair"]: [tmp / "clips" / f"{pair[slot]}.wav" for slot in ("a", "b")] for pair in planned}
 
-        def normalize(clip: Path) -> None:
+        def source(clip: Path) -> Path:
             entry = mapping[clip.stem]
-            normalize_clip(run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]], clip)
+            return run_dir / takes[(entry["utterance"], entry["condition"])][entry["side"]]
 
-        # One ffmpeg per clip, two at a time: each is a short process that mostly waits on its start.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(normalize, [clip for clips in clips_of.values() for clip in clips]))
+        normalize_clips([(source(clip), clip) for clips in clips_of.values() for clip in clips])
         for pair in planned:
             clips = clips_of[pair["pair"]]
             equalize_pair(clips)
