@@ -22,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
@@ -127,12 +130,31 @@ def write(kind: str, path: Path, data: dict[str, Any]) -> None:
     atomic_write_json(Path(path), data)
 
 
+#: (kind, SHA-256 of the bytes) of the files this process has read and found valid, newest last.
+_VALID_READS: OrderedDict[tuple[str, str], None] = OrderedDict()
+_VALID_READS_LOCK = threading.Lock()  # the listening server reads on several threads
+
+
 def read(kind: str, path: Path) -> dict[str, Any]:
+    """A run file, validated. A collection reads one run's measurements half a dozen times (seal,
+    proxies, report, facts), and a long run's schema check costs ~100x the parse: the same bytes
+    are checked once per process."""
+    raw = Path(path).read_bytes()
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as error:
         raise RunFileError(f"{kind} {path}: not JSON ({error.msg} at line {error.lineno})") from None
-    validate(kind, data)
+    seen = (kind, hashlib.sha256(raw).hexdigest())
+    with _VALID_READS_LOCK:
+        known = seen in _VALID_READS
+        if known:
+            _VALID_READS.move_to_end(seen)
+    if not known:
+        validate(kind, data)
+        with _VALID_READS_LOCK:
+            _VALID_READS[seen] = None
+            while len(_VALID_READS) > 64:
+                _VALID_READS.popitem(last=False)
     return cast(dict[str, Any], data)  # every schema's top level is an object
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from collections import OrderedDict
 
 import pytest
 
@@ -129,3 +130,29 @@ def test_every_published_v0_run_rebuilds_from_its_files_and_gives_its_verdict_ag
     assert report.is_file() and run in report.read_text()
     lines = summary_lines(figures(run_dir))
     assert lines[0].startswith(f"run       {run}") and lines[1].startswith(f"verdict   {stored.verdict}: ")
+
+
+def test_a_file_is_schema_checked_once_per_process_for_the_same_bytes(tmp_path, monkeypatch):
+    """The collector reads one measurements file half a dozen times: the same bytes are checked
+    once; any other bytes (a changed figure, a broken file) are checked, and refused, every time."""
+    checked = []
+    real_validate = documents.validate
+    monkeypatch.setattr(documents, "_VALID_READS", OrderedDict())  # what earlier tests read is known already
+    monkeypatch.setattr(
+        documents, "validate", lambda kind, data, where="": (checked.append(kind), real_validate(kind, data, where))
+    )
+    source = _unzipped(_v0("measurements.json")[0], tmp_path)
+    path = tmp_path / "measurements.json"
+    path.write_bytes(source.read_bytes())
+    first = documents.load_measurements(path)
+    assert documents.load_measurements(path) == first and checked == ["measurements"]
+    data = json.loads(path.read_text())
+    data["run_id"] = data["run_id"][:-1] + ("1" if data["run_id"][-1] != "1" else "2")
+    path.write_text(json.dumps(data))
+    assert documents.load_measurements(path).run_id == data["run_id"] != first.run_id and len(checked) == 2
+    data["bench"] = "not an object"
+    path.write_text(json.dumps(data))
+    for attempt in (3, 4):
+        with pytest.raises(documents.RunFileError, match="measurements bench"):
+            documents.load_measurements(path)
+        assert len(checked) == attempt
