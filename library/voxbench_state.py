@@ -32,6 +32,11 @@ options:
     description: Record that the controller has fetched this run (a later bench.yml then starts a new one).
     type: bool
     default: false
+  remove_pack:
+    description:
+      - With O(mark_collected), the run's pack on the host (the tar the controller fetched and unpacked), removed
+        once the run is marked collected, in the same round trip. Absent is fine; a directory is refused.
+    type: path
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -97,6 +102,20 @@ dispatcher_alive:
 from ansible.module_utils.basic import AnsibleModule
 
 
+def remove_file(path: str) -> bool:
+    """Remove a file; whether there was one. A directory is refused, not removed."""
+    import os
+    import stat
+
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise IsADirectoryError(f"remove_pack {path} is a directory, not a pack")
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -105,20 +124,25 @@ def main() -> None:
             "wait_s": {"type": "float", "default": 0.0},
             "progress_s": {"type": "float", "default": 0.0},
             "mark_collected": {"type": "bool", "default": False},
+            "remove_pack": {"type": "path"},
         },
         supports_check_mode=True,
     )
     from bench_py.run.state import StateError, StateStore
 
+    if module.params["remove_pack"] and not module.params["mark_collected"]:
+        module.fail_json(msg="remove_pack goes with mark_collected: a pack is removed once its run is collected")
     store = StateStore(module.params["state_dir"])
     changed = False
     try:
         if module.params["mark_collected"] and not module.check_mode:
             changed = store.mark_collected(module.params["run_id"])
+            if module.params["remove_pack"]:
+                changed = remove_file(module.params["remove_pack"]) or changed
         state = store.wait_for_change(
             module.params["run_id"], module.params["wait_s"], progress_s=module.params["progress_s"]
         )
-    except (StateError, ValueError) as error:  # ValueError: not a run id
+    except (StateError, ValueError, IsADirectoryError) as error:  # ValueError: not a run id
         module.fail_json(msg=str(error))
     module.exit_json(
         changed=changed,

@@ -78,6 +78,23 @@ def test_mark_collected_records_once_and_check_mode_records_nothing(ended_run):
     assert run_module(state_module, args)["changed"] is False
 
 
+def test_marking_collected_removes_the_pack_in_the_same_round_trip(ended_run, tmp_path):
+    state_dir, run_id = ended_run
+    pack = tmp_path / "pack.tar"
+    pack.write_bytes(b"tar")
+    args = {"state_dir": str(state_dir), "run_id": run_id, "mark_collected": True, "remove_pack": str(pack)}
+    assert run_module(state_module, args, check_mode=True)["changed"] is False and pack.exists()
+    assert run_module(state_module, args)["changed"] is True and not pack.exists()
+    assert StateStore(state_dir).load(run_id).changes.get("collected")
+    assert run_module(state_module, args)["changed"] is False  # marked, and no pack: nothing to do
+    pack.write_bytes(b"tar")  # a pack left from before: removing it alone is a change
+    assert run_module(state_module, args)["changed"] is True and not pack.exists()
+    pack.mkdir()
+    assert "is a directory" in fail_module(state_module, args)["msg"] and pack.is_dir()
+    without_mark = {"state_dir": str(state_dir), "run_id": run_id, "remove_pack": str(pack)}
+    assert "mark_collected" in fail_module(state_module, without_mark)["msg"]
+
+
 def test_wait_s_answers_as_soon_as_the_state_file_changes(tmp_path):
     store = StateStore(tmp_path)
     store.create("RUN-1")
