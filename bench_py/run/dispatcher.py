@@ -16,9 +16,8 @@ from typing import Any
 from bench_py.config.model import Config
 from bench_py.files import atomic_write_json
 from bench_py.processes import process_start
-from bench_py.run.phases.context import make_run_id
 from bench_py.run.space import is_disk_full
-from bench_py.run.state import HostLockedError, StateStore, boot_id, boot_marker
+from bench_py.run.state import HostLockedError, StateStore, boot_id, boot_marker, make_run_id
 
 
 class LaunchError(RuntimeError):

@@ -10,6 +10,7 @@ never sees half a state.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -23,6 +24,12 @@ from typing import Any, cast
 from bench_py.clock import now_iso
 from bench_py.files import atomic_write_json
 from bench_py.processes import group_alive, pid_alive
+
+
+def make_run_id(candidate: str, host: str, now: dt.datetime | None = None) -> str:
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+    clean_host = "".join(ch if ch.isalnum() else "-" for ch in host.split(".")[0]).upper()
+    return f"BENCHMARK-{candidate.upper()}-{clean_host}-{stamp}"
 
 
 class State(StrEnum):

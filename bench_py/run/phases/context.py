@@ -5,7 +5,6 @@ disk turned into an abort, and the co-tenant gate."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +21,6 @@ from bench_py.run.state import StateStore
 
 class PhaseFailed(RuntimeError):
     """The phase could not do its work; the run has been moved to the state that says so."""
-
-
-def make_run_id(candidate: str, host: str, now: dt.datetime | None = None) -> str:
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
-    clean_host = "".join(ch if ch.isalnum() else "-" for ch in host.split(".")[0]).upper()
-    return f"BENCHMARK-{candidate.upper()}-{clean_host}-{stamp}"
 
 
 class RunContext:

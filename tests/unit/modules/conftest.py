@@ -36,8 +36,8 @@ def ended_run_template(tmp_path_factory) -> tuple[Path, str]:
     from bench_py.files import atomic_write_json
     from bench_py.run import preflight
     from bench_py.run.phases import Run
-    from bench_py.run.phases.context import PhaseFailed, make_run_id
-    from bench_py.run.state import StateStore
+    from bench_py.run.phases.context import PhaseFailed
+    from bench_py.run.state import StateStore, make_run_id
 
     root = tmp_path_factory.mktemp("ended-run")
     config = load(config_overrides(root / "state"))
