@@ -142,7 +142,7 @@ def main() -> None:
         state = store.wait_for_change(
             module.params["run_id"], module.params["wait_s"], progress_s=module.params["progress_s"]
         )
-    except (StateError, ValueError, IsADirectoryError) as error:  # ValueError: not a run id
+    except (StateError, ValueError, OSError) as error:  # ValueError: not a run id; OSError: the pack
         module.fail_json(msg=str(error))
     module.exit_json(
         changed=changed,
