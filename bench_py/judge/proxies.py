@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -86,17 +85,8 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def loudness_lufs(path: Path) -> float | None:
-    """Integrated loudness by ffmpeg's EBU R128 meter (None for silence)."""
-    result = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", result.stderr)  # the summary's is the last one
-    return _lufs(found[-1]) if found else None
+    """Integrated loudness by ffmpeg's EBU R128 meter (None for silence or a file ffmpeg refuses)."""
+    return loudness_many([path])[0]
 
 
 def _lufs(found: str) -> float | None:
@@ -108,16 +98,18 @@ _SUMMARY = re.compile(r"\[Parsed_ebur128_(\d+) @ [^\]]*\] Summary:\s+Integrated 
 
 
 def loudness_many(paths: list[Path]) -> list[float | None]:
-    """:func:`loudness_lufs` of each take, the same figures, metered by one ffmpeg per batch rather
-    than one per take; a batch ffmpeg refuses (a broken take) is metered take by take."""
+    """:func:`loudness_lufs` of each take, metered by one ffmpeg per batch rather than one per take;
+    a batch ffmpeg refuses (a broken take) is metered take by take, so only the broken one is None."""
     found: list[float | None] = []
     for batch in ffmpeg.batches(paths):
         result = ffmpeg.per_input(batch, "ebur128", [["-f", "null", "-"]] * len(batch), loglevel="info")
         summaries = {int(index): value for index, value in _SUMMARY.findall(result.stderr)}
-        if result.returncode != 0 or sorted(summaries) != list(range(len(batch))):
+        if result.returncode == 0 and sorted(summaries) == list(range(len(batch))):
+            found += [_lufs(summaries[index]) for index in range(len(batch))]
+        elif len(batch) > 1:
             found += [loudness_lufs(path) for path in batch]
         else:
-            found += [_lufs(summaries[index]) for index in range(len(batch))]
+            found.append(None)
     return found
 
 
